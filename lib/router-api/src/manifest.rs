@@ -1,0 +1,117 @@
+//! Reading objects from YAML the way `kubectl apply -f` does: many documents
+//! per file, each identified by apiVersion and kind. Router kinds are
+//! validated against their CRD schema before they are typed, so a bad object
+//! is reported with the field that is wrong and never half-accepted.
+
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::Value;
+
+use crate::{
+    galactic::{self, VPC, VPCAttachment},
+    schema::{InvalidObject, SchemaValidator},
+    v1alpha1::{self, ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
+};
+
+/// An object this project understands.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Object {
+    Vpc(VPC),
+    VpcAttachment(VPCAttachment),
+    VpcService(VPCService),
+    VpcRoute(VPCRoute),
+    ServiceBinding(ServiceBinding),
+    VpcIngress(VPCIngress),
+    VpcEgress(VPCEgress),
+    Secret(Secret),
+    /// Any other kind (a Service, a Pod, ...): kept by name so callers can say they ignored it.
+    Other { api_version: String, kind: String, name: String },
+}
+
+/// Why a document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{origin}: not valid YAML: {message}")]
+    Yaml { origin: String, message: String },
+    #[error("{origin}: document {index}: {message}")]
+    Shape { origin: String, index: usize, message: String },
+    #[error("{origin}: {kind} {name}: {source}")]
+    Invalid {
+        origin: String,
+        kind: String,
+        name: String,
+        source: InvalidObject,
+    },
+}
+
+/// Parses every document of `text`; `origin` (a file name) prefixes errors.
+/// Empty documents are skipped. The first invalid document fails the whole
+/// text: a half-read file would be a configuration nobody wrote.
+pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> Result<Vec<Object>, ManifestError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(docs.len());
+    for (index, doc) in docs.into_iter().enumerate() {
+        if doc.is_null() {
+            continue;
+        }
+        out.push(parse_object(doc, origin, index, schemas)?);
+    }
+    Ok(out)
+}
+
+fn parse_object(doc: Value, origin: &str, index: usize, schemas: &SchemaValidator) -> Result<Object, ManifestError> {
+    let shape = |message: String| ManifestError::Shape {
+        origin: origin.to_owned(),
+        index,
+        message,
+    };
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| shape("apiVersion is missing".into()))?
+        .to_owned();
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| shape("kind is missing".into()))?
+        .to_owned();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| shape(format!("{kind}: metadata.name is missing")))?
+        .to_owned();
+    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+
+    if group == v1alpha1::GROUP && schemas.knows(&kind) {
+        schemas.validate(&kind, &doc).map_err(|source| ManifestError::Invalid {
+            origin: origin.to_owned(),
+            kind: kind.clone(),
+            name: name.clone(),
+            source,
+        })?;
+    }
+    let typed = |r: Result<Object, serde_json::Error>| r.map_err(|e| shape(format!("{kind} {name}: {e}")));
+    match (api_version.as_str(), kind.as_str()) {
+        (v, "VPC") if v == api(galactic::GROUP, galactic::VERSION) => typed(serde_json::from_value(doc).map(Object::Vpc)),
+        (v, "VPCAttachment") if v == api(galactic::GROUP, galactic::VERSION) => {
+            typed(serde_json::from_value(doc).map(Object::VpcAttachment))
+        }
+        (v, k) if v == api(v1alpha1::GROUP, v1alpha1::VERSION) => match k {
+            "VPCService" => typed(serde_json::from_value(doc).map(Object::VpcService)),
+            "VPCRoute" => typed(serde_json::from_value(doc).map(Object::VpcRoute)),
+            "ServiceBinding" => typed(serde_json::from_value(doc).map(Object::ServiceBinding)),
+            "VPCIngress" => typed(serde_json::from_value(doc).map(Object::VpcIngress)),
+            "VPCEgress" => typed(serde_json::from_value(doc).map(Object::VpcEgress)),
+            _ => Err(shape(format!("{api_version} has no kind {kind}"))),
+        },
+        ("v1", "Secret") => typed(serde_json::from_value(doc).map(Object::Secret)),
+        _ => Ok(Object::Other { api_version, kind, name }),
+    }
+}
+
+fn api(group: &str, version: &str) -> String {
+    format!("{group}/{version}")
+}

@@ -1,0 +1,76 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::LocalObjectReference;
+
+/// Outbound traffic from a VPC to outside services, for VPC clients that use the
+/// gateway as their HTTP proxy (plain requests and CONNECT). The first rule that
+/// matches decides; otherwise defaultAction does.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "router.datum.net",
+    version = "v1alpha1",
+    kind = "VPCEgress",
+    plural = "vpcegresses",
+    singular = "vpcegress",
+    shortname = "vegr",
+    namespaced,
+    status = "VPCEgressStatus",
+    category = "datum-router",
+    doc = "Rules for outbound traffic from a VPC to outside services.",
+    printcolumn = r#"{"name":"VPC","type":"string","jsonPath":".spec.vpcRef.name"}"#,
+    printcolumn = r#"{"name":"Default","type":"string","jsonPath":".spec.defaultAction"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Programmed","type":"string","jsonPath":".status.conditions[?(@.type==\"Programmed\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VPCEgressSpec {
+    pub vpc_ref: LocalObjectReference,
+    #[serde(default)]
+    pub default_action: EgressAction,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub rules: Vec<EgressRule>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum EgressAction {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EgressRule {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    pub to: EgressTarget,
+    /// Destination ports; empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(range(min = 1, max = 65535)))]
+    pub ports: Vec<i32>,
+    pub action: EgressAction,
+}
+
+/// Destinations by host name (exact or `*.` wildcard) or by CIDR.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new("size(self.hosts) + size(self.cidrs) > 0").message("at least one of hosts and cidrs is required"))]
+#[x_kube(validation = Rule::new("self.cidrs.all(c, isCIDR(c))").message("every entry of cidrs must be a CIDR such as 203.0.113.0/24").field_path(".cidrs"))]
+pub struct EgressTarget {
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")))]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 43)))]
+    pub cidrs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VPCEgressStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,35 @@
+//! Helpers shared by the workspace's integration tests.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_path_buf()
+}
+
+/// The project's `shared/` folder (design docs and fixtures), beside the
+/// checkout unless `ROUTER_SHARED_DIR` says otherwise. Tests that read it fail
+/// loudly when it is missing: the fixtures are promises, not optional extras.
+pub fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("ROUTER_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    assert!(
+        dir.join("fixtures").is_dir(),
+        "shared fixtures not found at {} (set ROUTER_SHARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every `*.yaml` file directly inside `dir`, sorted.
+pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
