@@ -25,7 +25,11 @@ pub enum Object {
     VpcEgress(VPCEgress),
     Secret(Secret),
     /// Any other kind (a Service, a Pod, ...): kept by name so callers can say they ignored it.
-    Other { api_version: String, kind: String, name: String },
+    Other {
+        api_version: String,
+        kind: String,
+        name: String,
+    },
 }
 
 /// Why a document could not be read.
@@ -34,7 +38,11 @@ pub enum ManifestError {
     #[error("{origin}: not valid YAML: {message}")]
     Yaml { origin: String, message: String },
     #[error("{origin}: document {index}: {message}")]
-    Shape { origin: String, index: usize, message: String },
+    Shape {
+        origin: String,
+        index: usize,
+        message: String,
+    },
     #[error("{origin}: {kind} {name}: {source}")]
     Invalid {
         origin: String,
@@ -47,7 +55,11 @@ pub enum ManifestError {
 /// Parses every document of `text`; `origin` (a file name) prefixes errors.
 /// Empty documents are skipped. The first invalid document fails the whole
 /// text: a half-read file would be a configuration nobody wrote.
-pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> Result<Vec<Object>, ManifestError> {
+pub fn parse_documents(
+    text: &str,
+    origin: &str,
+    schemas: &SchemaValidator,
+) -> Result<Vec<Object>, ManifestError> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
         origin: origin.to_owned(),
         message: e.to_string(),
@@ -62,7 +74,12 @@ pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> R
     Ok(out)
 }
 
-fn parse_object(doc: Value, origin: &str, index: usize, schemas: &SchemaValidator) -> Result<Object, ManifestError> {
+fn parse_object(
+    doc: Value,
+    origin: &str,
+    index: usize,
+    schemas: &SchemaValidator,
+) -> Result<Object, ManifestError> {
     let shape = |message: String| ManifestError::Shape {
         origin: origin.to_owned(),
         index,
@@ -86,16 +103,21 @@ fn parse_object(doc: Value, origin: &str, index: usize, schemas: &SchemaValidato
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
 
     if group == v1alpha1::GROUP && schemas.knows(&kind) {
-        schemas.validate(&kind, &doc).map_err(|source| ManifestError::Invalid {
-            origin: origin.to_owned(),
-            kind: kind.clone(),
-            name: name.clone(),
-            source,
-        })?;
+        schemas
+            .validate(&kind, &doc)
+            .map_err(|source| ManifestError::Invalid {
+                origin: origin.to_owned(),
+                kind: kind.clone(),
+                name: name.clone(),
+                source,
+            })?;
     }
-    let typed = |r: Result<Object, serde_json::Error>| r.map_err(|e| shape(format!("{kind} {name}: {e}")));
+    let typed =
+        |r: Result<Object, serde_json::Error>| r.map_err(|e| shape(format!("{kind} {name}: {e}")));
     match (api_version.as_str(), kind.as_str()) {
-        (v, "VPC") if v == api(galactic::GROUP, galactic::VERSION) => typed(serde_json::from_value(doc).map(Object::Vpc)),
+        (v, "VPC") if v == api(galactic::GROUP, galactic::VERSION) => {
+            typed(serde_json::from_value(doc).map(Object::Vpc))
+        }
         (v, "VPCAttachment") if v == api(galactic::GROUP, galactic::VERSION) => {
             typed(serde_json::from_value(doc).map(Object::VpcAttachment))
         }
@@ -108,7 +130,11 @@ fn parse_object(doc: Value, origin: &str, index: usize, schemas: &SchemaValidato
             _ => Err(shape(format!("{api_version} has no kind {kind}"))),
         },
         ("v1", "Secret") => typed(serde_json::from_value(doc).map(Object::Secret)),
-        _ => Ok(Object::Other { api_version, kind, name }),
+        _ => Ok(Object::Other {
+            api_version,
+            kind,
+            name,
+        }),
     }
 }
 

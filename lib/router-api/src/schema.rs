@@ -91,7 +91,13 @@ impl SchemaValidator {
                     crd: name.clone(),
                     message: e.to_string(),
                 })?;
-            kinds.insert(crd.spec.names.kind.clone(), KindSchema { openapi, structural });
+            kinds.insert(
+                crd.spec.names.kind.clone(),
+                KindSchema {
+                    openapi,
+                    structural,
+                },
+            );
         }
         Ok(Self {
             kinds,
@@ -121,14 +127,20 @@ impl SchemaValidator {
         // CEL rules assume a structurally valid object (the API server never
         // runs them otherwise), so they only run once the structure is right.
         if errors.is_empty()
-            && let Err(cel_errors) = self.cel.validate_with_defaults(&schema.openapi, object, None)
+            && let Err(cel_errors) = self
+                .cel
+                .validate_with_defaults(&schema.openapi, object, None)
         {
             errors.extend(cel_errors.into_iter().map(|e| FieldError {
                 field: e.field_path.clone(),
                 message: e.message.clone(),
             }));
         }
-        if errors.is_empty() { Ok(()) } else { Err(InvalidObject(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidObject(errors))
+        }
     }
 }
 
@@ -148,7 +160,11 @@ fn dotted(pointer: &str) -> String {
             out.push_str(&part);
         }
     }
-    if out.is_empty() { "<root>".to_owned() } else { out }
+    if out.is_empty() {
+        "<root>".to_owned()
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -157,7 +173,10 @@ mod tests {
 
     #[test]
     fn json_pointers_become_dotted_field_paths() {
-        assert_eq!(dotted("/spec/destinations/0/weight"), "spec.destinations[0].weight");
+        assert_eq!(
+            dotted("/spec/destinations/0/weight"),
+            "spec.destinations[0].weight"
+        );
         assert_eq!(dotted(""), "<root>");
     }
 }

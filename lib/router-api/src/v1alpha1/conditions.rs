@@ -6,7 +6,10 @@
 //! flips, so rewriting the same condition is a no-op and status writers can
 //! compare old and new lists to skip needless patches.
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::{Condition, Time}, jiff::Timestamp};
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
 
 /// Condition types used across the router kinds.
 pub mod condition_types {
@@ -89,7 +92,8 @@ pub trait Conditions {
 
     /// Whether the condition of `type_` is present with status True.
     fn is_true(&self, type_: &str) -> bool {
-        self.get(type_).is_some_and(|c| c.status == ConditionStatus::True.as_str())
+        self.get(type_)
+            .is_some_and(|c| c.status == ConditionStatus::True.as_str())
     }
 }
 
@@ -150,12 +154,40 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut conds: Vec<Condition> = Vec::new();
-        assert!(conds.set("Ready", ConditionStatus::False, "NoReadyEndpoints", "none", Some(1), at(10)));
-        assert!(!conds.set("Ready", ConditionStatus::False, "NoReadyEndpoints", "none", Some(1), at(20)));
+        assert!(conds.set(
+            "Ready",
+            ConditionStatus::False,
+            "NoReadyEndpoints",
+            "none",
+            Some(1),
+            at(10)
+        ));
+        assert!(!conds.set(
+            "Ready",
+            ConditionStatus::False,
+            "NoReadyEndpoints",
+            "none",
+            Some(1),
+            at(20)
+        ));
         assert_eq!(conds[0].last_transition_time, Time(at(10)));
-        assert!(conds.set("Ready", ConditionStatus::False, "NoReadyEndpoints", "still none", Some(2), at(30)));
+        assert!(conds.set(
+            "Ready",
+            ConditionStatus::False,
+            "NoReadyEndpoints",
+            "still none",
+            Some(2),
+            at(30)
+        ));
         assert_eq!(conds[0].last_transition_time, Time(at(10)));
-        assert!(conds.set("Ready", ConditionStatus::True, "EndpointsReady", "3 ready", Some(2), at(40)));
+        assert!(conds.set(
+            "Ready",
+            ConditionStatus::True,
+            "EndpointsReady",
+            "3 ready",
+            Some(2),
+            at(40)
+        ));
         assert_eq!(conds[0].last_transition_time, Time(at(40)));
         assert!(conds.is_true("Ready"));
         assert_eq!(conds.len(), 1);

@@ -61,7 +61,15 @@ pub struct EgressRule {
 #[x_kube(validation = Rule::new("self.cidrs.all(c, isCIDR(c))").message("every entry of cidrs must be a CIDR such as 203.0.113.0/24").field_path(".cidrs"))]
 pub struct EgressTarget {
     #[serde(default)]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")))]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 253),
+            regex(
+                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            )
+        )
+    )]
     pub hosts: Vec<String>,
     #[serde(default)]
     #[schemars(length(max = 64), inner(length(min = 1, max = 43)))]
