@@ -1,1 +1,23 @@
+//! The pure model of Datum Router's data plane.
+//!
+//! * [`route_table`]: VPCRoutes compiled into a [`RouteTable`] whose lookup
+//!   cost depends on the request, not on how many routes exist, with Gateway
+//!   API precedence.
+//! * [`conditions`]: the per-request checks of a match (method, headers,
+//!   query, gRPC).
+//! * [`balance`]: the destination split and endpoint selection strategies.
+//! * [`snapshot`]: one immutable, self-contained routing configuration built
+//!   from API objects; the gateway swaps whole snapshots atomically.
+//!
+//! Nothing here does I/O, so all of it is tested with plain unit tests.
 #![forbid(unsafe_code)]
+
+pub mod balance;
+pub mod conditions;
+pub mod endpoint;
+pub mod route_table;
+pub mod snapshot;
+
+pub use endpoint::{EndpointState, EndpointStore};
+pub use route_table::{RequestView, RouteTable, normalize_host};
+pub use snapshot::{RouteKey, ServiceKey, Snapshot, SnapshotReport};

@@ -1,0 +1,211 @@
+//! Choosing where a request goes: first a destination by weight
+//! ([`WeightedSplit`]), then an endpoint of that destination's service by the
+//! route's strategy ([`EndpointPicker`]).
+//!
+//! Endpoints that health checking marks unhealthy are skipped. If every
+//! endpoint is unhealthy the picker enters "panic mode" and picks among all of
+//! them anyway: a health checker that is wrong about everything must not turn
+//! into a total outage (Envoy's panic threshold, at 0%).
+
+mod maglev;
+mod split;
+
+use std::{
+    hash::{DefaultHasher, Hash, Hasher},
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+pub use maglev::Maglev;
+use rand::Rng;
+use router_api::v1alpha1::LoadBalancing;
+pub use split::WeightedSplit;
+
+use crate::EndpointState;
+
+/// What a strategy may look at besides the endpoints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PickContext {
+    pub source_ip: Option<IpAddr>,
+    /// Hash of the consistent-hash key (header, cookie or source IP), if any.
+    pub hash_key: Option<u64>,
+}
+
+/// Hashes a key for consistent hashing; stable within one process.
+pub fn hash_key(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Endpoint selection for one destination of one route.
+#[derive(Debug)]
+pub struct EndpointPicker {
+    strategy: LoadBalancing,
+    endpoints: Vec<Arc<EndpointState>>,
+    next: AtomicUsize,
+    maglev: Option<Maglev>,
+}
+
+impl EndpointPicker {
+    pub fn new(strategy: LoadBalancing, endpoints: Vec<Arc<EndpointState>>) -> Self {
+        let maglev = matches!(strategy, LoadBalancing::ConsistentHash | LoadBalancing::SourceIpHash)
+            .then(|| Maglev::new(&endpoints.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>()));
+        Self {
+            strategy,
+            endpoints,
+            next: AtomicUsize::new(0),
+            maglev,
+        }
+    }
+
+    /// The ready endpoints this picker chooses among.
+    pub fn endpoints(&self) -> &[Arc<EndpointState>] {
+        &self.endpoints
+    }
+
+    /// Picks an endpoint, or None when the service has no ready endpoint.
+    pub fn pick(&self, ctx: &PickContext) -> Option<&Arc<EndpointState>> {
+        let eps = &self.endpoints;
+        if eps.is_empty() {
+            return None;
+        }
+        let panic_mode = !eps.iter().any(|e| e.is_healthy());
+        let usable = |e: &EndpointState| panic_mode || e.is_healthy();
+        match self.strategy {
+            LoadBalancing::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e))
+            }
+            LoadBalancing::Random => {
+                let start = rand::rng().random_range(0..eps.len());
+                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e))
+            }
+            LoadBalancing::LeastConnections => eps.iter().filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
+            LoadBalancing::LeastRequest => {
+                // Power of two choices: two distinct random endpoints, the less loaded wins.
+                let mut rng = rand::rng();
+                let a = rng.random_range(0..eps.len());
+                let b = if eps.len() > 1 { (a + rng.random_range(1..eps.len())) % eps.len() } else { a };
+                let (a, b) = (&eps[a], &eps[b]);
+                match (usable(a), usable(b)) {
+                    (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
+                    (true, false) => Some(a),
+                    (false, true) => Some(b),
+                    (false, false) => eps.iter().filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
+                }
+            }
+            LoadBalancing::SourceIpHash | LoadBalancing::ConsistentHash => {
+                let key = match self.strategy {
+                    LoadBalancing::SourceIpHash => ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes())),
+                    _ => ctx.hash_key.or_else(|| ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes()))),
+                };
+                let table = self.maglev.as_ref().expect("built for hashing strategies");
+                match key {
+                    Some(key) => table.lookup_with(key, |i| usable(&eps[i])).map(|i| &eps[i]),
+                    None => eps.iter().find(|e| usable(e)),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, net::SocketAddr};
+
+    use super::*;
+
+    fn endpoints(n: usize) -> Vec<Arc<EndpointState>> {
+        (0..n)
+            .map(|i| Arc::new(EndpointState::new(SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16)))))
+            .collect()
+    }
+
+    fn counts(picker: &EndpointPicker, n: usize, ctx: impl Fn(usize) -> PickContext) -> HashMap<u16, usize> {
+        let mut c = HashMap::new();
+        for i in 0..n {
+            *c.entry(picker.pick(&ctx(i)).unwrap().addr.port()).or_default() += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn round_robin_visits_every_endpoint_in_turn() {
+        let p = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(3));
+        let order: Vec<u16> = (0..6).map(|_| p.pick(&PickContext::default()).unwrap().addr.port()).collect();
+        assert_eq!(order, [8000, 8001, 8002, 8000, 8001, 8002]);
+    }
+
+    #[test]
+    fn unhealthy_endpoints_are_skipped_until_all_are_unhealthy() {
+        let eps = endpoints(3);
+        eps[1].set_healthy(false);
+        let p = EndpointPicker::new(LoadBalancing::RoundRobin, eps.clone());
+        let c = counts(&p, 100, |_| PickContext::default());
+        assert!(!c.contains_key(&8001));
+        for e in &eps {
+            e.set_healthy(false);
+        }
+        assert!(p.pick(&PickContext::default()).is_some(), "panic mode still picks");
+    }
+
+    #[test]
+    fn least_connections_picks_the_idlest() {
+        let eps = endpoints(3);
+        let _a = eps[0].start_request();
+        let _b = eps[2].start_request();
+        let p = EndpointPicker::new(LoadBalancing::LeastConnections, eps);
+        assert_eq!(p.pick(&PickContext::default()).unwrap().addr.port(), 8001);
+    }
+
+    #[test]
+    fn least_request_avoids_a_loaded_endpoint() {
+        let eps = endpoints(2);
+        let _busy: Vec<_> = (0..10).map(|_| eps[0].start_request()).collect();
+        let p = EndpointPicker::new(LoadBalancing::LeastRequest, eps);
+        let c = counts(&p, 200, |_| PickContext::default());
+        // With two endpoints P2C compares both whenever it draws both: the busy one never wins.
+        assert_eq!(c.get(&8000), None);
+    }
+
+    #[test]
+    fn random_spreads_load() {
+        let p = EndpointPicker::new(LoadBalancing::Random, endpoints(4));
+        let c = counts(&p, 4000, |_| PickContext::default());
+        assert!(c.values().all(|&n| (800..1200).contains(&n)), "{c:?}");
+    }
+
+    #[test]
+    fn consistent_hash_is_sticky_per_key() {
+        let p = EndpointPicker::new(LoadBalancing::ConsistentHash, endpoints(5));
+        for key in 0..100u64 {
+            let ctx = PickContext {
+                hash_key: Some(hash_key(&key.to_be_bytes())),
+                ..Default::default()
+            };
+            let first = p.pick(&ctx).unwrap().addr;
+            assert!((0..5).all(|_| p.pick(&ctx).unwrap().addr == first));
+        }
+    }
+
+    #[test]
+    fn source_ip_hash_is_sticky_per_client() {
+        let p = EndpointPicker::new(LoadBalancing::SourceIpHash, endpoints(5));
+        let ctx = PickContext {
+            source_ip: Some("10.9.8.7".parse().unwrap()),
+            ..Default::default()
+        };
+        let first = p.pick(&ctx).unwrap().addr;
+        assert!((0..10).all(|_| p.pick(&ctx).unwrap().addr == first));
+    }
+
+    #[test]
+    fn no_endpoints_means_none() {
+        let p = EndpointPicker::new(LoadBalancing::RoundRobin, Vec::new());
+        assert!(p.pick(&PickContext::default()).is_none());
+    }
+}

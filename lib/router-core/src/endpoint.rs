@@ -1,0 +1,100 @@
+//! Endpoints as the data plane sees them: an address plus live counters that
+//! the balancers read. Endpoints are interned by address in an
+//! [`EndpointStore`] so that a new snapshot reuses the state (in-flight
+//! counts, health) of endpoints that were already known — a reload never
+//! makes a busy endpoint look idle.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+};
+
+/// Live state of one upstream endpoint, shared by every snapshot that uses it.
+#[derive(Debug)]
+pub struct EndpointState {
+    pub addr: SocketAddr,
+    in_flight: AtomicU32,
+    healthy: AtomicBool,
+}
+
+impl EndpointState {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            in_flight: AtomicU32::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Requests currently outstanding to this endpoint.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as outstanding until the guard drops.
+    pub fn start_request(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.clone())
+    }
+
+    /// Whether health checking (active or passive) currently allows traffic.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+}
+
+/// Decrements the in-flight count when the request is over (however it ends).
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<EndpointState>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Interns endpoints by address across snapshots.
+#[derive(Debug, Default)]
+pub struct EndpointStore {
+    known: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
+}
+
+impl EndpointStore {
+    /// The shared state for `addr`, created on first use.
+    pub fn get(&self, addr: SocketAddr) -> Arc<EndpointState> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = known.get(&addr).and_then(Weak::upgrade) {
+            return state;
+        }
+        // Forget endpoints no snapshot holds any more, so the map cannot grow without bound.
+        known.retain(|_, w| w.strong_count() > 0);
+        let state = Arc::new(EndpointState::new(addr));
+        known.insert(addr, Arc::downgrade(&state));
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_address_shares_state_across_snapshots() {
+        let store = EndpointStore::default();
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let a = store.get(addr);
+        let _guard = a.start_request();
+        let b = store.get(addr);
+        assert_eq!(b.in_flight(), 1);
+        drop(_guard);
+        assert_eq!(a.in_flight(), 0);
+    }
+}

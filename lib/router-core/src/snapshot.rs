@@ -1,0 +1,300 @@
+//! One immutable routing configuration, built from API objects.
+//!
+//! A snapshot is self-contained: routes point at their destinations' services
+//! and endpoint pickers directly, so a request resolves against exactly the
+//! snapshot it started with, however many reloads happen meanwhile. Building
+//! never fails as a whole — a route that cannot be compiled is left out and
+//! reported, and a destination that does not resolve keeps its weight as
+//! 500s — so one bad object never takes the others down.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use regex::Regex;
+use router_api::v1alpha1::{
+    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCRoute, VPCService,
+};
+
+use crate::{
+    EndpointState, EndpointStore,
+    balance::{EndpointPicker, WeightedSplit},
+    conditions::Conditions,
+    route_table::{CompiledRoute, PathMatch, RouteRule, RouteTable, RuleOrder},
+};
+
+/// namespace/name of a VPCService.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// namespace/name of a VPCRoute.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl fmt::Display for RouteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A VPCService as the data plane needs it.
+#[derive(Debug)]
+pub struct ServiceTarget {
+    pub key: ServiceKey,
+    pub protocol: ServiceProtocol,
+    pub tls: Option<UpstreamTls>,
+    /// Ready endpoints (interned: shared with other snapshots).
+    pub endpoints: Vec<Arc<EndpointState>>,
+    /// All endpoints the status lists, ready or not.
+    pub total_endpoints: usize,
+}
+
+/// Where one weighted share of a route goes.
+#[derive(Debug)]
+pub enum DestinationTarget {
+    Resolved { service: Arc<ServiceTarget>, picker: EndpointPicker },
+    /// The VPCService does not exist: this share is answered with 500.
+    Unresolved { service: ServiceKey },
+}
+
+/// Route timeouts, parsed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteTimeouts {
+    pub request: Option<Duration>,
+    pub per_try: Option<Duration>,
+    pub idle: Option<Duration>,
+    pub connect: Option<Duration>,
+}
+
+/// Everything a matched request needs from its route.
+#[derive(Debug)]
+pub struct RoutePolicy {
+    pub key: RouteKey,
+    pub request_headers: Option<router_api::v1alpha1::HeaderModifier>,
+    pub response_headers: Option<router_api::v1alpha1::HeaderModifier>,
+    pub url_rewrite: Option<router_api::v1alpha1::UrlRewrite>,
+    pub redirect: Option<Redirect>,
+    pub cors: Option<Cors>,
+    pub mirror: Option<(DestinationTarget, u32)>,
+    pub destinations: Vec<DestinationTarget>,
+    pub split: WeightedSplit,
+    pub hash_on: Option<HashOn>,
+    pub timeouts: RouteTimeouts,
+    pub retries: Option<RetryPolicy>,
+}
+
+/// Problems found while building, per object, for logs, `/config` and conditions.
+#[derive(Debug, Default, Clone)]
+pub struct SnapshotReport {
+    pub routes: BTreeMap<RouteKey, Vec<String>>,
+    pub services: BTreeMap<ServiceKey, Vec<String>>,
+}
+
+impl SnapshotReport {
+    pub fn is_clean(&self) -> bool {
+        self.routes.values().all(Vec::is_empty) && self.services.values().all(Vec::is_empty)
+    }
+}
+
+/// The whole routing configuration.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub routes: RouteTable<RoutePolicy>,
+    pub services: BTreeMap<ServiceKey, Arc<ServiceTarget>>,
+    pub route_count: usize,
+    pub report: SnapshotReport,
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Snapshot {
+    /// Builds a snapshot from VPCServices (whose `status.endpoints` say where
+    /// they are) and VPCRoutes. Endpoint state is interned in `store`.
+    pub fn build(services: &[VPCService], routes: &[VPCRoute], store: &EndpointStore) -> Snapshot {
+        let mut report = SnapshotReport::default();
+        let mut targets = BTreeMap::new();
+        for svc in services {
+            let (namespace, name) = key_of(&svc.metadata);
+            let key = ServiceKey { namespace, name };
+            let mut problems = Vec::new();
+            let status_endpoints = svc.status.as_ref().map(|s| s.endpoints.as_slice()).unwrap_or_default();
+            let mut endpoints = Vec::new();
+            for ep in status_endpoints.iter().filter(|e| e.ready) {
+                match (ep.address.parse::<IpAddr>(), u16::try_from(ep.port)) {
+                    (Ok(ip), Ok(port)) => endpoints.push(store.get(SocketAddr::new(ip, port))),
+                    _ => problems.push(format!("endpoint {}:{} is not an IP and port", ep.address, ep.port)),
+                }
+            }
+            report.services.insert(key.clone(), problems);
+            targets.insert(
+                key.clone(),
+                Arc::new(ServiceTarget {
+                    key,
+                    protocol: svc.spec.protocol,
+                    tls: svc.spec.tls.clone(),
+                    endpoints,
+                    total_endpoints: status_endpoints.len(),
+                }),
+            );
+        }
+
+        let mut compiled = Vec::with_capacity(routes.len());
+        for route in routes {
+            let (namespace, name) = key_of(&route.metadata);
+            let key = RouteKey { namespace, name };
+            let mut problems = Vec::new();
+            match compile_route(route, &key, &targets, &mut problems) {
+                Ok(c) => compiled.push(c),
+                Err(e) => problems.push(format!("not served: {e}")),
+            }
+            report.routes.insert(key, problems);
+        }
+        Snapshot {
+            route_count: compiled.len(),
+            routes: RouteTable::compile(compiled),
+            services: targets,
+            report,
+        }
+    }
+}
+
+fn destination(
+    namespace: &str,
+    r: &router_api::v1alpha1::NamespacedObjectReference,
+    lb: LoadBalancing,
+    targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
+    problems: &mut Vec<String>,
+) -> DestinationTarget {
+    let key = ServiceKey {
+        namespace: r.namespace_or(namespace).to_owned(),
+        name: r.name.clone(),
+    };
+    match targets.get(&key) {
+        Some(service) => DestinationTarget::Resolved {
+            picker: EndpointPicker::new(lb, service.endpoints.clone()),
+            service: service.clone(),
+        },
+        None => {
+            problems.push(format!("VPCService {key} not found; its share of traffic is answered with 500"));
+            DestinationTarget::Unresolved { service: key }
+        }
+    }
+}
+
+fn compile_route(
+    route: &VPCRoute,
+    key: &RouteKey,
+    targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
+    problems: &mut Vec<String>,
+) -> Result<CompiledRoute<RoutePolicy>, String> {
+    let spec = &route.spec;
+    let filters: RouteFilters = spec.filters.clone().unwrap_or_default();
+    let lb = spec.load_balancing;
+    let destinations: Vec<DestinationTarget> = spec
+        .destinations
+        .iter()
+        .map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, targets, problems))
+        .collect();
+    let weights: Vec<u32> = spec.destinations.iter().map(|d| u32::try_from(d.weight).unwrap_or(0)).collect();
+    let mirror = filters.mirror.as_ref().map(|m| {
+        (
+            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, targets, problems),
+            u32::try_from(m.percent).unwrap_or(0).min(100),
+        )
+    });
+    if filters.redirect.is_none() && weights.iter().all(|&w| w == 0) {
+        problems.push("every destination has weight 0: matching requests are answered with 500".to_owned());
+    }
+    let timeouts = spec.timeouts.as_ref().map_or_else(RouteTimeouts::default, |t| RouteTimeouts {
+        request: t.request.map(Into::into),
+        per_try: t.per_try.map(Into::into),
+        idle: t.idle.map(Into::into),
+        connect: t.connect.map(Into::into),
+    });
+    let policy = Arc::new(RoutePolicy {
+        key: key.clone(),
+        request_headers: filters.request_headers,
+        response_headers: filters.response_headers,
+        url_rewrite: filters.url_rewrite,
+        redirect: filters.redirect,
+        cors: filters.cors,
+        mirror,
+        destinations,
+        split: WeightedSplit::new(&weights),
+        hash_on: spec.hash_on.clone(),
+        timeouts,
+        retries: spec.retries.clone(),
+    });
+
+    let matches: Vec<RouteMatch> = match (&spec.r#match, spec.matches.is_empty()) {
+        (Some(m), _) => vec![m.clone()],
+        (None, false) => spec.matches.clone(),
+        (None, true) => vec![RouteMatch::default()],
+    };
+    let created = route.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second());
+    let mut rules = Vec::with_capacity(matches.len());
+    for (index, m) in matches.iter().enumerate() {
+        let (path, grpc_only) = path_of(m)?;
+        let conditions = Conditions::compile(&m.methods, &m.headers, &m.query_params, grpc_only)?;
+        rules.push(RouteRule {
+            order: RuleOrder {
+                no_methods: conditions.methods.is_empty(),
+                fewer_headers: std::cmp::Reverse(conditions.headers.len()),
+                fewer_query: std::cmp::Reverse(conditions.query.len()),
+                created,
+                namespace_name: (key.namespace.clone(), key.name.clone()),
+                match_index: index,
+            },
+            action: policy.clone(),
+            path,
+            conditions,
+        });
+    }
+    Ok(CompiledRoute {
+        hostnames: spec.hostnames.clone(),
+        rules,
+    })
+}
+
+/// The path condition of a match; a gRPC match is a path condition on /service/method.
+fn path_of(m: &RouteMatch) -> Result<(PathMatch, bool), String> {
+    if let Some(g) = &m.grpc {
+        let path = match (&g.service, &g.method) {
+            (Some(s), Some(me)) => PathMatch::Exact(format!("/{s}/{me}")),
+            (Some(s), None) => PathMatch::Prefix(format!("/{s}")),
+            (None, Some(me)) => PathMatch::Regex(Regex::new(&format!("^/[^/]+/{}$", regex::escape(me))).map_err(|e| e.to_string())?),
+            (None, None) => PathMatch::Prefix(String::new()),
+        };
+        return Ok((path, true));
+    }
+    let path = if let Some(p) = &m.path {
+        PathMatch::Exact(p.clone())
+    } else if let Some(re) = &m.path_regex {
+        PathMatch::Regex(Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("pathRegex: invalid regular expression: {e}"))?)
+    } else {
+        PathMatch::Prefix(m.path_prefix.as_deref().unwrap_or("/").trim_end_matches('/').to_owned())
+    };
+    Ok((path, false))
+}
+
