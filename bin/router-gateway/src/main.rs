@@ -1,1 +1,194 @@
-fn main() {}
+//! router-gateway: Datum Router's data plane.
+//!
+//! Standalone mode (`--config`) reads VPC, VPCAttachment, VPCService and
+//! VPCRoute YAML from a file or directory, resolves endpoints in-process and
+//! reloads on change. Cluster mode (watching the Kubernetes API) is not built
+//! yet and says so.
+
+mod demo;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use clap::Parser;
+use router_api::schema::SchemaValidator;
+use router_core::EndpointStore;
+use router_proxy::{
+    admin::{self, Admin, Health},
+    config::{SnapshotCell, watch_and_reload},
+    proxy::Gateway,
+    server::{self, ServerSettings},
+    telemetry::{AccessLog, AccessLogFormat, Metrics},
+    upstream::{UpstreamSettings, Upstreams},
+};
+use tokio::net::TcpListener;
+
+/// Datum Router gateway: proxies HTTP/1.1, HTTP/2 and gRPC to services in Galactic VPCs.
+///
+/// With --config it runs standalone from YAML files (the same objects you would
+/// `kubectl apply`). Without --config it would watch the Kubernetes API; that
+/// mode is not implemented yet and exits with status 2.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// A YAML file or a directory of YAML files (VPC, VPCAttachment, VPCService, VPCRoute, ...); reloaded on change.
+    #[arg(long, env = "ROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data listener (HTTP/1.1 and h2c with prior knowledge).
+    #[arg(long, env = "ROUTER_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Admin listener: /metrics, /healthz, /readyz, /config.
+    #[arg(long, env = "ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    admin_addr: SocketAddr,
+    /// Access log on stdout: json, common or off.
+    #[arg(long, env = "ROUTER_ACCESS_LOG", default_value = "json")]
+    access_log: AccessLogFormat,
+    /// Diagnostic log format on stderr: text or json.
+    #[arg(long, env = "ROUTER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Upstream connect timeout in milliseconds.
+    #[arg(long, env = "ROUTER_CONNECT_TIMEOUT_MS", default_value_t = 5000)]
+    connect_timeout_ms: u64,
+    /// Idle upstream connections kept per endpoint.
+    #[arg(long, env = "ROUTER_MAX_IDLE_PER_ENDPOINT", default_value_t = 1024)]
+    max_idle_per_endpoint: usize,
+    /// Seconds a client has to send a complete request head.
+    #[arg(long, env = "ROUTER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Most headers in a request; more is answered 431.
+    #[arg(long, env = "ROUTER_MAX_HEADERS", default_value_t = 100)]
+    max_headers: usize,
+    /// Largest request head in bytes.
+    #[arg(long, env = "ROUTER_MAX_HEADER_BYTES", default_value_t = 65536)]
+    max_header_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, env = "ROUTER_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    max_concurrent_streams: u32,
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "ROUTER_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    drain_timeout_secs: u64,
+    /// Demo only: start a tiny HTTP backend on every loopback endpoint of the configuration.
+    #[arg(long)]
+    demo_backends: bool,
+}
+
+fn init_logging(format: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let Some(config) = args.config.clone() else {
+        eprintln!(
+            "router-gateway: cluster mode (watching the Kubernetes API) is not implemented yet; run with --config <file-or-dir>"
+        );
+        return ExitCode::from(2);
+    };
+    match run(args, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "router-gateway failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+    let schemas = Arc::new(SchemaValidator::for_router_kinds()?);
+    let store = Arc::new(EndpointStore::default());
+    let cell = Arc::new(SnapshotCell::default());
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+
+    // The first load must succeed: there is no last good configuration to fall back to.
+    if !router_proxy::config::reload_once(&config, &schemas, &store, &cell, &metrics) {
+        return Err(format!("{}: no valid configuration to start with", config.display()).into());
+    }
+    if args.demo_backends {
+        demo::start_backends(&cell.load()).await?;
+    }
+    tokio::spawn({
+        let (config, schemas, store, cell, metrics) = (
+            config.clone(),
+            schemas.clone(),
+            store.clone(),
+            cell.clone(),
+            metrics.clone(),
+        );
+        async move {
+            if let Err(e) = watch_and_reload(config, schemas, store, cell, metrics).await {
+                tracing::error!(error = %e, "cannot watch the configuration; changes will not be reloaded");
+            }
+        }
+    });
+
+    let admin_listener = TcpListener::bind(args.admin_addr)
+        .await
+        .map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listener {}: {e}", args.listen))?;
+    tracing::info!(listen = %args.listen, admin = %args.admin_addr, "router-gateway serving");
+    tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::new(Admin {
+            cell: cell.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }),
+    ));
+
+    let gateway = Arc::new(Gateway {
+        cell,
+        upstreams: Upstreams::new(UpstreamSettings {
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+            max_idle_per_endpoint: args.max_idle_per_endpoint,
+            ..Default::default()
+        }),
+        metrics,
+        access_log: AccessLog::new(args.access_log),
+        scheme: "http",
+    });
+    let settings = ServerSettings {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        max_headers: args.max_headers,
+        max_header_bytes: args.max_header_bytes,
+        max_concurrent_streams: args.max_concurrent_streams,
+        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+    };
+    server::serve(listener, gateway, settings, async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: not ready, draining");
+        health.start_draining();
+    })
+    .await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -4,7 +4,10 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
-use router_api::v1alpha1::{Destination, HeaderMatch, MatchType, NamespacedObjectReference, RouteMatch, VPCRoute, VPCRouteSpec};
+use router_api::v1alpha1::{
+    Destination, HeaderMatch, MatchType, NamespacedObjectReference, RouteMatch, VPCRoute,
+    VPCRouteSpec,
+};
 use router_core::{EndpointStore, RequestView, Snapshot};
 
 /// n routes spread over n/10 hostnames, each with its own path prefix and a header match on every other one.
@@ -59,8 +62,13 @@ fn lookup(c: &mut Criterion) {
             method: &Method::GET,
             headers: &headers,
         };
-        assert!(snapshot.routes.lookup(&req).is_some(), "benchmark request must match");
-        group.bench_with_input(BenchmarkId::from_parameter(n), &req, |b, req| b.iter(|| snapshot.routes.lookup(std::hint::black_box(req))));
+        assert!(
+            snapshot.routes.lookup(&req).is_some(),
+            "benchmark request must match"
+        );
+        group.bench_with_input(BenchmarkId::from_parameter(n), &req, |b, req| {
+            b.iter(|| snapshot.routes.lookup(std::hint::black_box(req)))
+        });
     }
     group.finish();
 }

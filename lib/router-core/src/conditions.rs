@@ -20,7 +20,10 @@ impl ValueMatch {
             MatchType::Exact => Self::Exact(value.unwrap_or_default().to_owned()),
             MatchType::RegularExpression => {
                 let re = value.unwrap_or_default();
-                Self::Regex(Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{what}: invalid regular expression: {e}"))?)
+                Self::Regex(
+                    Regex::new(&format!("^(?:{re})$"))
+                        .map_err(|e| format!("{what}: invalid regular expression: {e}"))?,
+                )
             }
         })
     }
@@ -55,16 +58,39 @@ impl Conditions {
         let headers = headers
             .iter()
             .map(|h| {
-                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("header name {:?} is invalid", h.name))?;
-                Ok((name, ValueMatch::compile(h.type_, h.value.as_deref(), &format!("header {}", h.name))?))
+                let name = HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| format!("header name {:?} is invalid", h.name))?;
+                Ok((
+                    name,
+                    ValueMatch::compile(
+                        h.type_,
+                        h.value.as_deref(),
+                        &format!("header {}", h.name),
+                    )?,
+                ))
             })
             .collect::<Result<_, String>>()?;
         let query = query
             .iter()
-            .map(|q| Ok((q.name.clone(), ValueMatch::compile(q.type_, q.value.as_deref(), &format!("query parameter {}", q.name))?)))
+            .map(|q| {
+                Ok((
+                    q.name.clone(),
+                    ValueMatch::compile(
+                        q.type_,
+                        q.value.as_deref(),
+                        &format!("query parameter {}", q.name),
+                    )?,
+                ))
+            })
             .collect::<Result<_, String>>()?;
         Ok(Self {
-            methods: methods.iter().map(|m| Method::from_bytes(m.as_str().as_bytes()).expect("static method names are valid")).collect(),
+            methods: methods
+                .iter()
+                .map(|m| {
+                    Method::from_bytes(m.as_str().as_bytes())
+                        .expect("static method names are valid")
+                })
+                .collect(),
             headers,
             query,
             grpc_only,
@@ -85,7 +111,11 @@ impl Conditions {
         }
         for (name, want) in &self.headers {
             // A repeated header matches when any of its values does.
-            if !headers.get_all(name).iter().any(|v| want.matches(v.as_bytes())) {
+            if !headers
+                .get_all(name)
+                .iter()
+                .any(|v| want.matches(v.as_bytes()))
+            {
                 return false;
             }
         }
@@ -141,15 +171,27 @@ mod tests {
         h.insert("x-user", HeaderValue::from_static("u42"));
         assert!(c.matches(&Method::GET, &h, Some("a=1&version=2")));
         assert!(!c.matches(&Method::POST, &h, Some("version=2")), "method");
-        assert!(!c.matches(&Method::GET, &h, Some("version=3")), "query value");
+        assert!(
+            !c.matches(&Method::GET, &h, Some("version=3")),
+            "query value"
+        );
         assert!(!c.matches(&Method::GET, &h, None), "query missing");
         h.insert("x-user", HeaderValue::from_static("u42x"));
-        assert!(!c.matches(&Method::GET, &h, Some("version=2")), "regex is anchored");
+        assert!(
+            !c.matches(&Method::GET, &h, Some("version=2")),
+            "regex is anchored"
+        );
     }
 
     #[test]
     fn header_names_are_case_insensitive_and_present_ignores_value() {
-        let c = Conditions::compile(&[], &[header("X-Debug", None, MatchType::Present)], &[], false).unwrap();
+        let c = Conditions::compile(
+            &[],
+            &[header("X-Debug", None, MatchType::Present)],
+            &[],
+            false,
+        )
+        .unwrap();
         let mut h = HeaderMap::new();
         assert!(!c.matches(&Method::GET, &h, None));
         h.insert("x-debug", HeaderValue::from_static(""));
@@ -161,13 +203,25 @@ mod tests {
         let c = Conditions::compile(&[], &[], &[], true).unwrap();
         let mut h = HeaderMap::new();
         assert!(!c.matches(&Method::POST, &h, None));
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(c.matches(&Method::POST, &h, None));
     }
 
     #[test]
     fn invalid_regex_is_an_error_naming_the_header() {
-        let err = Conditions::compile(&[], &[header("x-a", Some("("), MatchType::RegularExpression)], &[], false).unwrap_err();
-        assert!(err.starts_with("header x-a: invalid regular expression"), "{err}");
+        let err = Conditions::compile(
+            &[],
+            &[header("x-a", Some("("), MatchType::RegularExpression)],
+            &[],
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("header x-a: invalid regular expression"),
+            "{err}"
+        );
     }
 }

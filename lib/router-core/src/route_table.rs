@@ -86,7 +86,10 @@ pub fn normalize_host(authority: &str) -> String {
         // [v6]:port
         rest.split(']').next().unwrap_or(rest)
     } else {
-        authority.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(authority, |(h, _)| h)
+        authority
+            .rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(authority, |(h, _)| h)
     };
     host.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -163,7 +166,11 @@ impl<A> Bucket<A> {
 
     fn lookup(&self, req: &RequestView<'_>) -> Option<&Arc<RouteRule<A>>> {
         let ok = |r: &&Arc<RouteRule<A>>| r.conditions.matches(req.method, req.headers, req.query);
-        if let Some(r) = self.exact.get(req.path).and_then(|rules| rules.iter().find(ok)) {
+        if let Some(r) = self
+            .exact
+            .get(req.path)
+            .and_then(|rules| rules.iter().find(ok))
+        {
             return Some(r);
         }
         if let Some(r) = self
@@ -253,7 +260,13 @@ mod tests {
     use super::*;
 
     /// A test route: (name, hostnames, path, methods, header count, created).
-    fn rule(name: &str, path: PathMatch, conditions: Conditions, created: i64, index: usize) -> RouteRule<String> {
+    fn rule(
+        name: &str,
+        path: PathMatch,
+        conditions: Conditions,
+        created: i64,
+        index: usize,
+    ) -> RouteRule<String> {
         RouteRule {
             action: Arc::new(name.to_owned()),
             order: RuleOrder {
@@ -284,8 +297,16 @@ mod tests {
         find_with(t, host, path, &Method::GET, &HeaderMap::new())
     }
 
-    fn find_with<'a>(t: &'a RouteTable<String>, host: &str, path: &str, method: &Method, headers: &HeaderMap) -> Option<&'a str> {
-        let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+    fn find_with<'a>(
+        t: &'a RouteTable<String>,
+        host: &str,
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<&'a str> {
+        let (path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
         t.lookup(&RequestView {
             host,
             path,
@@ -298,7 +319,11 @@ mod tests {
 
     #[test]
     fn prefixes_match_whole_segments_longest_first() {
-        let t = RouteTable::compile(vec![route("root", &[], prefix("/")), route("api", &[], prefix("/api")), route("v1", &[], prefix("/api/v1/"))]);
+        let t = RouteTable::compile(vec![
+            route("root", &[], prefix("/")),
+            route("api", &[], prefix("/api")),
+            route("v1", &[], prefix("/api/v1/")),
+        ]);
         assert_eq!(find(&t, "x", "/api"), Some("api"));
         assert_eq!(find(&t, "x", "/api/"), Some("api"));
         assert_eq!(find(&t, "x", "/api/x"), Some("api"));
@@ -311,7 +336,11 @@ mod tests {
     fn exact_beats_regex_beats_prefix() {
         let t = RouteTable::compile(vec![
             route("prefix", &[], prefix("/users")),
-            route("regex", &[], PathMatch::Regex(Regex::new("^(?:/users/[0-9]+)$").unwrap())),
+            route(
+                "regex",
+                &[],
+                PathMatch::Regex(Regex::new("^(?:/users/[0-9]+)$").unwrap()),
+            ),
             route("exact", &[], PathMatch::Exact("/users/42".into())),
         ]);
         assert_eq!(find(&t, "x", "/users/42"), Some("exact"));
@@ -330,15 +359,26 @@ mod tests {
         ]);
         assert_eq!(find(&t, "api.example.com", "/"), Some("exact"));
         assert_eq!(find(&t, "web.example.com", "/"), Some("wild"));
-        assert_eq!(find(&t, "a.b.example.com", "/"), Some("wild"), "wildcards cover several labels");
+        assert_eq!(
+            find(&t, "a.b.example.com", "/"),
+            Some("wild"),
+            "wildcards cover several labels"
+        );
         assert_eq!(find(&t, "x.eu.example.com", "/"), Some("deeper"));
-        assert_eq!(find(&t, "example.com", "/"), Some("any"), "*.example.com does not match the bare domain");
+        assert_eq!(
+            find(&t, "example.com", "/"),
+            Some("any"),
+            "*.example.com does not match the bare domain"
+        );
         assert_eq!(find(&t, "other.org", "/"), Some("any"));
     }
 
     #[test]
     fn a_specific_host_still_sees_less_specific_routes_for_other_paths() {
-        let t = RouteTable::compile(vec![route("exact-api", &["api.example.com"], prefix("/api")), route("wild", &["*.example.com"], prefix("/"))]);
+        let t = RouteTable::compile(vec![
+            route("exact-api", &["api.example.com"], prefix("/api")),
+            route("wild", &["*.example.com"], prefix("/")),
+        ]);
         assert_eq!(find(&t, "api.example.com", "/api/x"), Some("exact-api"));
         assert_eq!(find(&t, "api.example.com", "/static"), Some("wild"));
     }
@@ -354,18 +394,53 @@ mod tests {
         let rules = vec![
             rule("plain-new", prefix("/"), Conditions::default(), 20, 0),
             rule("plain-old", prefix("/"), Conditions::default(), 10, 0),
-            rule("get", prefix("/"), Conditions::compile(&[HttpMethod::Get], &[], &[], false).unwrap(), 30, 0),
-            rule("two-headers", prefix("/"), Conditions::compile(&[], &[h("a"), h("b")], &[], false).unwrap(), 30, 0),
-            rule("one-header", prefix("/"), Conditions::compile(&[], &[h("a")], &[], false).unwrap(), 30, 0),
+            rule(
+                "get",
+                prefix("/"),
+                Conditions::compile(&[HttpMethod::Get], &[], &[], false).unwrap(),
+                30,
+                0,
+            ),
+            rule(
+                "two-headers",
+                prefix("/"),
+                Conditions::compile(&[], &[h("a"), h("b")], &[], false).unwrap(),
+                30,
+                0,
+            ),
+            rule(
+                "one-header",
+                prefix("/"),
+                Conditions::compile(&[], &[h("a")], &[], false).unwrap(),
+                30,
+                0,
+            ),
         ];
-        let t = RouteTable::compile(rules.into_iter().map(|r| CompiledRoute { hostnames: vec![], rules: vec![r] }).collect());
+        let t = RouteTable::compile(
+            rules
+                .into_iter()
+                .map(|r| CompiledRoute {
+                    hostnames: vec![],
+                    rules: vec![r],
+                })
+                .collect(),
+        );
         let mut hm = HeaderMap::new();
         assert_eq!(find_with(&t, "x", "/", &Method::GET, &hm), Some("get"));
-        assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("plain-old"));
+        assert_eq!(
+            find_with(&t, "x", "/", &Method::POST, &hm),
+            Some("plain-old")
+        );
         hm.insert("a", "1".parse().unwrap());
-        assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("one-header"));
+        assert_eq!(
+            find_with(&t, "x", "/", &Method::POST, &hm),
+            Some("one-header")
+        );
         hm.insert("b", "1".parse().unwrap());
-        assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("two-headers"));
+        assert_eq!(
+            find_with(&t, "x", "/", &Method::POST, &hm),
+            Some("two-headers")
+        );
     }
 
     #[test]

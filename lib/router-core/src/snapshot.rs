@@ -17,7 +17,8 @@ use std::{
 
 use regex::Regex;
 use router_api::v1alpha1::{
-    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCRoute, VPCService,
+    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol,
+    UpstreamTls, VPCRoute, VPCService,
 };
 
 use crate::{
@@ -68,7 +69,10 @@ pub struct ServiceTarget {
 /// Where one weighted share of a route goes.
 #[derive(Debug)]
 pub enum DestinationTarget {
-    Resolved { service: Arc<ServiceTarget>, picker: EndpointPicker },
+    Resolved {
+        service: Arc<ServiceTarget>,
+        picker: EndpointPicker,
+    },
     /// The VPCService does not exist: this share is answered with 500.
     Unresolved { service: ServiceKey },
 }
@@ -123,7 +127,9 @@ pub struct Snapshot {
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
     (
-        meta.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
         meta.name.clone().unwrap_or_default(),
     )
 }
@@ -138,12 +144,19 @@ impl Snapshot {
             let (namespace, name) = key_of(&svc.metadata);
             let key = ServiceKey { namespace, name };
             let mut problems = Vec::new();
-            let status_endpoints = svc.status.as_ref().map(|s| s.endpoints.as_slice()).unwrap_or_default();
+            let status_endpoints = svc
+                .status
+                .as_ref()
+                .map(|s| s.endpoints.as_slice())
+                .unwrap_or_default();
             let mut endpoints = Vec::new();
             for ep in status_endpoints.iter().filter(|e| e.ready) {
                 match (ep.address.parse::<IpAddr>(), u16::try_from(ep.port)) {
                     (Ok(ip), Ok(port)) => endpoints.push(store.get(SocketAddr::new(ip, port))),
-                    _ => problems.push(format!("endpoint {}:{} is not an IP and port", ep.address, ep.port)),
+                    _ => problems.push(format!(
+                        "endpoint {}:{} is not an IP and port",
+                        ep.address, ep.port
+                    )),
                 }
             }
             report.services.insert(key.clone(), problems);
@@ -196,7 +209,9 @@ fn destination(
             service: service.clone(),
         },
         None => {
-            problems.push(format!("VPCService {key} not found; its share of traffic is answered with 500"));
+            problems.push(format!(
+                "VPCService {key} not found; its share of traffic is answered with 500"
+            ));
             DestinationTarget::Unresolved { service: key }
         }
     }
@@ -216,22 +231,37 @@ fn compile_route(
         .iter()
         .map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, targets, problems))
         .collect();
-    let weights: Vec<u32> = spec.destinations.iter().map(|d| u32::try_from(d.weight).unwrap_or(0)).collect();
+    let weights: Vec<u32> = spec
+        .destinations
+        .iter()
+        .map(|d| u32::try_from(d.weight).unwrap_or(0))
+        .collect();
     let mirror = filters.mirror.as_ref().map(|m| {
         (
-            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, targets, problems),
+            destination(
+                &key.namespace,
+                &m.vpc_service_ref,
+                LoadBalancing::RoundRobin,
+                targets,
+                problems,
+            ),
             u32::try_from(m.percent).unwrap_or(0).min(100),
         )
     });
     if filters.redirect.is_none() && weights.iter().all(|&w| w == 0) {
-        problems.push("every destination has weight 0: matching requests are answered with 500".to_owned());
+        problems.push(
+            "every destination has weight 0: matching requests are answered with 500".to_owned(),
+        );
     }
-    let timeouts = spec.timeouts.as_ref().map_or_else(RouteTimeouts::default, |t| RouteTimeouts {
-        request: t.request.map(Into::into),
-        per_try: t.per_try.map(Into::into),
-        idle: t.idle.map(Into::into),
-        connect: t.connect.map(Into::into),
-    });
+    let timeouts = spec
+        .timeouts
+        .as_ref()
+        .map_or_else(RouteTimeouts::default, |t| RouteTimeouts {
+            request: t.request.map(Into::into),
+            per_try: t.per_try.map(Into::into),
+            idle: t.idle.map(Into::into),
+            connect: t.connect.map(Into::into),
+        });
     let policy = Arc::new(RoutePolicy {
         key: key.clone(),
         request_headers: filters.request_headers,
@@ -252,7 +282,11 @@ fn compile_route(
         (None, false) => spec.matches.clone(),
         (None, true) => vec![RouteMatch::default()],
     };
-    let created = route.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second());
+    let created = route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(i64::MAX, |t| t.0.as_second());
     let mut rules = Vec::with_capacity(matches.len());
     for (index, m) in matches.iter().enumerate() {
         let (path, grpc_only) = path_of(m)?;
@@ -283,7 +317,10 @@ fn path_of(m: &RouteMatch) -> Result<(PathMatch, bool), String> {
         let path = match (&g.service, &g.method) {
             (Some(s), Some(me)) => PathMatch::Exact(format!("/{s}/{me}")),
             (Some(s), None) => PathMatch::Prefix(format!("/{s}")),
-            (None, Some(me)) => PathMatch::Regex(Regex::new(&format!("^/[^/]+/{}$", regex::escape(me))).map_err(|e| e.to_string())?),
+            (None, Some(me)) => PathMatch::Regex(
+                Regex::new(&format!("^/[^/]+/{}$", regex::escape(me)))
+                    .map_err(|e| e.to_string())?,
+            ),
             (None, None) => PathMatch::Prefix(String::new()),
         };
         return Ok((path, true));
@@ -291,10 +328,18 @@ fn path_of(m: &RouteMatch) -> Result<(PathMatch, bool), String> {
     let path = if let Some(p) = &m.path {
         PathMatch::Exact(p.clone())
     } else if let Some(re) = &m.path_regex {
-        PathMatch::Regex(Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("pathRegex: invalid regular expression: {e}"))?)
+        PathMatch::Regex(
+            Regex::new(&format!("^(?:{re})$"))
+                .map_err(|e| format!("pathRegex: invalid regular expression: {e}"))?,
+        )
     } else {
-        PathMatch::Prefix(m.path_prefix.as_deref().unwrap_or("/").trim_end_matches('/').to_owned())
+        PathMatch::Prefix(
+            m.path_prefix
+                .as_deref()
+                .unwrap_or("/")
+                .trim_end_matches('/')
+                .to_owned(),
+        )
     };
     Ok((path, false))
 }
-

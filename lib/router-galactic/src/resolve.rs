@@ -31,7 +31,10 @@ pub enum ResolveProblem {
     #[error("the selected attachments belong to different VPCs ({0}); endpoints from all are used")]
     MixedVpcs(String),
     #[error("VPCAttachment {attachment} has no {family:?} address")]
-    NoAddressOfFamily { attachment: String, family: AddressFamily },
+    NoAddressOfFamily {
+        attachment: String,
+        family: AddressFamily,
+    },
 }
 
 /// What a VPCService resolves to.
@@ -52,12 +55,20 @@ impl Resolution {
 
 /// Resolves `service` against every known attachment and VPC (any namespace;
 /// only the service's own namespace is considered).
-pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vpcs: &[VPC]) -> Resolution {
+pub fn resolve_endpoints(
+    service: &VPCService,
+    attachments: &[VPCAttachment],
+    vpcs: &[VPC],
+) -> Resolution {
     let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-    let in_namespace = |a: &&VPCAttachment| a.metadata.namespace.as_deref().unwrap_or("default") == namespace;
+    let in_namespace =
+        |a: &&VPCAttachment| a.metadata.namespace.as_deref().unwrap_or("default") == namespace;
     let mut out = Resolution::default();
 
-    let selected: Vec<&VPCAttachment> = match (&service.spec.vpc_attachment_ref, &service.spec.vpc_attachment_selector) {
+    let selected: Vec<&VPCAttachment> = match (
+        &service.spec.vpc_attachment_ref,
+        &service.spec.vpc_attachment_selector,
+    ) {
         (Some(r), _) => {
             let found: Vec<_> = attachments
                 .iter()
@@ -65,7 +76,8 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
                 .filter(|a| a.metadata.name.as_deref() == Some(r.name.as_str()))
                 .collect();
             if found.is_empty() {
-                out.problems.push(ResolveProblem::AttachmentNotFound(r.name.clone()));
+                out.problems
+                    .push(ResolveProblem::AttachmentNotFound(r.name.clone()));
             }
             found
         }
@@ -95,9 +107,10 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
         let att_name = att.metadata.name.clone().unwrap_or_default();
         let vpc_name = att.spec.vpc.name.clone().unwrap_or_default();
         let vpc_ns = att.vpc_namespace(namespace);
-        let vpc = vpcs
-            .iter()
-            .find(|v| v.metadata.name.as_deref() == Some(vpc_name.as_str()) && v.metadata.namespace.as_deref().unwrap_or("default") == vpc_ns);
+        let vpc = vpcs.iter().find(|v| {
+            v.metadata.name.as_deref() == Some(vpc_name.as_str())
+                && v.metadata.namespace.as_deref().unwrap_or("default") == vpc_ns
+        });
         let vpc_ready = match vpc {
             Some(v) => v.is_ready(),
             None => {
@@ -150,13 +163,15 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
         }
     }
     if vpc_names.len() > 1 {
-        out.problems.push(ResolveProblem::MixedVpcs(vpc_names.join(", ")));
+        out.problems
+            .push(ResolveProblem::MixedVpcs(vpc_names.join(", ")));
     }
     out.endpoints.sort_by_key(|e| {
         let ip: Option<IpAddr> = e.address.parse().ok();
         (!ip.is_some_and(|ip| ip.is_ipv6()), ip, e.port)
     });
-    out.endpoints.dedup_by(|a, b| a.address == b.address && a.port == b.port);
+    out.endpoints
+        .dedup_by(|a, b| a.address == b.address && a.port == b.port);
     out
 }
 
@@ -172,16 +187,25 @@ fn family_allows(family: AddressFamily, ip: IpAddr) -> bool {
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::LabelSelector};
+    use k8s_openapi::{
+        api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::LabelSelector,
+    };
     use router_api::{
-        galactic::{AttachmentInterface, VPCAttachmentSpec, VPCAttachmentStatus, VPCSpec, VPCStatus},
+        galactic::{
+            AttachmentInterface, VPCAttachmentSpec, VPCAttachmentStatus, VPCSpec, VPCStatus,
+        },
         v1alpha1::{LocalObjectReference, VPCServiceSpec},
     };
 
     use super::*;
 
     fn vpc(name: &str, ready: bool) -> VPC {
-        let mut v = VPC::new(name, VPCSpec { networks: vec!["10.0.0.0/8".into()] });
+        let mut v = VPC::new(
+            name,
+            VPCSpec {
+                networks: vec!["10.0.0.0/8".into()],
+            },
+        );
         v.metadata.namespace = Some("default".into());
         v.status = Some(VPCStatus {
             identifier: Some("0a1b2c3d4e5f".into()),
@@ -190,7 +214,13 @@ mod tests {
         v
     }
 
-    fn attachment(name: &str, vpc: &str, addresses: &[&str], ready: bool, app: &str) -> VPCAttachment {
+    fn attachment(
+        name: &str,
+        vpc: &str,
+        addresses: &[&str],
+        ready: bool,
+        app: &str,
+    ) -> VPCAttachment {
         let mut a = VPCAttachment::new(
             name,
             VPCAttachmentSpec {
@@ -233,18 +263,37 @@ mod tests {
     fn dual_stack_lists_ipv6_first_on_the_service_port() {
         let r = resolve_endpoints(
             &by_ref("a", AddressFamily::DualStack),
-            &[attachment("a", "v", &["10.1.1.1/24", "2001:10:1:1::1/64"], true, "x")],
+            &[attachment(
+                "a",
+                "v",
+                &["10.1.1.1/24", "2001:10:1:1::1/64"],
+                true,
+                "x",
+            )],
             &[vpc("v", true)],
         );
-        let got: Vec<_> = r.endpoints.iter().map(|e| (e.address.as_str(), e.port, e.ready)).collect();
-        assert_eq!(got, [("2001:10:1:1::1", 8080, true), ("10.1.1.1", 8080, true)]);
+        let got: Vec<_> = r
+            .endpoints
+            .iter()
+            .map(|e| (e.address.as_str(), e.port, e.ready))
+            .collect();
+        assert_eq!(
+            got,
+            [("2001:10:1:1::1", 8080, true), ("10.1.1.1", 8080, true)]
+        );
         assert_eq!(r.vpc.unwrap().identifier.as_deref(), Some("0a1b2c3d4e5f"));
         assert!(r.problems.is_empty());
     }
 
     #[test]
     fn address_family_filters() {
-        let atts = [attachment("a", "v", &["10.1.1.1/24", "2001:10:1:1::1/64"], true, "x")];
+        let atts = [attachment(
+            "a",
+            "v",
+            &["10.1.1.1/24", "2001:10:1:1::1/64"],
+            true,
+            "x",
+        )];
         let v4 = resolve_endpoints(&by_ref("a", AddressFamily::IPv4), &atts, &[vpc("v", true)]);
         assert_eq!(v4.endpoints.len(), 1);
         assert_eq!(v4.endpoints[0].address, "10.1.1.1");
@@ -254,13 +303,20 @@ mod tests {
 
     #[test]
     fn only_ready_attachment_in_ready_vpc_gives_ready_endpoints() {
-        for (att_ready, vpc_ready, want) in [(true, true, true), (false, true, false), (true, false, false)] {
+        for (att_ready, vpc_ready, want) in [
+            (true, true, true),
+            (false, true, false),
+            (true, false, false),
+        ] {
             let r = resolve_endpoints(
                 &by_ref("a", AddressFamily::IPv4),
                 &[attachment("a", "v", &["10.1.1.1/24"], att_ready, "x")],
                 &[vpc("v", vpc_ready)],
             );
-            assert_eq!(r.endpoints[0].ready, want, "attachment {att_ready} vpc {vpc_ready}");
+            assert_eq!(
+                r.endpoints[0].ready, want,
+                "attachment {att_ready} vpc {vpc_ready}"
+            );
         }
     }
 
@@ -291,11 +347,20 @@ mod tests {
     #[test]
     fn problems_are_reported_not_swallowed() {
         let r = resolve_endpoints(&by_ref("missing", AddressFamily::DualStack), &[], &[]);
-        assert_eq!(r.problems, [ResolveProblem::AttachmentNotFound("missing".into())]);
+        assert_eq!(
+            r.problems,
+            [ResolveProblem::AttachmentNotFound("missing".into())]
+        );
 
         let r = resolve_endpoints(
             &by_ref("a", AddressFamily::IPv4),
-            &[attachment("a", "gone", &["bogus", "10.1.1.1/24"], true, "x")],
+            &[attachment(
+                "a",
+                "gone",
+                &["bogus", "10.1.1.1/24"],
+                true,
+                "x",
+            )],
             &[],
         );
         assert!(matches!(r.problems[0], ResolveProblem::VpcNotFound { .. }));
@@ -308,6 +373,9 @@ mod tests {
             &[attachment("a", "v", &["10.1.1.1/24"], true, "x")],
             &[vpc("v", true)],
         );
-        assert!(matches!(r.problems[0], ResolveProblem::NoAddressOfFamily { .. }));
+        assert!(matches!(
+            r.problems[0],
+            ResolveProblem::NoAddressOfFamily { .. }
+        ));
     }
 }

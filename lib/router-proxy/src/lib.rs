@@ -1,1 +1,24 @@
+//! The request path of router-gateway.
+//!
+//! ```text
+//! listener ─► HTTP/1.1 | h2c server ─► route lookup ─► filters ─► destination split
+//!          ─► endpoint pick ─► pooled upstream connection ─► streamed response
+//! ```
+//!
+//! * [`config`]: where snapshots come from (standalone files, reloaded on change)
+//!   and the [`config::SnapshotCell`] they are swapped into atomically.
+//! * [`server`]: listeners, connection limits and graceful drain.
+//! * [`proxy`]: the per-request handler; [`http`] its header and filter logic.
+//! * [`upstream`]: pooled clients per upstream protocol.
+//! * [`telemetry`]: Prometheus metrics, access log and W3C trace context.
+//! * [`admin`]: /metrics, /healthz, /readyz and /config on their own port.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod proxy;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

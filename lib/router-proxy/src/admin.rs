@@ -1,0 +1,139 @@
+//! The admin listener, apart from the data ports: `/metrics` (Prometheus),
+//! `/healthz` (the process is alive), `/readyz` (a first snapshot is loaded
+//! and the gateway is not draining) and `/config` (a read-only summary of the
+//! current snapshot, with every problem found while building it).
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::{config::SnapshotCell, telemetry::Metrics};
+
+/// Shared with the data listener: flips to draining on shutdown.
+#[derive(Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+pub struct Admin {
+    pub cell: Arc<SnapshotCell>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+impl Admin {
+    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render(),
+            ),
+            "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+            "/readyz" if self.health.is_draining() => {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+            }
+            "/readyz" if !self.cell.is_loaded() => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "no configuration loaded yet\n",
+            ),
+            "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n"),
+            "/config" => reply(StatusCode::OK, "application/json", self.config_json()),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found: try /metrics, /healthz, /readyz or /config\n",
+            ),
+        }
+    }
+
+    fn config_json(&self) -> String {
+        let snapshot = self.cell.load();
+        let services: serde_json::Map<String, serde_json::Value> = snapshot
+            .services
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.to_string(),
+                    json!({
+                        "protocol": format!("{:?}", s.protocol),
+                        "readyEndpoints": s.endpoints.iter().map(|e| json!({
+                            "address": e.addr.to_string(), "healthy": e.is_healthy(), "inFlight": e.in_flight()
+                        })).collect::<Vec<_>>(),
+                        "totalEndpoints": s.total_endpoints,
+                        "problems": snapshot.report.services.get(k).cloned().unwrap_or_default(),
+                    }),
+                )
+            })
+            .collect();
+        let routes: serde_json::Map<String, serde_json::Value> = snapshot
+            .report
+            .routes
+            .iter()
+            .map(|(k, problems)| (k.to_string(), json!({ "problems": problems })))
+            .collect();
+        serde_json::to_string_pretty(&json!({
+            "generation": self.cell.generation(),
+            "routesServed": snapshot.route_count,
+            "routes": routes,
+            "services": services,
+        }))
+        .unwrap_or_default()
+    }
+}
+
+/// Serves the admin endpoints until the process ends.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.answer(&req)) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

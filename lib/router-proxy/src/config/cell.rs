@@ -1,0 +1,48 @@
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
+use arc_swap::ArcSwap;
+use router_core::Snapshot;
+
+/// The current snapshot, swapped atomically. Readers take an `Arc` for the
+/// whole request, so a swap never changes a request's view half-way and the
+/// old snapshot is freed when its last request finishes.
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+    loaded: AtomicBool,
+    generation: AtomicU64,
+}
+
+impl Default for SnapshotCell {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            loaded: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SnapshotCell {
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes a new snapshot; returns its generation (1 for the first).
+    pub fn publish(&self, snapshot: Snapshot) -> u64 {
+        self.current.store(Arc::new(snapshot));
+        self.loaded.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether a first snapshot has been published (readiness).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,174 @@
+//! Standalone mode: the same YAML objects a cluster would hold, read from a
+//! file or a directory, resolved in-process with the library code that
+//! service-discovery uses, and turned into a snapshot.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use router_api::{
+    galactic::{VPC, VPCAttachment},
+    manifest::{ManifestError, Object, parse_documents},
+    schema::SchemaValidator,
+    v1alpha1::{VPCRoute, VPCService, VPCServiceStatus},
+};
+use router_core::{EndpointStore, Snapshot};
+
+/// Why a configuration was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: no YAML files found")]
+    Empty { path: PathBuf },
+    #[error("{kind} {namespace}/{name} is defined twice")]
+    Duplicate {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// The objects of a standalone configuration.
+#[derive(Debug, Default)]
+pub struct Objects {
+    pub vpcs: Vec<VPC>,
+    pub attachments: Vec<VPCAttachment>,
+    pub services: Vec<VPCService>,
+    pub routes: Vec<VPCRoute>,
+    /// Objects read but not used by the gateway (kind namespace/name).
+    pub ignored: Vec<String>,
+}
+
+/// The YAML files of `path`: the file itself, or a directory's *.yaml / *.yml (sorted, not recursive).
+pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(LoadError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(files)
+}
+
+/// Reads and validates every object under `path`.
+pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError> {
+    let mut objects = Objects::default();
+    let mut seen = BTreeSet::new();
+    for file in files(path)? {
+        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        for object in parse_documents(&text, &file.display().to_string(), schemas)? {
+            let (kind, meta) = match &object {
+                Object::Vpc(o) => ("VPC", &o.metadata),
+                Object::VpcAttachment(o) => ("VPCAttachment", &o.metadata),
+                Object::VpcService(o) => ("VPCService", &o.metadata),
+                Object::VpcRoute(o) => ("VPCRoute", &o.metadata),
+                Object::ServiceBinding(o) => ("ServiceBinding", &o.metadata),
+                Object::VpcIngress(o) => ("VPCIngress", &o.metadata),
+                Object::VpcEgress(o) => ("VPCEgress", &o.metadata),
+                Object::Secret(o) => ("Secret", &o.metadata),
+                Object::Other { kind, name, .. } => {
+                    objects.ignored.push(format!("{kind} {name}"));
+                    continue;
+                }
+            };
+            let namespace = meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            let name = meta.name.clone().unwrap_or_default();
+            if !seen.insert((kind, namespace.clone(), name.clone())) {
+                return Err(LoadError::Duplicate {
+                    kind: kind.to_owned(),
+                    namespace,
+                    name,
+                });
+            }
+            match object {
+                Object::Vpc(mut o) => {
+                    o.metadata.namespace = Some(namespace);
+                    objects.vpcs.push(o)
+                }
+                Object::VpcAttachment(mut o) => {
+                    o.metadata.namespace = Some(namespace);
+                    objects.attachments.push(o)
+                }
+                Object::VpcService(mut o) => {
+                    o.metadata.namespace = Some(namespace);
+                    objects.services.push(o)
+                }
+                Object::VpcRoute(mut o) => {
+                    o.metadata.namespace = Some(namespace);
+                    objects.routes.push(o)
+                }
+                // Listeners, egress policy and bindings are served by later parts of the gateway;
+                // until then they are read (and so validated) but not acted on.
+                _ => objects.ignored.push(format!("{kind} {namespace}/{name}")),
+            }
+        }
+    }
+    Ok(objects)
+}
+
+/// Resolves every VPCService's endpoints from the VPCs and attachments, the
+/// way service-discovery would write them to status, and builds a snapshot.
+pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
+    let mut problems = Vec::new();
+    for svc in &mut objects.services {
+        let resolution =
+            router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs);
+        let key = format!(
+            "{}/{}",
+            svc.metadata.namespace.as_deref().unwrap_or("default"),
+            svc.metadata.name.as_deref().unwrap_or("")
+        );
+        problems.push((
+            key,
+            resolution
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        ));
+        let ready = resolution.ready_endpoints();
+        svc.status = Some(VPCServiceStatus {
+            vpc: resolution.vpc,
+            endpoints: resolution.endpoints,
+            ready_endpoints: i32::try_from(ready).unwrap_or(i32::MAX),
+            ..Default::default()
+        });
+    }
+    let mut snapshot = Snapshot::build(&objects.services, &objects.routes, store);
+    for (key, mut p) in problems {
+        if let Some(entry) = snapshot
+            .report
+            .services
+            .iter_mut()
+            .find(|(k, _)| k.to_string() == key)
+        {
+            entry.1.append(&mut p);
+        }
+    }
+    snapshot
+}

@@ -1,0 +1,62 @@
+//! Why the gateway answered a request itself. Each kind has a status and a
+//! stable label sent in `x-datum-router-error` and written to the access log
+//! and metrics, so an operator can tell a missing route from a dead backend
+//! without reading code.
+
+use http::StatusCode;
+
+/// The response header naming the gateway's own error.
+pub const ERROR_HEADER: &str = "x-datum-router-error";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No route matched: 404.
+    NoRoute,
+    /// The chosen destination's VPCService does not exist: 500.
+    DestinationUnresolved,
+    /// Every destination has weight 0: 500.
+    NoWeightedDestination,
+    /// The service has no ready endpoint: 503.
+    NoHealthyUpstream,
+    /// Connecting to the endpoint failed: 502.
+    UpstreamConnect,
+    /// The endpoint broke the protocol or reset the stream: 502.
+    UpstreamProtocol,
+    /// The request deadline passed: 504.
+    UpstreamTimeout,
+    /// The service wants TLS to its endpoints, which this gateway cannot do yet: 502.
+    UpstreamTlsUnavailable,
+    /// The request itself is malformed (no host, bad URI): 400.
+    BadRequest,
+}
+
+impl ProxyError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::DestinationUnresolved | Self::NoWeightedDestination => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTlsUnavailable => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no-route",
+            Self::DestinationUnresolved => "destination-unresolved",
+            Self::NoWeightedDestination => "no-weighted-destination",
+            Self::NoHealthyUpstream => "no-healthy-upstream",
+            Self::UpstreamConnect => "upstream-connect-error",
+            Self::UpstreamProtocol => "upstream-protocol-error",
+            Self::UpstreamTimeout => "upstream-timeout",
+            Self::UpstreamTlsUnavailable => "upstream-tls-unavailable",
+            Self::BadRequest => "bad-request",
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Hop-by-hop headers, forwarding headers and the route's header modifiers.
+
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use router_api::v1alpha1::HeaderModifier;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
+/// plus the de-facto ones proxies also drop.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers, including those the Connection header names.
+/// `TE: trailers` survives: gRPC needs it end to end.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(&PROXY_CONNECTION);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto and
+/// X-Forwarded-Host. The gateway is the edge: an incoming X-Forwarded-Proto
+/// or -Host from a client is not trusted and is replaced.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: SocketAddr,
+    scheme: &'static str,
+    host: &str,
+) {
+    let ip = client.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(X_FORWARDED_HOST.clone(), v);
+    }
+}
+
+/// Applies a modifier in the order remove, set, add. Invalid names or values
+/// (rejected by the schema, but files can be edited by hand) are skipped.
+pub fn apply_modifier(headers: &mut HeaderMap, m: &HeaderModifier) {
+    for name in &m.remove {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.remove(n);
+        }
+    }
+    for (name, value) in &m.set {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    for (name, value) in &m.add {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["te", "x-keep"]);
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client_and_replace_proto() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR.clone(), "203.0.113.9".parse().unwrap());
+        h.insert(X_FORWARDED_PROTO.clone(), "https".parse().unwrap());
+        set_forwarded(
+            &mut h,
+            "10.0.0.1:5555".parse().unwrap(),
+            "http",
+            "api.example.com",
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
+    }
+
+    #[test]
+    fn modifier_removes_then_sets_then_adds() {
+        let mut h = HeaderMap::new();
+        h.insert("server", "x".parse().unwrap());
+        h.insert("x-a", "old".parse().unwrap());
+        apply_modifier(
+            &mut h,
+            &HeaderModifier {
+                set: BTreeMap::from([("x-a".into(), "new".into())]),
+                add: BTreeMap::from([("x-a".into(), "more".into())]),
+                remove: vec!["server".into()],
+            },
+        );
+        assert!(h.get("server").is_none());
+        let vals: Vec<_> = h.get_all("x-a").iter().collect();
+        assert_eq!(vals, ["new", "more"]);
+    }
+}

@@ -1,0 +1,492 @@
+//! The per-request handler: route, filter, split, pick, forward, stream back.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::PathAndQuery};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use router_core::{
+    RequestView,
+    balance::{PickContext, hash_key},
+    endpoint::InFlightGuard,
+    normalize_host,
+    snapshot::{DestinationTarget, RoutePolicy},
+};
+
+use crate::{
+    config::SnapshotCell,
+    error::{ERROR_HEADER, ProxyError},
+    http::{filters, headers},
+    telemetry::{AccessLog, AccessRecord, Metrics, trace::TraceContext},
+    upstream::Upstreams,
+};
+
+/// The body of every response the gateway sends.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// The response header with the number of upstream attempts made.
+pub const ATTEMPTS_HEADER: &str = "x-datum-router-attempts";
+
+/// Shared state of the request path.
+pub struct Gateway {
+    pub cell: Arc<SnapshotCell>,
+    pub upstreams: Upstreams,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    /// `http` or `https`: what X-Forwarded-Proto says.
+    pub scheme: &'static str,
+}
+
+/// What the access log and metrics need about the outcome.
+struct Outcome {
+    route: String,
+    service: String,
+    upstream: Option<SocketAddr>,
+    error: Option<ProxyError>,
+    upstream_elapsed: Option<Duration>,
+}
+
+fn local_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn error_response(e: ProxyError) -> Response<ProxyBody> {
+    let mut r = local_response(e.status(), e.label());
+    r.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(e.label()));
+    r
+}
+
+fn empty_response(status: StatusCode) -> Response<ProxyBody> {
+    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+impl Gateway {
+    /// Serves one request. Never fails: every problem becomes a response.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let start = Instant::now();
+        self.metrics.in_flight.inc();
+        let method = req.method().clone();
+        let version = req.version();
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
+        let host = authority.as_deref().map(normalize_host).unwrap_or_default();
+        let path = req.uri().path().to_owned();
+        let trace = req
+            .headers()
+            .get(&headers::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(TraceContext::start);
+        let request_id = req
+            .headers()
+            .get(&headers::X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_else(|| trace.trace_id_hex());
+        let request_size = content_length(req.headers());
+
+        let mut outcome = Outcome {
+            route: String::new(),
+            service: String::new(),
+            upstream: None,
+            error: None,
+            upstream_elapsed: None,
+        };
+        let mut response = if authority.is_none() {
+            outcome.error = Some(ProxyError::BadRequest);
+            error_response(ProxyError::BadRequest)
+        } else {
+            self.route_and_forward(req, client, &host, &trace, &request_id, &mut outcome)
+                .await
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response
+                .headers_mut()
+                .insert(headers::X_REQUEST_ID.clone(), v);
+        }
+
+        let status = response.status().as_u16();
+        let class = crate::telemetry::metrics_labels::status_class(status);
+        let route_label = if outcome.route.is_empty() {
+            "none"
+        } else {
+            outcome.route.as_str()
+        };
+        let service_label = if outcome.service.is_empty() {
+            "none"
+        } else {
+            outcome.service.as_str()
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[
+                route_label,
+                service_label,
+                crate::telemetry::metrics_labels::method_label(&method),
+                class,
+            ])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[route_label, class])
+            .observe(start.elapsed().as_secs_f64());
+        if let Some(n) = request_size {
+            self.metrics
+                .request_size
+                .with_label_values(&[route_label])
+                .observe(n as f64);
+        }
+        if let Some(n) = content_length(response.headers()) {
+            self.metrics
+                .response_size
+                .with_label_values(&[route_label])
+                .observe(n as f64);
+        }
+        if let Some(e) = outcome.error
+            && matches!(
+                e,
+                ProxyError::UpstreamConnect
+                    | ProxyError::UpstreamProtocol
+                    | ProxyError::UpstreamTimeout
+                    | ProxyError::UpstreamTlsUnavailable
+            )
+        {
+            self.metrics
+                .upstream_errors
+                .with_label_values(&[service_label, e.label()])
+                .inc();
+        }
+        self.metrics.in_flight.dec();
+        if self.access_log.enabled() {
+            self.access_log.write(&AccessRecord {
+                client,
+                method: method.as_str(),
+                host: &host,
+                path: &path,
+                protocol: match version {
+                    Version::HTTP_2 => "HTTP/2",
+                    Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                status,
+                route: route_label,
+                upstream: outcome.upstream,
+                error: outcome.error.map(ProxyError::label),
+                duration_ms: crate::telemetry::millis(start.elapsed()),
+                upstream_ms: outcome.upstream_elapsed.map(crate::telemetry::millis),
+                trace_id: &trace.trace_id_hex(),
+                request_id: &request_id,
+            });
+        }
+        Ok(response)
+    }
+
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        host: &str,
+        trace: &TraceContext,
+        request_id: &str,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
+        let snapshot = self.cell.load();
+        let rule = {
+            let view = RequestView {
+                host,
+                path: req.uri().path(),
+                query: req.uri().query(),
+                method: req.method(),
+                headers: req.headers(),
+            };
+            match snapshot.routes.lookup(&view) {
+                Some(rule) => rule.clone(),
+                None => {
+                    outcome.error = Some(ProxyError::NoRoute);
+                    return error_response(ProxyError::NoRoute);
+                }
+            }
+        };
+        let policy: &RoutePolicy = &rule.action;
+        outcome.route = policy.key.to_string();
+
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .map(str::to_owned);
+        if let Some(cors) = &policy.cors
+            && filters::is_preflight(req.method(), req.headers())
+        {
+            let mut r = empty_response(StatusCode::NO_CONTENT);
+            *r.headers_mut() = filters::preflight_headers(cors, req.headers());
+            return r;
+        }
+        if let Some(redirect) = &policy.redirect {
+            let port = req.uri().port_u16().or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse().ok())
+            });
+            let (status, location) = filters::redirect_location(
+                redirect,
+                self.scheme,
+                host,
+                port,
+                (req.uri().path(), req.uri().query()),
+                &rule.path,
+            );
+            let mut r = empty_response(status);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+
+        let Some(index) = policy.split.pick() else {
+            outcome.error = Some(ProxyError::NoWeightedDestination);
+            return error_response(ProxyError::NoWeightedDestination);
+        };
+        let (service, picker) = match &policy.destinations[index] {
+            DestinationTarget::Resolved { service, picker } => (service, picker),
+            DestinationTarget::Unresolved { service } => {
+                outcome.service = service.to_string();
+                outcome.error = Some(ProxyError::DestinationUnresolved);
+                return error_response(ProxyError::DestinationUnresolved);
+            }
+        };
+        outcome.service = service.key.to_string();
+        let ctx = PickContext {
+            source_ip: Some(client.ip()),
+            hash_key: policy.hash_on.as_ref().and_then(|h| {
+                if let Some(name) = &h.header {
+                    req.headers()
+                        .get(name.as_str())
+                        .map(|v| hash_key(v.as_bytes()))
+                } else if let Some(name) = &h.cookie {
+                    cookie(req.headers(), name).map(|v| hash_key(v.as_bytes()))
+                } else {
+                    None
+                }
+            }),
+        };
+        let Some(endpoint) = picker.pick(&ctx) else {
+            outcome.error = Some(ProxyError::NoHealthyUpstream);
+            return error_response(ProxyError::NoHealthyUpstream);
+        };
+        let endpoint = endpoint.clone();
+        outcome.upstream = Some(endpoint.addr);
+        let Some(upstream) = self.upstreams.for_protocol(service.protocol) else {
+            outcome.error = Some(ProxyError::UpstreamTlsUnavailable);
+            return error_response(ProxyError::UpstreamTlsUnavailable);
+        };
+
+        // Build the upstream request.
+        let (mut parts, body) = req.into_parts();
+        let upstream_path = policy
+            .url_rewrite
+            .as_ref()
+            .and_then(|rw| filters::rewrite_path(parts.uri.path(), &rule.path, rw))
+            .unwrap_or_else(|| parts.uri.path().to_owned());
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path,
+        };
+        let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) else {
+            outcome.error = Some(ProxyError::BadRequest);
+            return error_response(ProxyError::BadRequest);
+        };
+        let Ok(uri) = Uri::builder()
+            .scheme("http")
+            .authority(endpoint.addr.to_string())
+            .path_and_query(path_and_query)
+            .build()
+        else {
+            outcome.error = Some(ProxyError::BadRequest);
+            return error_response(ProxyError::BadRequest);
+        };
+        let forwarded_host = policy
+            .url_rewrite
+            .as_ref()
+            .and_then(|rw| rw.hostname.clone())
+            .unwrap_or_else(|| host.to_owned());
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::set_forwarded(&mut parts.headers, client, self.scheme, host);
+        if let Some(m) = &policy.request_headers {
+            headers::apply_modifier(&mut parts.headers, m);
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            parts.headers.insert(headers::X_REQUEST_ID.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&trace.child_header()) {
+            parts.headers.insert(headers::TRACEPARENT.clone(), v);
+        }
+        let is_h1 = upstream_is_http1(service.protocol);
+        if is_h1 {
+            parts.version = Version::HTTP_11;
+            if let Ok(v) = HeaderValue::from_str(&forwarded_host) {
+                parts.headers.insert(header::HOST, v);
+            }
+        } else {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+        }
+        parts.uri = if is_h1 {
+            uri
+        } else {
+            // HTTP/2 carries the authority in :authority: the logical host, not the endpoint.
+            let mut p = uri.into_parts();
+            p.authority = forwarded_host.parse().ok().or(p.authority);
+            match Uri::from_parts(p) {
+                Ok(u) => u,
+                Err(_) => {
+                    outcome.error = Some(ProxyError::BadRequest);
+                    return error_response(ProxyError::BadRequest);
+                }
+            }
+        };
+        let upstream_req = Request::from_parts(parts, body);
+
+        let guard = endpoint.start_request();
+        let sent = Instant::now();
+        let fut = upstream.request(upstream_req);
+        let deadline = policy.timeouts.per_try.or(policy.timeouts.request);
+        let result = match deadline {
+            Some(d) => match tokio::time::timeout(d, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    outcome.upstream_elapsed = Some(sent.elapsed());
+                    outcome.error = Some(ProxyError::UpstreamTimeout);
+                    return with_attempts(error_response(ProxyError::UpstreamTimeout));
+                }
+            },
+            None => fut.await,
+        };
+        outcome.upstream_elapsed = Some(sent.elapsed());
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_connect() {
+                    ProxyError::UpstreamConnect
+                } else {
+                    ProxyError::UpstreamProtocol
+                };
+                tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream request failed");
+                outcome.error = Some(kind);
+                return with_attempts(error_response(kind));
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let Some(m) = &policy.response_headers {
+            headers::apply_modifier(&mut parts.headers, m);
+        }
+        if let (Some(cors), Some(origin)) = (&policy.cors, origin.as_deref())
+            && let Some(origin) = filters::allowed_origin(cors, origin)
+        {
+            filters::add_origin_headers(cors, origin, &mut parts.headers);
+        }
+        with_attempts(Response::from_parts(
+            parts,
+            GuardedBody {
+                inner: body,
+                _guard: guard,
+            }
+            .boxed(),
+        ))
+    }
+}
+
+fn upstream_is_http1(protocol: router_api::v1alpha1::ServiceProtocol) -> bool {
+    matches!(
+        protocol,
+        router_api::v1alpha1::ServiceProtocol::Http | router_api::v1alpha1::ServiceProtocol::Https
+    )
+}
+
+fn with_attempts(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
+    r.headers_mut()
+        .insert(ATTEMPTS_HEADER, HeaderValue::from_static("1"));
+    r
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn cookie<'a>(h: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body that keeps the endpoint's in-flight count
+    /// raised until the body is finished or dropped.
+    struct GuardedBody {
+        #[pin]
+        inner: Incoming,
+        _guard: InFlightGuard,
+    }
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

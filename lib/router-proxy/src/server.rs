@@ -1,0 +1,116 @@
+//! Client-facing listeners: HTTP/1.1 and h2c (prior knowledge) on one port,
+//! with the limits that keep a slow or hostile client from holding the
+//! gateway (header read timeout, header count and size, concurrent HTTP/2
+//! streams) and a graceful drain on shutdown (stop accepting, HTTP/2 GOAWAY,
+//! let in-flight requests finish up to the drain timeout).
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::service::service_fn;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use tokio::net::TcpListener;
+
+use crate::proxy::Gateway;
+
+/// Limits and timeouts of the client side.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    /// Time a client has to send a complete request head (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Most request headers (HTTP/1.1); more is answered 431.
+    pub max_headers: usize,
+    /// Largest request head in bytes (HTTP/1.1 read buffer; HTTP/2 header list).
+    pub max_header_bytes: usize,
+    pub max_concurrent_streams: u32,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+            max_concurrent_streams: 256,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_headers(settings.max_headers)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = builder(&settings);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                serve_connection(&builder, &graceful, stream, peer, gateway.clone());
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(timeout = ?settings.drain_timeout, "draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(settings.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
+    }
+}
+
+fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+) {
+    let metrics = gateway.metrics.clone();
+    let service = service_fn(move |req| gateway.clone().handle(req, peer));
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    metrics.active_connections.inc();
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+        metrics.active_connections.dec();
+    });
+}

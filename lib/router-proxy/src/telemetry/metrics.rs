@@ -1,0 +1,183 @@
+//! Prometheus metrics. Labels are bounded by configuration, never by
+//! traffic: route and service are object names, method is folded to the
+//! standard set, status to its class. The raw path is never a label.
+
+use http::Method;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder, exponential_buckets,
+};
+use router_core::Snapshot;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub request_size: HistogramVec,
+    pub response_size: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub active_connections: IntGauge,
+    pub in_flight: IntGauge,
+    pub endpoints: IntGaugeVec,
+    pub reloads: IntCounterVec,
+    pub routes: IntGauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric definitions are static: a failure here is a programming error caught by every test run.
+    r.expect("static metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("datum_router".into()), None).expect("static prefix");
+        let requests = must(IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "Requests answered, by route, destination service, method and status class.",
+            ),
+            &["route", "service", "method", "status_class"],
+        ));
+        let duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time from request head to response head, by route and status class.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["route", "status_class"],
+        ));
+        let sizes = || exponential_buckets(64.0, 4.0, 10).expect("static buckets");
+        let request_size = must(HistogramVec::new(
+            HistogramOpts::new(
+                "request_size_bytes",
+                "Request body sizes where Content-Length is known, by route.",
+            )
+            .buckets(sizes()),
+            &["route"],
+        ));
+        let response_size = must(HistogramVec::new(
+            HistogramOpts::new(
+                "response_size_bytes",
+                "Response body sizes where Content-Length is known, by route.",
+            )
+            .buckets(sizes()),
+            &["route"],
+        ));
+        let upstream_errors = must(IntCounterVec::new(
+            Opts::new(
+                "upstream_errors_total",
+                "Failed upstream attempts, by service and error label.",
+            ),
+            &["service", "error"],
+        ));
+        let active_connections = must(IntGauge::new(
+            "active_connections",
+            "Open client connections.",
+        ));
+        let in_flight = must(IntGauge::new(
+            "in_flight_requests",
+            "Requests being processed.",
+        ));
+        let endpoints = must(IntGaugeVec::new(
+            Opts::new(
+                "service_endpoints",
+                "Endpoints per VPCService, by state (ready = resolved and ready; total = all listed).",
+            ),
+            &["service", "state"],
+        ));
+        let reloads = must(IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Configuration snapshot loads, by result.",
+            ),
+            &["result"],
+        ));
+        let routes = must(IntGauge::new("routes", "Routes in the current snapshot."));
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(request_size.clone()),
+            Box::new(response_size.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(active_connections.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(endpoints.clone()),
+            Box::new(reloads.clone()),
+            Box::new(routes.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            request_size,
+            response_size,
+            upstream_errors,
+            active_connections,
+            in_flight,
+            endpoints,
+            reloads,
+            routes,
+        }
+    }
+
+    /// Gauges that follow the snapshot: routes and endpoints per service.
+    pub fn record_snapshot(&self, snapshot: &Snapshot) {
+        self.routes.set(snapshot.route_count as i64);
+        self.endpoints.reset();
+        for (key, svc) in &snapshot.services {
+            let key = key.to_string();
+            self.endpoints
+                .with_label_values(&[key.as_str(), "ready"])
+                .set(svc.endpoints.len() as i64);
+            self.endpoints
+                .with_label_values(&[key.as_str(), "total"])
+                .set(svc.total_endpoints as i64);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A bounded label for a method.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
+/// `2xx`, `4xx`, ...
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,13 @@
+//! What the gateway tells operators: Prometheus metrics with bounded labels,
+//! a structured access log, and W3C trace context.
+
+mod access_log;
+mod metrics;
+pub mod trace;
+
+pub use access_log::{AccessLog, AccessLogFormat, AccessRecord, millis};
+/// Label helpers shared by the request path.
+pub mod metrics_labels {
+    pub use super::metrics::{method_label, status_class};
+}
+pub use metrics::Metrics;

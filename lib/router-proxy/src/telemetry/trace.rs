@@ -1,0 +1,132 @@
+//! W3C Trace Context (`traceparent` / `tracestate`).
+//!
+//! The gateway is a hop in the trace: it keeps the caller's trace id (or
+//! starts a trace when there is none or it is malformed) and gives each
+//! upstream attempt a fresh span id whose parent is the caller's span, so a
+//! backend's spans hang under the gateway's. `tracestate` passes through
+//! untouched, as the spec asks of a participant that adds no state.
+
+use rand::Rng;
+
+/// A parsed or generated trace context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    /// The caller's span (our parent), if the caller sent one.
+    pub parent_id: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` header (version 00 and future versions' first four fields).
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let parent = parts.next()?;
+        let flags = parts.next()?;
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let trace_id = hex_to::<16>(trace)?;
+        let parent_id = hex_to::<8>(parent)?;
+        let flags = hex_to::<1>(flags)?[0];
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            parent_id: Some(parent_id),
+            sampled: flags & 1 == 1,
+        })
+    }
+
+    /// A new trace, sampled.
+    pub fn start() -> Self {
+        let mut trace_id = [0u8; 16];
+        rand::rng().fill(&mut trace_id);
+        trace_id[0] |= 1; // never all zero
+        Self {
+            trace_id,
+            parent_id: None,
+            sampled: true,
+        }
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// The `traceparent` for an upstream attempt, with a fresh span id.
+    pub fn child_header(&self) -> String {
+        let mut span = [0u8; 8];
+        rand::rng().fill(&mut span);
+        span[0] |= 1;
+        format!(
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&span),
+            u8::from(self.sampled)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_example_and_keeps_the_trace_id_for_children() {
+        let tc =
+            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(tc.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(tc.sampled);
+        let child = tc.child_header();
+        let parts: Vec<&str> = child.split('-').collect();
+        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(parts[2], "00f067aa0ba902b7", "a new span id per attempt");
+        assert_eq!(parts[3], "01");
+    }
+
+    #[test]
+    fn rejects_malformed_headers() {
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceContext::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn started_traces_are_valid_and_distinct() {
+        let a = TraceContext::start();
+        let b = TraceContext::start();
+        assert_ne!(a.trace_id, b.trace_id);
+        assert!(TraceContext::parse(&a.child_header()).is_some());
+    }
+}
