@@ -1,5 +1,11 @@
-//! Helpers shared by the workspace's integration tests.
+//! Helpers shared by the workspace's tests: where the fixtures are, real
+//! backends on 127.0.0.x, a gateway process started from its binary, and a
+//! small HTTP client. Nothing here fakes the gateway or its peers.
 #![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod client;
+pub mod gateway;
 
 use std::path::{Path, PathBuf};
 

@@ -66,6 +66,9 @@ struct Args {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "ROUTER_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     drain_timeout_secs: u64,
+    /// Bind upstream sockets to the VPC's VRF device (SO_BINDTODEVICE, G<base62 id>V; needs CAP_NET_RAW).
+    #[arg(long, env = "ROUTER_BIND_VRF")]
+    bind_vrf: bool,
     /// Demo only: start a tiny HTTP backend on every loopback endpoint of the configuration.
     #[arg(long)]
     demo_backends: bool,
@@ -153,6 +156,7 @@ async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Erro
         upstreams: Upstreams::new(UpstreamSettings {
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             max_idle_per_endpoint: args.max_idle_per_endpoint,
+            bind_vrf: args.bind_vrf,
             ..Default::default()
         }),
         metrics,

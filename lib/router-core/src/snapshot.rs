@@ -60,6 +60,8 @@ pub struct ServiceTarget {
     pub key: ServiceKey,
     pub protocol: ServiceProtocol,
     pub tls: Option<UpstreamTls>,
+    /// The VRF device of the service's VPC (`G…V`), when Galactic assigned the VPC an identifier.
+    pub vrf_device: Option<String>,
     /// Ready endpoints (interned: shared with other snapshots).
     pub endpoints: Vec<Arc<EndpointState>>,
     /// All endpoints the status lists, ready or not.
@@ -166,6 +168,12 @@ impl Snapshot {
                     key,
                     protocol: svc.spec.protocol,
                     tls: svc.spec.tls.clone(),
+                    vrf_device: svc
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.vpc.as_ref())
+                        .and_then(|v| v.identifier.as_deref())
+                        .and_then(|id| router_api::galactic::vrf_device_name(id).ok()),
                     endpoints,
                     total_endpoints: status_endpoints.len(),
                 }),

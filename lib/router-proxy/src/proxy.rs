@@ -14,6 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use router_core::{
     RequestView,
     balance::{PickContext, hash_key},
@@ -218,7 +219,7 @@ impl Gateway {
 
     async fn route_and_forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: SocketAddr,
         host: &str,
         trace: &TraceContext,
@@ -313,10 +314,19 @@ impl Gateway {
         };
         let endpoint = endpoint.clone();
         outcome.upstream = Some(endpoint.addr);
-        let Some(upstream) = self.upstreams.for_protocol(service.protocol) else {
+        let Some(upstream) = self
+            .upstreams
+            .client(service.protocol, service.vrf_device.as_deref())
+        else {
             outcome.error = Some(ProxyError::UpstreamTlsUnavailable);
             return error_response(ProxyError::UpstreamTlsUnavailable);
         };
+        let is_h1 = upstream_is_http1(service.protocol);
+        // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.
+        let upgrade = (is_h1 && is_upgrade_request(&req)).then(|| {
+            let protocol = req.headers().get(header::UPGRADE).cloned();
+            (hyper::upgrade::on(&mut req), protocol)
+        });
 
         // Build the upstream request.
         let (mut parts, body) = req.into_parts();
@@ -329,24 +339,15 @@ impl Gateway {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path,
         };
-        let Ok(path_and_query) = PathAndQuery::try_from(path_and_query) else {
-            outcome.error = Some(ProxyError::BadRequest);
-            return error_response(ProxyError::BadRequest);
-        };
-        let Ok(uri) = Uri::builder()
-            .scheme("http")
-            .authority(endpoint.addr.to_string())
-            .path_and_query(path_and_query)
-            .build()
-        else {
-            outcome.error = Some(ProxyError::BadRequest);
-            return error_response(ProxyError::BadRequest);
-        };
         let forwarded_host = policy
             .url_rewrite
             .as_ref()
             .and_then(|rw| rw.hostname.clone())
             .unwrap_or_else(|| host.to_owned());
+        let Some(uri) = upstream_uri(endpoint.addr, &path_and_query) else {
+            outcome.error = Some(ProxyError::BadRequest);
+            return error_response(ProxyError::BadRequest);
+        };
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, client, self.scheme, host);
         if let Some(m) = &policy.request_headers {
@@ -358,30 +359,24 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&trace.child_header()) {
             parts.headers.insert(headers::TRACEPARENT.clone(), v);
         }
-        let is_h1 = upstream_is_http1(service.protocol);
-        if is_h1 {
-            parts.version = Version::HTTP_11;
-            if let Ok(v) = HeaderValue::from_str(&forwarded_host) {
-                parts.headers.insert(header::HOST, v);
-            }
+        parts.version = if is_h1 {
+            Version::HTTP_11
         } else {
-            parts.version = Version::HTTP_2;
-            parts.headers.remove(header::HOST);
-        }
-        parts.uri = if is_h1 {
-            uri
-        } else {
-            // HTTP/2 carries the authority in :authority: the logical host, not the endpoint.
-            let mut p = uri.into_parts();
-            p.authority = forwarded_host.parse().ok().or(p.authority);
-            match Uri::from_parts(p) {
-                Ok(u) => u,
-                Err(_) => {
-                    outcome.error = Some(ProxyError::BadRequest);
-                    return error_response(ProxyError::BadRequest);
-                }
-            }
+            Version::HTTP_2
         };
+        if let Ok(v) = HeaderValue::from_str(&forwarded_host) {
+            parts.headers.insert(header::HOST, v);
+        }
+        if let Some((_, Some(protocol))) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        parts.uri = uri;
+        if let Some((target, percent)) = &policy.mirror {
+            self.mirror(target, *percent, &parts, body.is_end_stream());
+        }
         let upstream_req = Request::from_parts(parts, body);
 
         let guard = endpoint.start_request();
@@ -400,7 +395,7 @@ impl Gateway {
             None => fut.await,
         };
         outcome.upstream_elapsed = Some(sent.elapsed());
-        let response = match result {
+        let mut response = match result {
             Ok(r) => r,
             Err(e) => {
                 let kind = if e.is_connect() {
@@ -413,6 +408,29 @@ impl Gateway {
                 return with_attempts(error_response(kind));
             }
         };
+        if let Some((client_upgrade, _)) = upgrade
+            && response.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let _guard = guard;
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((c, u)) => {
+                        let _ = tokio::io::copy_bidirectional(
+                            &mut TokioIo::new(c),
+                            &mut TokioIo::new(u),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(
+                parts,
+                Empty::new().map_err(|never| match never {}).boxed(),
+            );
+        }
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(m) = &policy.response_headers {
@@ -432,6 +450,98 @@ impl Gateway {
             .boxed(),
         ))
     }
+
+    /// Sends a copy of the request to the mirror service, fire and forget:
+    /// its answer (or failure) never affects the client's response. Only
+    /// requests without a body are mirrored — copying a streamed body would
+    /// mean buffering it — and the rest are counted as skipped.
+    fn mirror(
+        &self,
+        target: &DestinationTarget,
+        percent: u32,
+        parts: &http::request::Parts,
+        bodiless: bool,
+    ) {
+        if percent == 0 || (percent < 100 && rand::random_range(0..100) >= percent) {
+            return;
+        }
+        let DestinationTarget::Resolved { service, picker } = target else {
+            self.metrics
+                .mirrors
+                .with_label_values(&["unresolved"])
+                .inc();
+            return;
+        };
+        if !bodiless {
+            self.metrics
+                .mirrors
+                .with_label_values(&["skipped-body"])
+                .inc();
+            return;
+        }
+        let Some(endpoint) = picker.pick(&PickContext::default()) else {
+            self.metrics
+                .mirrors
+                .with_label_values(&["no-endpoint"])
+                .inc();
+            return;
+        };
+        let Some(client) = self
+            .upstreams
+            .mirror_client(service.protocol, service.vrf_device.as_deref())
+        else {
+            return;
+        };
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Some(uri) = upstream_uri(endpoint.addr, path) else {
+            return;
+        };
+        let mut req = Request::new(Empty::<Bytes>::new());
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = if upstream_is_http1(service.protocol) {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_2
+        };
+        *req.headers_mut() = parts.headers.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let outcome =
+                match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
+                    Ok(Ok(_)) => "sent",
+                    _ => "failed",
+                };
+            metrics.mirrors.with_label_values(&[outcome]).inc();
+        });
+    }
+}
+
+/// `http://<endpoint><path>`. The URI authority is what the pool connects to
+/// and keys on, so it is always the endpoint; the logical host travels in the
+/// Host header (HTTP/1.1 and HTTP/2 alike).
+fn upstream_uri(endpoint: SocketAddr, path_and_query: &str) -> Option<Uri> {
+    let path_and_query = PathAndQuery::try_from(path_and_query).ok()?;
+    Uri::builder()
+        .scheme("http")
+        .authority(endpoint.to_string())
+        .path_and_query(path_and_query)
+        .build()
+        .ok()
+}
+
+fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 fn upstream_is_http1(protocol: router_api::v1alpha1::ServiceProtocol) -> bool {

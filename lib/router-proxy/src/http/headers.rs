@@ -72,6 +72,27 @@ pub fn set_forwarded(
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    // RFC 7239: append this hop; IPv6 nodes are quoted and bracketed.
+    let node = match client.ip() {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let quoted_host = if host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        host.to_owned()
+    } else {
+        format!("\"{host}\"")
+    };
+    let element = format!("for={node};proto={scheme};host={quoted_host}");
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, v);
+    }
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(X_FORWARDED_HOST.clone(), v);
     }
@@ -137,6 +158,20 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=10.0.0.1;proto=http;host=api.example.com"
+        );
+        set_forwarded(
+            &mut h,
+            "[2001:db8::1]:5555".parse().unwrap(),
+            "http",
+            "api.example.com",
+        );
+        assert_eq!(
+            h[header::FORWARDED],
+            "for=10.0.0.1;proto=http;host=api.example.com, for=\"[2001:db8::1]\";proto=http;host=api.example.com"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub endpoints: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub routes: IntGauge,
+    pub mirrors: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -97,6 +98,13 @@ impl Metrics {
             &["result"],
         ));
         let routes = must(IntGauge::new("routes", "Routes in the current snapshot."));
+        let mirrors = must(IntCounterVec::new(
+            Opts::new(
+                "mirrored_requests_total",
+                "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved).",
+            ),
+            &["outcome"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -108,6 +116,7 @@ impl Metrics {
             Box::new(endpoints.clone()),
             Box::new(reloads.clone()),
             Box::new(routes.clone()),
+            Box::new(mirrors.clone()),
         ] {
             must(registry.register(c));
         }
@@ -123,6 +132,7 @@ impl Metrics {
             endpoints,
             reloads,
             routes,
+            mirrors,
         }
     }
 

@@ -1,0 +1,205 @@
+//! Real HTTP backends on loopback addresses: HTTP/1.1 and h2c on one port
+//! (hyper's auto server), answering with what they saw so tests can assert
+//! what the gateway forwarded. A few paths change behaviour:
+//!
+//! * `/status/<code>` answers with that status;
+//! * `/slow/<ms>` waits before answering;
+//! * `/ws` accepts a WebSocket and echoes every message.
+
+use std::{
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+};
+use serde_json::json;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+/// A distinct 127.x.y.0/24 block per call, so tests running in parallel
+/// never share backend addresses.
+pub fn loopback_block() -> [u8; 2] {
+    static NEXT: AtomicU8 = AtomicU8::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    [(std::process::id() % 200) as u8 + 20, n]
+}
+
+/// `127.<block>.<host>`.
+pub fn loopback_ip(block: [u8; 2], host: u8) -> IpAddr {
+    IpAddr::from([127, block[0], block[1], host])
+}
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and closes the listener (the backend "dies").
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+/// Starts backends named `names` on `ip(1)`, `ip(2)`, ... of one fresh block, all on the same port.
+pub async fn start_backends(names: &[&str]) -> Vec<Backend> {
+    for _ in 0..20 {
+        let block = loopback_block();
+        let first = match TcpListener::bind((loopback_ip(block, 1), 0)).await {
+            Ok(l) => l,
+            Err(_) => continue,
+        };
+        let port = first.local_addr().expect("bound").port();
+        let mut listeners = vec![first];
+        for i in 1..names.len() {
+            match TcpListener::bind((loopback_ip(block, i as u8 + 1), port)).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => break,
+            }
+        }
+        if listeners.len() == names.len() {
+            return listeners
+                .into_iter()
+                .zip(names)
+                .map(|(l, n)| serve(l, n))
+                .collect();
+        }
+    }
+    panic!("could not bind test backends on loopback");
+}
+
+fn serve(listener: TcpListener, name: &str) -> Backend {
+    let addr = listener.local_addr().expect("bound");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (name_c, hits_c) = (name.to_owned(), hits.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (name, hits) = (name_c.clone(), hits_c.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(req, name.clone(), hits.clone(), addr));
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Backend {
+        name: name.to_owned(),
+        addr,
+        hits,
+        task,
+    }
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    name: String,
+    hits: Arc<AtomicUsize>,
+    addr: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    hits.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_owned();
+    if path == "/ws" {
+        return Ok(websocket_echo(&mut req));
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    let (method, query, version) = (
+        req.method().to_string(),
+        req.uri().query().map(str::to_owned),
+        format!("{:?}", req.version()),
+    );
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut status = StatusCode::OK;
+    if let Some(code) = path.strip_prefix("/status/") {
+        status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+    }
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let answer = json!({
+        "backend": name, "addr": addr.to_string(), "method": method, "path": path, "query": query,
+        "version": version, "headers": headers, "body_len": body.len(),
+    });
+    let mut r = Response::new(Full::new(Bytes::from(answer.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "x-backend",
+        name.parse().expect("test names are valid header values"),
+    );
+    Ok(r)
+}
+
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
+    let Some(key) = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| derive_accept_key(k.as_bytes()))
+    else {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"not a websocket handshake")));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() || ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-accept", key)
+        .body(Full::new(Bytes::new()))
+        .expect("static response")
+}
