@@ -1,0 +1,175 @@
+//! What operators see: metrics with bounded labels, W3C trace propagation,
+//! request ids, the access log and the admin endpoints.
+
+use std::time::Duration;
+
+use router_tests::{
+    backend::start_backends,
+    client::Client,
+    gateway::{GatewayProcess, route, service_on},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_service_and_status_class() {
+    let b = start_backends(&["m"]).await;
+    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), route(
+            "metered",
+            "  match: {pathPrefix: /m}\n  filters: {urlRewrite: {path: {replacePrefixMatch: /}}}\n  destinations: [{vpcServiceRef: {name: svc}}]",
+        )].concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let c = Client::http1();
+    for i in 0..5 {
+        c.get(&gw.url(&format!("/m/unique-{i}")), &[])
+            .await
+            .unwrap();
+    }
+    c.get(&gw.url("/m/status/503"), &[]).await.unwrap();
+    c.get(&gw.url("/nowhere"), &[]).await.unwrap();
+    let metrics = c.get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
+    assert!(
+        metrics.contains(r#"datum_router_requests_total{method="GET",route="default/metered",service="default/svc",status_class="2xx"} 5"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"datum_router_requests_total{method="GET",route="default/metered",service="default/svc",status_class="5xx"} 1"#));
+    assert!(metrics.contains(r#"datum_router_requests_total{method="GET",route="none",service="none",status_class="4xx"} 1"#));
+    assert!(
+        metrics
+            .contains(r#"datum_router_service_endpoints{service="default/svc",state="ready"} 1"#)
+    );
+    assert!(metrics.contains(r#"datum_router_config_reloads_total{result="success"} 1"#));
+    assert!(metrics.contains("datum_router_request_duration_seconds_bucket"));
+    assert!(!metrics.contains("unique-"), "raw paths are never labels");
+}
+
+#[tokio::test]
+async fn trace_context_and_request_id_propagate() {
+    let b = start_backends(&["t"]).await;
+    let config = [
+        service_on("svc", "svc", &[&b[0]], "HTTP"),
+        route("traced", "  destinations: [{vpcServiceRef: {name: svc}}]"),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let c = Client::http1();
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = c
+        .get(
+            &gw.url("/t"),
+            &[
+                ("traceparent", parent),
+                ("tracestate", "vendor=1"),
+                ("x-request-id", "req-123"),
+            ],
+        )
+        .await
+        .unwrap();
+    let seen = r.json();
+    let tp = seen["headers"]["traceparent"].as_str().unwrap();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "same trace: {tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "a new span for the upstream attempt: {tp}"
+    );
+    assert_eq!(seen["headers"]["tracestate"], "vendor=1");
+    assert_eq!(seen["headers"]["x-request-id"], "req-123");
+    assert_eq!(r.header("x-request-id"), Some("req-123"));
+
+    // Without a traceparent the gateway starts a trace; with a broken one, too.
+    for headers in [vec![], vec![("traceparent", "garbage")]] {
+        let seen = c.get(&gw.url("/t"), &headers).await.unwrap().json();
+        let tp = seen["headers"]["traceparent"].as_str().unwrap().to_owned();
+        assert_eq!(tp.len(), 55, "{tp}");
+        assert_ne!(&tp[3..35], "00000000000000000000000000000000");
+    }
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let line = gw
+        .access_log()
+        .into_iter()
+        .find(|l| l.contains("req-123"))
+        .expect("access log line");
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["route"], "default/traced");
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(entry["upstream"], b[0].addr.to_string());
+}
+
+#[tokio::test]
+async fn forwarding_headers_and_hop_by_hop() {
+    let b = start_backends(&["f"]).await;
+    let config = [
+        service_on("svc", "svc", &[&b[0]], "HTTP"),
+        route("f", "  destinations: [{vpcServiceRef: {name: svc}}]"),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let seen = Client::http1()
+        .get(
+            &gw.url("/f"),
+            &[
+                ("host", "api.example.com"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-forwarded-proto", "https"),
+                ("connection", "x-drop-me"),
+                ("x-drop-me", "1"),
+            ],
+        )
+        .await
+        .unwrap()
+        .json();
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http", "clients cannot claim https");
+    assert_eq!(h["x-forwarded-host"], "api.example.com");
+    assert_eq!(
+        h["forwarded"],
+        "for=127.0.0.1;proto=http;host=api.example.com"
+    );
+    assert!(
+        h.get("x-drop-me").is_none(),
+        "headers named by Connection are hop-by-hop"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_are_on_their_own_port() {
+    let b = start_backends(&["a"]).await;
+    let config = [
+        service_on("svc", "svc", &[&b[0]], "HTTP"),
+        route(
+            "r",
+            "  destinations: [{vpcServiceRef: {name: svc}}, {vpcServiceRef: {name: ghost}}]",
+        ),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let c = Client::http1();
+    assert_eq!(
+        c.get(&gw.admin_url("/healthz"), &[]).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        c.get(&gw.admin_url("/readyz"), &[]).await.unwrap().status,
+        200
+    );
+    let config = c.get(&gw.admin_url("/config"), &[]).await.unwrap().json();
+    assert_eq!(config["routesServed"], 1);
+    assert_eq!(
+        config["services"]["default/svc"]["readyEndpoints"][0]["address"],
+        b[0].addr.to_string()
+    );
+    let problems = config["routes"]["default/r"]["problems"].to_string();
+    assert!(
+        problems.contains("VPCService default/ghost not found"),
+        "{problems}"
+    );
+    // The data port does not serve admin paths: /metrics there is routed like any other path.
+    let data = c.get(&gw.url("/metrics"), &[]).await.unwrap();
+    assert!(!data.body.contains("datum_router_requests_total"));
+}
