@@ -120,7 +120,9 @@ pub struct ClientValidation {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VPCIngressStatus {
+    /// Conditions, one per type; each type has one writer (docs/ownership.md), which server-side apply keeps apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<ListenerStatus>,
@@ -131,6 +133,8 @@ pub struct VPCIngressStatus {
 pub struct ListenerStatus {
     pub name: String,
     pub attached_routes: i32,
+    /// Conditions, one per type; each type has one writer (docs/ownership.md), which server-side apply keeps apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }

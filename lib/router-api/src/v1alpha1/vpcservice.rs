@@ -168,7 +168,9 @@ pub struct UpstreamTls {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VPCServiceStatus {
+    /// Conditions, one per type; each type has one writer (docs/ownership.md), which server-side apply keeps apart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The VPC the attachments belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
