@@ -82,11 +82,7 @@ pub async fn start_backends(names: &[&str]) -> Vec<Backend> {
             }
         }
         if listeners.len() == names.len() {
-            return listeners
-                .into_iter()
-                .zip(names)
-                .map(|(l, n)| serve(l, n))
-                .collect();
+            return listeners.into_iter().zip(names).map(|(l, n)| serve(l, n)).collect();
         }
     }
     panic!("could not bind test backends on loopback");
@@ -104,18 +100,11 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
             let (name, hits) = (name_c.clone(), hits_c.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(req, name.clone(), hits.clone(), addr));
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
             });
         }
     });
-    Backend {
-        name: name.to_owned(),
-        addr,
-        hits,
-        task,
-    }
+    Backend { name: name.to_owned(), addr, hits, task }
 }
 
 async fn handle(
@@ -129,29 +118,13 @@ async fn handle(
     if path == "/ws" {
         return Ok(websocket_echo(&mut req));
     }
-    let headers: serde_json::Map<String, serde_json::Value> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
-        .collect();
-    let (method, query, version) = (
-        req.method().to_string(),
-        req.uri().query().map(str::to_owned),
-        format!("{:?}", req.version()),
-    );
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or("")))).collect();
+    let (method, query, version) = (req.method().to_string(), req.uri().query().map(str::to_owned), format!("{:?}", req.version()));
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let mut status = StatusCode::OK;
     if let Some(code) = path.strip_prefix("/status/") {
-        status = code
-            .parse()
-            .ok()
-            .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST);
+        status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
     }
     if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -162,20 +135,13 @@ async fn handle(
     });
     let mut r = Response::new(Full::new(Bytes::from(answer.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        "x-backend",
-        name.parse().expect("test names are valid header values"),
-    );
+    r.headers_mut().insert("x-backend", name.parse().expect("test names are valid header values"));
     Ok(r)
 }
 
 fn websocket_echo(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
     use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role};
-    let Some(key) = req
-        .headers()
-        .get("sec-websocket-key")
-        .map(|k| derive_accept_key(k.as_bytes()))
-    else {
+    let Some(key) = req.headers().get("sec-websocket-key").map(|k| derive_accept_key(k.as_bytes())) else {
         let mut r = Response::new(Full::new(Bytes::from_static(b"not a websocket handshake")));
         *r.status_mut() = StatusCode::BAD_REQUEST;
         return r;
@@ -183,12 +149,7 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
     let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
-        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            None,
-        )
-        .await;
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         while let Some(Ok(msg)) = ws.next().await {
             if msg.is_close() || ws.send(msg).await.is_err() {
                 break;

@@ -19,8 +19,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -40,30 +39,18 @@ pub struct Client {
 
 impl Client {
     pub fn http1() -> Self {
-        Self {
-            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
-        }
+        Self { inner: HyperClient::builder(TokioExecutor::new()).build_http() }
     }
 
     pub fn h2c() -> Self {
-        Self {
-            inner: HyperClient::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build_http(),
-        }
+        Self { inner: HyperClient::builder(TokioExecutor::new()).http2_only(true).build_http() }
     }
 
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
         self.send(Method::GET, url, headers, Bytes::new()).await
     }
 
-    pub async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Reply, String> {
+    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Reply, String> {
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -75,10 +62,6 @@ impl Client {
             .map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() })
     }
 }

@@ -24,10 +24,7 @@ pub struct GatewayProcess {
 
 /// A port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 impl GatewayProcess {
@@ -60,13 +57,7 @@ impl GatewayProcess {
                 lines.lock().expect("not poisoned").push(line);
             }
         });
-        let gw = Self {
-            child,
-            addr,
-            admin,
-            dir,
-            stdout,
-        };
+        let gw = Self { child, addr, admin, dir, stdout };
         gw.wait_ready().await;
         gw
     }
@@ -82,10 +73,7 @@ impl GatewayProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "router-gateway did not become ready; its log:\n{}",
-            self.log()
-        );
+        panic!("router-gateway did not become ready; its log:\n{}", self.log());
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -119,10 +107,7 @@ impl GatewayProcess {
 
     /// Sends SIGTERM (graceful drain).
     pub fn terminate(&self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
     }
 
     /// Waits for the process to exit; returns its exit code.
@@ -173,27 +158,14 @@ pub fn service(name: &str, label: &str, port: u16, protocol: &str) -> String {
 
 /// A VPCRoute with the given spec (YAML flow or block, indented by the caller).
 pub fn route(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}\n---\n"
-    )
+    format!("apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}\n---\n")
 }
 
 /// VPC + one attachment per backend (all labelled `label`) + a VPCService `service_name` over them.
-pub fn service_on(
-    service_name: &str,
-    label: &str,
-    backends: &[&crate::backend::Backend],
-    protocol: &str,
-) -> String {
+pub fn service_on(service_name: &str, label: &str, backends: &[&crate::backend::Backend], protocol: &str) -> String {
     let mut out = vpc(&format!("{service_name}-vpc"));
     for b in backends {
-        out += &attachment(
-            &format!("{service_name}-{}", b.name),
-            &format!("{service_name}-vpc"),
-            &[b.addr.ip()],
-            true,
-            label,
-        );
+        out += &attachment(&format!("{service_name}-{}", b.name), &format!("{service_name}-vpc"), &[b.addr.ip()], true, label);
     }
     out + &service(service_name, label, backends[0].addr.port(), protocol)
 }

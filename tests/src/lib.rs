@@ -11,24 +11,15 @@ use std::path::{Path, PathBuf};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ lives in the workspace").to_path_buf()
 }
 
 /// The project's `shared/` folder (design docs and fixtures), beside the
 /// checkout unless `ROUTER_SHARED_DIR` says otherwise. Tests that read it fail
 /// loudly when it is missing: the fixtures are promises, not optional extras.
 pub fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("ROUTER_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"));
-    assert!(
-        dir.join("fixtures").is_dir(),
-        "shared fixtures not found at {} (set ROUTER_SHARED_DIR)",
-        dir.display()
-    );
+    let dir = std::env::var_os("ROUTER_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("../shared"));
+    assert!(dir.join("fixtures").is_dir(), "shared fixtures not found at {} (set ROUTER_SHARED_DIR)", dir.display());
     dir
 }
 

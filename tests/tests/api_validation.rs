@@ -21,13 +21,9 @@ fn assert_all_valid(dir: &std::path::Path) -> usize {
     assert!(!files.is_empty(), "no YAML in {}", dir.display());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let objects = parse_documents(&text, &file.display().to_string(), &v)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let objects = parse_documents(&text, &file.display().to_string(), &v).unwrap_or_else(|e| panic!("{e}"));
         assert!(!objects.is_empty(), "{} has no objects", file.display());
-        count += objects
-            .iter()
-            .filter(|o| !matches!(o, Object::Other { .. }))
-            .count();
+        count += objects.iter().filter(|o| !matches!(o, Object::Other { .. })).count();
     }
     count
 }
@@ -46,29 +42,15 @@ fn shipped_examples_are_valid_and_typed() {
 
 #[test]
 fn seed_example_fields_keep_their_meaning() {
-    let text = std::fs::read_to_string(
-        shared_dir().join("fixtures/seed-examples/05-vpcroute-api-routing.yaml"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(shared_dir().join("fixtures/seed-examples/05-vpcroute-api-routing.yaml")).unwrap();
     let objects = parse_documents(&text, "05", &validator()).unwrap();
-    let Object::VpcRoute(route) = &objects[0] else {
-        panic!("not a VPCRoute")
-    };
+    let Object::VpcRoute(route) = &objects[0] else { panic!("not a VPCRoute") };
     let m = route.spec.r#match.as_ref().unwrap();
     assert_eq!(m.path_prefix.as_deref(), Some("/api"));
-    assert_eq!(
-        route.spec.destinations[0].vpc_service_ref.name,
-        "backend-api"
-    );
-    assert_eq!(
-        route.spec.destinations[0].weight, 1,
-        "weight defaults to 1 as in the Gateway API"
-    );
+    assert_eq!(route.spec.destinations[0].vpc_service_ref.name, "backend-api");
+    assert_eq!(route.spec.destinations[0].weight, 1, "weight defaults to 1 as in the Gateway API");
     let retries = route.spec.retries.as_ref().unwrap();
-    assert_eq!(
-        (retries.max_retries, retries.retry_on_status.clone()),
-        (3, vec![502, 503, 504])
-    );
+    assert_eq!((retries.max_retries, retries.retry_on_status.clone()), (3, vec![502, 503, 504]));
 }
 
 fn route(spec: Value) -> Value {
@@ -94,50 +76,24 @@ fn dest() -> Value {
 /// (what is wrong, object, text the error must contain — the field it names)
 fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
     vec![
-        (
-            "port out of range",
-            service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 70000})),
-            "spec.port",
-        ),
-        (
-            "port zero",
-            service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 0})),
-            "spec.port",
-        ),
-        (
-            "port missing",
-            service(json!({"vpcAttachmentRef": {"name": "a"}})),
-            "port",
-        ),
-        (
-            "unknown protocol",
-            service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 80, "protocol": "SMTP"})),
-            "spec.protocol",
-        ),
+        ("port out of range", service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 70000})), "spec.port"),
+        ("port zero", service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 0})), "spec.port"),
+        ("port missing", service(json!({"vpcAttachmentRef": {"name": "a"}})), "port"),
+        ("unknown protocol", service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 80, "protocol": "SMTP"})), "spec.protocol"),
         (
             "both attachment ref and selector",
-            service(
-                json!({"vpcAttachmentRef": {"name": "a"}, "vpcAttachmentSelector": {"matchLabels": {"a": "b"}}, "port": 80}),
-            ),
+            service(json!({"vpcAttachmentRef": {"name": "a"}, "vpcAttachmentSelector": {"matchLabels": {"a": "b"}}, "port": 80})),
             "exactly one of vpcAttachmentRef or vpcAttachmentSelector",
         ),
-        (
-            "neither attachment ref nor selector",
-            service(json!({"port": 80})),
-            "exactly one of vpcAttachmentRef or vpcAttachmentSelector",
-        ),
+        ("neither attachment ref nor selector", service(json!({"port": 80})), "exactly one of vpcAttachmentRef or vpcAttachmentSelector"),
         (
             "two health probes",
-            service(
-                json!({"vpcAttachmentRef": {"name": "a"}, "port": 80, "healthCheck": {"httpPath": "/h", "tcp": {}}}),
-            ),
+            service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 80, "healthCheck": {"httpPath": "/h", "tcp": {}}})),
             "at most one of httpPath, grpcService and tcp",
         ),
         (
             "health timeout not below interval",
-            service(
-                json!({"vpcAttachmentRef": {"name": "a"}, "port": 80, "healthCheck": {"intervalSeconds": 2, "timeoutSeconds": 5}}),
-            ),
+            service(json!({"vpcAttachmentRef": {"name": "a"}, "port": 80, "healthCheck": {"intervalSeconds": 2, "timeoutSeconds": 5}})),
             "timeoutSeconds",
         ),
         (
@@ -145,16 +101,8 @@ fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
             route(json!({"match": {"path": "/a", "pathPrefix": "/a"}, "destinations": dest()})),
             "at most one of path, pathPrefix and pathRegex",
         ),
-        (
-            "path not absolute",
-            route(json!({"match": {"pathPrefix": "api"}, "destinations": dest()})),
-            "spec.match.pathPrefix",
-        ),
-        (
-            "unknown load balancing",
-            route(json!({"loadBalancing": "fastest", "destinations": dest()})),
-            "spec.loadBalancing",
-        ),
+        ("path not absolute", route(json!({"match": {"pathPrefix": "api"}, "destinations": dest()})), "spec.match.pathPrefix"),
+        ("unknown load balancing", route(json!({"loadBalancing": "fastest", "destinations": dest()})), "spec.loadBalancing"),
         (
             "weight out of range",
             route(json!({"destinations": [{"vpcServiceRef": {"name": "s"}, "weight": 2000000}]})),
@@ -165,16 +113,10 @@ fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
             route(json!({"destinations": [{"vpcServiceRef": {"name": "s"}, "weight": -1}]})),
             "spec.destinations[0].weight",
         ),
-        (
-            "no destinations and no redirect",
-            route(json!({"match": {"pathPrefix": "/"}})),
-            "destinations must not be empty",
-        ),
+        ("no destinations and no redirect", route(json!({"match": {"pathPrefix": "/"}})), "destinations must not be empty"),
         (
             "redirect and urlRewrite",
-            route(
-                json!({"filters": {"redirect": {"scheme": "https"}, "urlRewrite": {"hostname": "x"}}, "destinations": dest()}),
-            ),
+            route(json!({"filters": {"redirect": {"scheme": "https"}, "urlRewrite": {"hostname": "x"}}, "destinations": dest()})),
             "redirect and urlRewrite cannot both be set",
         ),
         (
@@ -187,38 +129,18 @@ fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
             route(json!({"match": {"headers": [{"name": "x-a"}]}, "destinations": dest()})),
             "value is required unless type is Present",
         ),
-        (
-            "unknown method",
-            route(json!({"match": {"methods": ["FETCH"]}, "destinations": dest()})),
-            "spec.match.methods[0]",
-        ),
-        (
-            "uppercase hostname",
-            route(json!({"hostnames": ["API.example.com"], "destinations": dest()})),
-            "spec.hostnames[0]",
-        ),
+        ("unknown method", route(json!({"match": {"methods": ["FETCH"]}, "destinations": dest()})), "spec.match.methods[0]"),
+        ("uppercase hostname", route(json!({"hostnames": ["API.example.com"], "destinations": dest()})), "spec.hostnames[0]"),
         (
             "both match and matches",
-            route(
-                json!({"match": {"pathPrefix": "/a"}, "matches": [{"pathPrefix": "/b"}], "destinations": dest()}),
-            ),
+            route(json!({"match": {"pathPrefix": "/a"}, "matches": [{"pathPrefix": "/b"}], "destinations": dest()})),
             "use either match or matches",
         ),
-        (
-            "duration without unit",
-            route(json!({"timeouts": {"request": "30"}, "destinations": dest()})),
-            "spec.timeouts.request",
-        ),
-        (
-            "retry on a 4xx",
-            route(json!({"retries": {"retryOnStatus": [404]}, "destinations": dest()})),
-            "spec.retries.retryOnStatus[0]",
-        ),
+        ("duration without unit", route(json!({"timeouts": {"request": "30"}, "destinations": dest()})), "spec.timeouts.request"),
+        ("retry on a 4xx", route(json!({"retries": {"retryOnStatus": [404]}, "destinations": dest()})), "spec.retries.retryOnStatus[0]"),
         (
             "mirror percent over 100",
-            route(
-                json!({"filters": {"mirror": {"vpcServiceRef": {"name": "m"}, "percent": 150}}, "destinations": dest()}),
-            ),
+            route(json!({"filters": {"mirror": {"vpcServiceRef": {"name": "m"}, "percent": 150}}, "destinations": dest()})),
             "spec.filters.mirror.percent",
         ),
         (
@@ -228,9 +150,7 @@ fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
         ),
         (
             "hashOn with two keys",
-            route(
-                json!({"loadBalancing": "consistent-hash", "hashOn": {"header": "x", "cookie": "c"}, "destinations": dest()}),
-            ),
+            route(json!({"loadBalancing": "consistent-hash", "hashOn": {"header": "x", "cookie": "c"}, "destinations": dest()})),
             "exactly one of header, cookie and sourceIP",
         ),
         (
@@ -245,11 +165,7 @@ fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
             ingress(json!({"name": "https", "port": 443, "protocol": "HTTPS"})),
             "tls is required for protocol HTTPS",
         ),
-        (
-            "listener port out of range",
-            ingress(json!({"name": "http", "port": 65536})),
-            "spec.listeners[0].port",
-        ),
+        ("listener port out of range", ingress(json!({"name": "http", "port": 65536})), "spec.listeners[0].port"),
         (
             "egress cidr not a CIDR",
             json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCEgress", "metadata": {"name": "e"},
@@ -282,9 +198,7 @@ fn invalid_objects_are_rejected_naming_the_field() {
             Err(e) => {
                 let text = e.to_string();
                 if !text.contains(expect) {
-                    failures.push(format!(
-                        "{what}: error {text:?} does not contain {expect:?}"
-                    ));
+                    failures.push(format!("{what}: error {text:?} does not contain {expect:?}"));
                 }
             }
         }
@@ -295,13 +209,8 @@ fn invalid_objects_are_rejected_naming_the_field() {
 #[test]
 fn invalid_documents_fail_parsing_with_origin_kind_and_name() {
     let text = "apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {name: bad}\nspec: {vpcAttachmentRef: {name: a}, port: 70000}\n";
-    let err = parse_documents(text, "svc.yaml", &validator())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("svc.yaml: VPCService bad: spec.port"),
-        "{err}"
-    );
+    let err = parse_documents(text, "svc.yaml", &validator()).unwrap_err().to_string();
+    assert!(err.starts_with("svc.yaml: VPCService bad: spec.port"), "{err}");
 }
 
 #[test]
@@ -309,27 +218,16 @@ fn valid_variants_are_accepted() {
     let v = validator();
     for object in [
         route(json!({"filters": {"redirect": {"scheme": "https", "statusCode": 301}}})),
-        route(
-            json!({"matches": [{"pathPrefix": "/a"}, {"path": "/b", "methods": ["GET"]}], "destinations": dest()}),
-        ),
-        route(
-            json!({"match": {"headers": [{"name": "x-debug", "type": "Present"}]}, "destinations": dest()}),
-        ),
-        route(
-            json!({"loadBalancing": "consistent-hash", "hashOn": {"sourceIP": true}, "destinations": dest()}),
-        ),
-        route(
-            json!({"hostnames": ["*.example.com"], "timeouts": {"request": "1m30s", "perTry": "250ms"}, "destinations": dest()}),
-        ),
-        service(
-            json!({"vpcAttachmentSelector": {"matchLabels": {"app": "api"}}, "port": 443, "protocol": "HTTPS",
-                       "tls": {"serverName": "api.internal"}}),
-        ),
+        route(json!({"matches": [{"pathPrefix": "/a"}, {"path": "/b", "methods": ["GET"]}], "destinations": dest()})),
+        route(json!({"match": {"headers": [{"name": "x-debug", "type": "Present"}]}, "destinations": dest()})),
+        route(json!({"loadBalancing": "consistent-hash", "hashOn": {"sourceIP": true}, "destinations": dest()})),
+        route(json!({"hostnames": ["*.example.com"], "timeouts": {"request": "1m30s", "perTry": "250ms"}, "destinations": dest()})),
+        service(json!({"vpcAttachmentSelector": {"matchLabels": {"app": "api"}}, "port": 443, "protocol": "HTTPS",
+                       "tls": {"serverName": "api.internal"}})),
         ingress(
             json!({"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "c"}], "minVersion": "1.3"}}),
         ),
     ] {
-        v.validate(object["kind"].as_str().unwrap(), &object)
-            .unwrap_or_else(|e| panic!("{object}: {e}"));
+        v.validate(object["kind"].as_str().unwrap(), &object).unwrap_or_else(|e| panic!("{object}: {e}"));
     }
 }

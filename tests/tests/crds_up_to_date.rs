@@ -9,28 +9,18 @@ fn checked_in_crds_match_the_types() {
     let dir = workspace_root().join("manifests/crds");
     let rendered = router_api::v1alpha1::render_crds().unwrap();
     for (file, yaml) in &rendered {
-        let on_disk =
-            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert!(
-            on_disk == *yaml,
-            "manifests/crds/{file} is stale: run `cargo run -p router-api --bin crdgen -- --out manifests/crds`"
-        );
+        let on_disk = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(on_disk == *yaml, "manifests/crds/{file} is stale: run `cargo run -p router-api --bin crdgen -- --out manifests/crds`");
     }
     let checked_in = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(
-        checked_in,
-        rendered.len(),
-        "manifests/crds holds files no type generates"
-    );
+    assert_eq!(checked_in, rendered.len(), "manifests/crds holds files no type generates");
 }
 
 /// The rules of a structural schema (apiextensions.k8s.io/v1): every node has a
 /// type (or x-kubernetes-int-or-string / preserve-unknown-fields), no $ref, no
 /// additionalProperties beside properties, nothing under metadata but type.
 fn assert_structural(node: &Value, at: &str) {
-    let obj = node
-        .as_object()
-        .unwrap_or_else(|| panic!("{at}: schema is not an object"));
+    let obj = node.as_object().unwrap_or_else(|| panic!("{at}: schema is not an object"));
     assert!(!obj.contains_key("$ref"), "{at}: $ref is not allowed");
     assert!(
         obj.contains_key("type")
@@ -46,10 +36,7 @@ fn assert_structural(node: &Value, at: &str) {
         if let Some(branches) = obj.get(key) {
             // Allowed only as value validation: no types or defaults inside.
             for b in branches.as_array().into_iter().flatten() {
-                assert!(
-                    b.get("type").is_none() && b.get("default").is_none(),
-                    "{at}.{key}: types inside logical junctors"
-                );
+                assert!(b.get("type").is_none() && b.get("default").is_none(), "{at}.{key}: types inside logical junctors");
             }
         }
     }
@@ -71,23 +58,10 @@ fn generated_crds_are_structural_and_complete() {
         let crd = serde_json::to_value(&crd).unwrap();
         let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
         let version = &crd["spec"]["versions"][0];
-        assert_eq!(
-            version["subresources"]["status"],
-            serde_json::json!({}),
-            "{name}: status subresource"
-        );
-        assert!(
-            !crd["spec"]["names"]["shortNames"]
-                .as_array()
-                .unwrap()
-                .is_empty(),
-            "{name}: short names"
-        );
+        assert_eq!(version["subresources"]["status"], serde_json::json!({}), "{name}: status subresource");
+        assert!(!crd["spec"]["names"]["shortNames"].as_array().unwrap().is_empty(), "{name}: short names");
         let columns = version["additionalPrinterColumns"].as_array().unwrap();
-        assert!(
-            columns.iter().any(|c| c["name"] == "Age"),
-            "{name}: Age column"
-        );
+        assert!(columns.iter().any(|c| c["name"] == "Age"), "{name}: Age column");
         assert_structural(&version["schema"]["openAPIV3Schema"], &name);
     }
 }

@@ -26,10 +26,7 @@ fn vpcattachment_sample_round_trips() {
     let att: VPCAttachment = serde_json::from_value(raw.clone()).unwrap();
     assert_eq!(att.spec.vpc.name.as_deref(), Some("vpc-sample"));
     assert_eq!(att.spec.interface.name, "galactic0");
-    assert_eq!(
-        att.spec.interface.addresses,
-        ["10.1.1.1/24", "2001:10:1:1::1/64"]
-    );
+    assert_eq!(att.spec.interface.addresses, ["10.1.1.1/24", "2001:10:1:1::1/64"]);
     assert_eq!(att.spec.routes.as_ref().map(Vec::len), Some(4));
     assert_eq!(serde_json::to_value(&att).unwrap(), raw);
 }
@@ -53,10 +50,7 @@ fn status_written_by_galactic_round_trips() {
 #[test]
 fn interface_name_defaults_to_galactic0_as_in_the_crd() {
     let mut raw = sample("sample-vpcattachment.yaml");
-    raw["spec"]["interface"]
-        .as_object_mut()
-        .unwrap()
-        .remove("name");
+    raw["spec"]["interface"].as_object_mut().unwrap().remove("name");
     let att: VPCAttachment = serde_json::from_value(raw).unwrap();
     assert_eq!(att.spec.interface.name, "galactic0");
 }
@@ -64,10 +58,7 @@ fn interface_name_defaults_to_galactic0_as_in_the_crd() {
 #[test]
 fn sample_pod_carries_the_annotation_we_read() {
     let pod = sample("sample-pod.yaml");
-    assert_eq!(
-        pod["metadata"]["annotations"][POD_ATTACHMENT_ANNOTATION].as_str(),
-        Some("vpcattachment-sample")
-    );
+    assert_eq!(pod["metadata"]["annotations"][POD_ATTACHMENT_ANNOTATION].as_str(), Some("vpcattachment-sample"));
 }
 
 #[test]
@@ -103,13 +94,8 @@ fn bindings_cover_every_field_of_the_real_crds() {
         let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         assert_properties_present(schema, &full, crd_file);
         let back = match full["kind"].as_str() {
-            Some("VPC") => {
-                serde_json::to_value(serde_json::from_value::<VPC>(full.clone()).unwrap()).unwrap()
-            }
-            _ => {
-                serde_json::to_value(serde_json::from_value::<VPCAttachment>(full.clone()).unwrap())
-                    .unwrap()
-            }
+            Some("VPC") => serde_json::to_value(serde_json::from_value::<VPC>(full.clone()).unwrap()).unwrap(),
+            _ => serde_json::to_value(serde_json::from_value::<VPCAttachment>(full.clone()).unwrap()).unwrap(),
         };
         assert_eq!(back, full, "{crd_file}");
     }
@@ -124,9 +110,7 @@ fn assert_properties_present(schema: &Value, object: &Value, at: &str) {
         if name == "metadata" {
             continue;
         }
-        let value = object
-            .get(name)
-            .unwrap_or_else(|| panic!("{at}: test object lacks {name}"));
+        let value = object.get(name).unwrap_or_else(|| panic!("{at}: test object lacks {name}"));
         match value {
             Value::Array(items) => {
                 if let Some(item_schema) = sub.get("items") {

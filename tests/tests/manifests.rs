@@ -10,8 +10,7 @@ fn documents(dir: &str) -> Vec<Value> {
         .into_iter()
         .flat_map(|f| {
             let text = std::fs::read_to_string(&f).unwrap();
-            serde_saphyr::from_multiple::<Value>(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            serde_saphyr::from_multiple::<Value>(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()))
         })
         .filter(|d| !d.is_null())
         .collect()
@@ -30,31 +29,15 @@ fn deployments_are_locked_down_and_probed_on_the_admin_port() {
         let name = d["metadata"]["name"].as_str().unwrap();
         assert_eq!(d["metadata"]["namespace"], "datum-router", "{name}");
         let pod = &d["spec"]["template"]["spec"];
-        assert_eq!(
-            pod["serviceAccountName"], name,
-            "{name}: own ServiceAccount"
-        );
+        assert_eq!(pod["serviceAccountName"], name, "{name}: own ServiceAccount");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
         let c = &pod["containers"][0];
-        assert_eq!(
-            c["securityContext"]["readOnlyRootFilesystem"], true,
-            "{name}"
-        );
-        assert_eq!(
-            c["securityContext"]["allowPrivilegeEscalation"], false,
-            "{name}"
-        );
-        assert_eq!(
-            c["securityContext"]["capabilities"]["drop"][0], "ALL",
-            "{name}"
-        );
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL", "{name}");
         assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin", "{name}");
         assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin", "{name}");
-        assert!(
-            c["resources"]["requests"].is_object()
-                && c["resources"]["limits"]["memory"].is_string(),
-            "{name}"
-        );
+        assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"]["memory"].is_string(), "{name}");
         if name != "router-gateway" {
             assert_eq!(d["spec"]["replicas"], 2, "{name}: HA with leader election");
         }
@@ -69,51 +52,28 @@ fn rbac_is_least_privilege_per_component() {
     let docs = documents("rbac");
     for sa in ["router-gateway", "router-controller", "service-discovery"] {
         assert!(
-            of_kind(&docs, "ServiceAccount").iter().any(
-                |s| s["metadata"]["name"] == sa && s["metadata"]["namespace"] == "datum-router"
-            ),
+            of_kind(&docs, "ServiceAccount").iter().any(|s| s["metadata"]["name"] == sa && s["metadata"]["namespace"] == "datum-router"),
             "{sa} ServiceAccount"
         );
     }
     let read = ["get", "list", "watch"];
-    for role in of_kind(&docs, "ClusterRole")
-        .into_iter()
-        .chain(of_kind(&docs, "Role"))
-    {
+    for role in of_kind(&docs, "ClusterRole").into_iter().chain(of_kind(&docs, "Role")) {
         let name = role["metadata"]["name"].as_str().unwrap();
         for rule in role["rules"].as_array().unwrap() {
-            let verbs: Vec<&str> = rule["verbs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            let resources: Vec<&str> = rule["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            assert!(
-                !verbs.contains(&"*") && !resources.contains(&"*"),
-                "{name}: wildcards"
-            );
+            let verbs: Vec<&str> = rule["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let resources: Vec<&str> = rule["resources"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            assert!(!verbs.contains(&"*") && !resources.contains(&"*"), "{name}: wildcards");
             let writes = verbs.iter().any(|v| !read.contains(v));
             if name.ends_with("router-gateway") {
                 assert!(!writes, "{name}: the gateway never writes");
             } else if writes {
                 assert!(
-                    resources
-                        .iter()
-                        .all(|r| r.ends_with("/status") || *r == "leases" || *r == "events"),
+                    resources.iter().all(|r| r.ends_with("/status") || *r == "leases" || *r == "events"),
                     "{name}: writes only status, leases and events, not {resources:?}"
                 );
             }
             if resources.contains(&"leases") {
-                assert_eq!(
-                    role["kind"], "Role",
-                    "{name}: leases only in the component's namespace"
-                );
+                assert_eq!(role["kind"], "Role", "{name}: leases only in the component's namespace");
             }
         }
     }

@@ -31,8 +31,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let _args = Args::parse();
-    eprintln!(
-        "router-controller: not yet implemented (tracked as the control-plane issue); nothing was reconciled"
-    );
+    eprintln!("router-controller: not yet implemented (tracked as the control-plane issue); nothing was reconciled");
     ExitCode::from(2)
 }

@@ -16,12 +16,8 @@ use router_core::Snapshot;
 use tokio::net::TcpListener;
 
 pub async fn start_backends(snapshot: &Snapshot) -> std::io::Result<()> {
-    let addrs: BTreeSet<SocketAddr> = snapshot
-        .services
-        .values()
-        .flat_map(|s| s.endpoints.iter().map(|e| e.addr))
-        .filter(|a| a.ip().is_loopback())
-        .collect();
+    let addrs: BTreeSet<SocketAddr> =
+        snapshot.services.values().flat_map(|s| s.endpoints.iter().map(|e| e.addr)).filter(|a| a.ip().is_loopback()).collect();
     for addr in addrs {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(%addr, "demo backend listening");
@@ -40,13 +36,9 @@ pub async fn start_backends(snapshot: &Snapshot) -> std::io::Result<()> {
                             "x-forwarded-for": req.headers().get("x-forwarded-for").and_then(|h| h.to_str().ok()),
                             "traceparent": req.headers().get("traceparent").and_then(|h| h.to_str().ok()),
                         });
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                            "{body}\n"
-                        )))))
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("{body}\n")))))
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });

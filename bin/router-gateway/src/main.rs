@@ -75,11 +75,8 @@ struct Args {
 }
 
 fn init_logging(format: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -92,9 +89,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args.log_format);
     let Some(config) = args.config.clone() else {
-        eprintln!(
-            "router-gateway: cluster mode (watching the Kubernetes API) is not implemented yet; run with --config <file-or-dir>"
-        );
+        eprintln!("router-gateway: cluster mode (watching the Kubernetes API) is not implemented yet; run with --config <file-or-dir>");
         return ExitCode::from(2);
     };
     match run(args, config).await {
@@ -121,13 +116,7 @@ async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Erro
         demo::start_backends(&cell.load()).await?;
     }
     tokio::spawn({
-        let (config, schemas, store, cell, metrics) = (
-            config.clone(),
-            schemas.clone(),
-            store.clone(),
-            cell.clone(),
-            metrics.clone(),
-        );
+        let (config, schemas, store, cell, metrics) = (config.clone(), schemas.clone(), store.clone(), cell.clone(), metrics.clone());
         async move {
             if let Err(e) = watch_and_reload(config, schemas, store, cell, metrics).await {
                 tracing::error!(error = %e, "cannot watch the configuration; changes will not be reloaded");
@@ -135,21 +124,10 @@ async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Erro
         }
     });
 
-    let admin_listener = TcpListener::bind(args.admin_addr)
-        .await
-        .map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("listener {}: {e}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin_addr).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
+    let listener = TcpListener::bind(args.listen).await.map_err(|e| format!("listener {}: {e}", args.listen))?;
     tracing::info!(listen = %args.listen, admin = %args.admin_addr, "router-gateway serving");
-    tokio::spawn(admin::serve(
-        admin_listener,
-        Arc::new(Admin {
-            cell: cell.clone(),
-            metrics: metrics.clone(),
-            health: health.clone(),
-        }),
-    ));
+    tokio::spawn(admin::serve(admin_listener, Arc::new(Admin { cell: cell.clone(), metrics: metrics.clone(), health: health.clone() })));
 
     let gateway = Arc::new(Gateway {
         cell,
@@ -181,10 +159,7 @@ async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Erro
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -27,13 +27,7 @@ async fn header_modifiers_and_rewrites() {
     .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
     let c = Client::http1();
-    let r = c
-        .get(
-            &gw.url("/old/users?id=7"),
-            &[("x-secret", "s3cr3t"), ("x-env", "dev"), ("x-tag", "z")],
-        )
-        .await
-        .unwrap();
+    let r = c.get(&gw.url("/old/users?id=7"), &[("x-secret", "s3cr3t"), ("x-env", "dev"), ("x-tag", "z")]).await.unwrap();
     let seen = r.json();
     assert_eq!(seen["path"], "/new/users");
     assert_eq!(seen["query"], "id=7");
@@ -47,20 +41,11 @@ async fn header_modifiers_and_rewrites() {
 
 #[tokio::test]
 async fn redirects_answer_without_a_destination() {
-    let config = route(
-        "to-https",
-        "  hostnames: [www.example.com]\n  filters: {redirect: {scheme: https, statusCode: 301}}",
-    );
+    let config = route("to-https", "  hostnames: [www.example.com]\n  filters: {redirect: {scheme: https, statusCode: 301}}");
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
-    let r = Client::http1()
-        .get(&gw.url("/a/b?c=d"), &[("host", "www.example.com:8080")])
-        .await
-        .unwrap();
+    let r = Client::http1().get(&gw.url("/a/b?c=d"), &[("host", "www.example.com:8080")]).await.unwrap();
     assert_eq!(r.status, 301);
-    assert_eq!(
-        r.header("location"),
-        Some("https://www.example.com/a/b?c=d")
-    );
+    assert_eq!(r.header("location"), Some("https://www.example.com/a/b?c=d"));
 }
 
 #[tokio::test]
@@ -81,35 +66,20 @@ async fn cors_preflight_is_answered_by_the_gateway() {
         .send(
             http::Method::OPTIONS,
             &gw.url("/items"),
-            &[
-                ("origin", "https://app.example.com"),
-                ("access-control-request-method", "PUT"),
-            ],
+            &[("origin", "https://app.example.com"), ("access-control-request-method", "PUT")],
             bytes::Bytes::new(),
         )
         .await
         .unwrap();
     assert_eq!(pre.status, 204);
-    assert_eq!(
-        pre.header("access-control-allow-origin"),
-        Some("https://app.example.com")
-    );
+    assert_eq!(pre.header("access-control-allow-origin"), Some("https://app.example.com"));
     assert_eq!(pre.header("access-control-allow-methods"), Some("GET, PUT"));
     assert_eq!(pre.header("access-control-max-age"), Some("600"));
     assert_eq!(b[0].hits(), 0, "preflight never reaches the backend");
 
-    let actual = c
-        .get(&gw.url("/items"), &[("origin", "https://app.example.com")])
-        .await
-        .unwrap();
-    assert_eq!(
-        actual.header("access-control-allow-origin"),
-        Some("https://app.example.com")
-    );
-    let foreign = c
-        .get(&gw.url("/items"), &[("origin", "https://evil.example")])
-        .await
-        .unwrap();
+    let actual = c.get(&gw.url("/items"), &[("origin", "https://app.example.com")]).await.unwrap();
+    assert_eq!(actual.header("access-control-allow-origin"), Some("https://app.example.com"));
+    let foreign = c.get(&gw.url("/items"), &[("origin", "https://evil.example")]).await.unwrap();
     assert_eq!(foreign.status, 200);
     assert!(foreign.header("access-control-allow-origin").is_none());
 }

@@ -15,24 +15,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
 
 async fn gateway() -> (GatewayProcess, Vec<router_tests::backend::Backend>) {
     let b = start_backends(&["l"]).await;
-    let config = [
-        service_on("svc", "svc", &[&b[0]], "HTTP"),
-        route("r", "  destinations: [{vpcServiceRef: {name: svc}}]"),
-    ]
-    .concat();
-    let gw = GatewayProcess::start(
-        BIN,
-        &config,
-        &[
-            "--max-headers",
-            "20",
-            "--max-header-bytes",
-            "16384",
-            "--header-read-timeout-secs",
-            "1",
-        ],
-    )
-    .await;
+    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), route("r", "  destinations: [{vpcServiceRef: {name: svc}}]")].concat();
+    let gw =
+        GatewayProcess::start(BIN, &config, &["--max-headers", "20", "--max-header-bytes", "16384", "--header-read-timeout-secs", "1"])
+            .await;
     (gw, b)
 }
 
@@ -40,51 +26,28 @@ async fn gateway() -> (GatewayProcess, Vec<router_tests::backend::Backend>) {
 async fn too_many_or_too_large_headers_get_431() {
     let (gw, _b) = gateway().await;
     let c = Client::http1();
-    let many: Vec<(String, String)> = (0..40)
-        .map(|i| (format!("x-h{i}"), "v".to_owned()))
-        .collect();
+    let many: Vec<(String, String)> = (0..40).map(|i| (format!("x-h{i}"), "v".to_owned())).collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(c.get(&gw.url("/"), &many).await.unwrap().status, 431);
     let big = "v".repeat(32 * 1024);
-    assert_eq!(
-        c.get(&gw.url("/"), &[("x-big", big.as_str())])
-            .await
-            .unwrap()
-            .status,
-        431
-    );
-    assert_eq!(
-        c.get(&gw.url("/"), &[]).await.unwrap().status,
-        200,
-        "normal requests still pass"
-    );
+    assert_eq!(c.get(&gw.url("/"), &[("x-big", big.as_str())]).await.unwrap().status, 431);
+    assert_eq!(c.get(&gw.url("/"), &[]).await.unwrap().status, 200, "normal requests still pass");
 }
 
 #[tokio::test]
 async fn a_slow_request_head_is_cut_off() {
     let (gw, _b) = gateway().await;
     let mut slow = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        .await
-        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
     let started = Instant::now();
     // Meanwhile other clients are served.
-    assert_eq!(
-        Client::http1().get(&gw.url("/"), &[]).await.unwrap().status,
-        200
-    );
+    assert_eq!(Client::http1().get(&gw.url("/"), &[]).await.unwrap().status, 200);
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the gateway closed the slow connection");
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "not before the header read timeout"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "not before the header read timeout");
     let text = String::from_utf8_lossy(&buf);
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 408"),
-        "{text}"
-    );
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
 }
 
 #[tokio::test]
@@ -94,23 +57,13 @@ async fn malformed_requests_get_400_and_the_gateway_keeps_serving() {
     bad.write_all(b"NOT A REQUEST\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut buf)).await;
-    assert!(
-        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 400"),
-        "{}",
-        String::from_utf8_lossy(&buf)
-    );
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&buf));
     // An HTTP/1.0 request without Host has no authority to route on.
     let mut no_host = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     no_host.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), no_host.read_to_end(&mut buf)).await;
     let text = String::from_utf8_lossy(&buf);
-    assert!(
-        text.starts_with("HTTP/1.0 400") && text.contains("bad-request"),
-        "{text}"
-    );
-    assert_eq!(
-        Client::http1().get(&gw.url("/"), &[]).await.unwrap().status,
-        200
-    );
+    assert!(text.starts_with("HTTP/1.0 400") && text.contains("bad-request"), "{text}");
+    assert_eq!(Client::http1().get(&gw.url("/"), &[]).await.unwrap().status, 200);
 }

@@ -21,14 +21,8 @@ async fn h2c_clients_and_h2c_upstreams() {
     let config = [
         service_on("plain", "plain", &[&b[0]], "HTTP"),
         service_on("multiplexed", "multiplexed", &[&b[1]], "HTTP2"),
-        route(
-            "plain",
-            "  match: {pathPrefix: /plain}\n  destinations: [{vpcServiceRef: {name: plain}}]",
-        ),
-        route(
-            "multiplexed",
-            "  match: {pathPrefix: /mux}\n  destinations: [{vpcServiceRef: {name: multiplexed}}]",
-        ),
+        route("plain", "  match: {pathPrefix: /plain}\n  destinations: [{vpcServiceRef: {name: plain}}]"),
+        route("multiplexed", "  match: {pathPrefix: /mux}\n  destinations: [{vpcServiceRef: {name: multiplexed}}]"),
     ]
     .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
@@ -36,25 +30,10 @@ async fn h2c_clients_and_h2c_upstreams() {
     let h2 = Client::h2c();
     let r = h2.get(&gw.url("/plain/x"), &[]).await.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.json()["version"],
-        "HTTP/1.1",
-        "h2 client, HTTP/1.1 upstream"
-    );
-    let r = Client::http1()
-        .get(&gw.url("/mux/x"), &[("host", "api.example.com")])
-        .await
-        .unwrap();
-    assert_eq!(
-        r.json()["version"],
-        "HTTP/2.0",
-        "HTTP/1.1 client, h2c upstream"
-    );
-    assert_eq!(
-        r.json()["headers"]["host"],
-        "api.example.com",
-        "the logical host reaches an h2 upstream"
-    );
+    assert_eq!(r.json()["version"], "HTTP/1.1", "h2 client, HTTP/1.1 upstream");
+    let r = Client::http1().get(&gw.url("/mux/x"), &[("host", "api.example.com")]).await.unwrap();
+    assert_eq!(r.json()["version"], "HTTP/2.0", "HTTP/1.1 client, h2c upstream");
+    assert_eq!(r.json()["headers"]["host"], "api.example.com", "the logical host reaches an h2 upstream");
 
     // Many concurrent streams over one client connection.
     let futs: Vec<_> = (0..50)
@@ -63,50 +42,30 @@ async fn h2c_clients_and_h2c_upstreams() {
             async move { h2.get(&url, &[]).await.unwrap().status }
         })
         .collect();
-    assert!(
-        futures::future::join_all(futs)
-            .await
-            .into_iter()
-            .all(|s| s == 200)
-    );
+    assert!(futures::future::join_all(futs).await.into_iter().all(|s| s == 200));
 }
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways() {
     let b = start_backends(&["echo"]).await;
-    let config = [
-        service_on("echo", "echo", &[&b[0]], "HTTP"),
-        route("all", "  destinations: [{vpcServiceRef: {name: echo}}]"),
-    ]
-    .concat();
+    let config = [service_on("echo", "echo", &[&b[0]], "HTTP"), route("all", "  destinations: [{vpcServiceRef: {name: echo}}]")].concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
     let body = Bytes::from(vec![b'x'; 8 * 1024 * 1024]);
-    let r = Client::http1()
-        .send(http::Method::POST, &gw.url("/upload"), &[], body)
-        .await
-        .unwrap();
+    let r = Client::http1().send(http::Method::POST, &gw.url("/upload"), &[], body).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["body_len"], 8 * 1024 * 1024);
 }
 
 #[tokio::test]
 async fn grpc_end_to_end_with_trailers() {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     // A real gRPC server: tonic's grpc.health.v1 implementation.
     let ip = loopback_ip(loopback_block(), 1);
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("users.v1.Users", tonic_health::ServingStatus::Serving)
-        .await;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming(tokio_stream_from(listener)),
-    );
+    reporter.set_service_status("users.v1.Users", tonic_health::ServingStatus::Serving).await;
+    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(tokio_stream_from(listener)));
 
     let config = [
         vpc("grpc-vpc"),
@@ -116,55 +75,26 @@ async fn grpc_end_to_end_with_trailers() {
     ]
     .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
-    let channel = tonic::transport::Endpoint::from_shared(gw.url(""))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(gw.url("")).unwrap().connect().await.unwrap();
     let mut client = HealthClient::new(channel);
 
-    let ok = client
-        .check(HealthCheckRequest {
-            service: "users.v1.Users".into(),
-        })
-        .await
-        .unwrap();
+    let ok = client.check(HealthCheckRequest { service: "users.v1.Users".into() }).await.unwrap();
     assert_eq!(ok.get_ref().status, ServingStatus::Serving as i32);
     // An error status travels in trailers (grpc-status 5) and reaches the client intact.
-    let err = client
-        .check(HealthCheckRequest {
-            service: "nope".into(),
-        })
-        .await
-        .unwrap_err();
+    let err = client.check(HealthCheckRequest { service: "nope".into() }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
     // Server streaming: the first message arrives through the gateway.
-    let mut stream = client
-        .watch(HealthCheckRequest {
-            service: "users.v1.Users".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut stream = client.watch(HealthCheckRequest { service: "users.v1.Users".into() }).await.unwrap().into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(first.status, ServingStatus::Serving as i32);
 
     // A plain HTTP request does not match the gRPC route.
-    let r = Client::http1()
-        .get(&gw.url("/grpc.health.v1.Health/Check"), &[])
-        .await
-        .unwrap();
+    let r = Client::http1().get(&gw.url("/grpc.health.v1.Health/Check"), &[]).await.unwrap();
     assert_eq!(r.status, 404);
 }
 
-fn tokio_stream_from(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn tokio_stream_from(listener: tokio::net::TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     futures::stream::unfold(listener, |l| async move {
         let r = l.accept().await.map(|(s, _)| s);
         Some((r, l))
@@ -174,23 +104,13 @@ fn tokio_stream_from(
 #[tokio::test]
 async fn websocket_upgrades_pass_through() {
     let b = start_backends(&["ws"]).await;
-    let config = [
-        service_on("ws", "ws", &[&b[0]], "HTTP"),
-        route("ws", "  destinations: [{vpcServiceRef: {name: ws}}]"),
-    ]
-    .concat();
+    let config = [service_on("ws", "ws", &[&b[0]], "HTTP"), route("ws", "  destinations: [{vpcServiceRef: {name: ws}}]")].concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
-    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
-        .await
-        .unwrap();
+    let (mut ws, response) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr)).await.unwrap();
     assert_eq!(response.status(), 101);
     for i in 0..3 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();
-        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
         assert_eq!(echoed.into_text().unwrap().as_str(), format!("hello {i}"));
     }
     ws.close(None).await.unwrap();

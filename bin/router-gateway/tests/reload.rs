@@ -32,77 +32,30 @@ async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn changes_apply_and_invalid_files_keep_the_last_good_config() {
     let b = start_backends(&["blue", "green"]).await;
-    let services = [
-        service_on("blue", "blue", &[&b[0]], "HTTP"),
-        service_on("green", "green", &[&b[1]], "HTTP"),
-    ]
-    .concat();
-    let to = |svc: &str| {
-        format!(
-            "{services}{}",
-            route(
-                "r",
-                &format!("  destinations: [{{vpcServiceRef: {{name: {svc}}}}}]")
-            )
-        )
-    };
+    let services = [service_on("blue", "blue", &[&b[0]], "HTTP"), service_on("green", "green", &[&b[1]], "HTTP")].concat();
+    let to = |svc: &str| format!("{services}{}", route("r", &format!("  destinations: [{{vpcServiceRef: {{name: {svc}}}}}]")));
     let gw = GatewayProcess::start(BIN, &to("blue"), &[]).await;
     let c = Client::http1();
-    assert_eq!(
-        c.get(&gw.url("/"), &[]).await.unwrap().backend(),
-        Some("blue")
-    );
+    assert_eq!(c.get(&gw.url("/"), &[]).await.unwrap().backend(), Some("blue"));
 
     gw.write_config(&to("green"));
-    wait_for("traffic to move to green", async || {
-        c.get(&gw.url("/"), &[]).await.unwrap().backend() == Some("green")
-    })
-    .await;
+    wait_for("traffic to move to green", async || c.get(&gw.url("/"), &[]).await.unwrap().backend() == Some("green")).await;
 
     // A port out of range fails validation: the gateway keeps routing to green and says why.
     gw.write_config(&to("blue").replace(&format!("port: {}", b[0].addr.port()), "port: 70000"));
-    wait_for("the rejection to be logged", async || {
-        gw.log().contains("configuration rejected")
-    })
-    .await;
-    assert!(
-        gw.log().contains("spec.port"),
-        "the log names the field:\n{}",
-        gw.log()
-    );
-    assert_eq!(
-        c.get(&gw.url("/"), &[]).await.unwrap().backend(),
-        Some("green")
-    );
+    wait_for("the rejection to be logged", async || gw.log().contains("configuration rejected")).await;
+    assert!(gw.log().contains("spec.port"), "the log names the field:\n{}", gw.log());
+    assert_eq!(c.get(&gw.url("/"), &[]).await.unwrap().backend(), Some("green"));
     let metrics = c.get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
-    assert!(
-        metrics.contains(r#"datum_router_config_reloads_total{result="failure"} 1"#),
-        "{metrics}"
-    );
-    assert_eq!(
-        c.get(&gw.admin_url("/readyz"), &[]).await.unwrap().status,
-        200,
-        "still ready"
-    );
+    assert!(metrics.contains(r#"datum_router_config_reloads_total{result="failure"} 1"#), "{metrics}");
+    assert_eq!(c.get(&gw.admin_url("/readyz"), &[]).await.unwrap().status, 200, "still ready");
 }
 
 #[tokio::test]
 async fn no_request_fails_during_many_reloads_under_load() {
     let b = start_backends(&["one", "two"]).await;
-    let services = [
-        service_on("one", "one", &[&b[0]], "HTTP"),
-        service_on("two", "two", &[&b[1]], "HTTP"),
-    ]
-    .concat();
-    let to = |svc: &str| {
-        format!(
-            "{services}{}",
-            route(
-                "r",
-                &format!("  destinations: [{{vpcServiceRef: {{name: {svc}}}}}]")
-            )
-        )
-    };
+    let services = [service_on("one", "one", &[&b[0]], "HTTP"), service_on("two", "two", &[&b[1]], "HTTP")].concat();
+    let to = |svc: &str| format!("{services}{}", route("r", &format!("  destinations: [{{vpcServiceRef: {{name: {svc}}}}}]")));
     let gw = Arc::new(GatewayProcess::start(BIN, &to("one"), &["--access-log", "off"]).await);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,11 +86,7 @@ async fn no_request_fails_during_many_reloads_under_load() {
     for w in workers {
         w.await.unwrap();
     }
-    let metrics = Client::http1()
-        .get(&gw.admin_url("/metrics"), &[])
-        .await
-        .unwrap()
-        .body;
+    let metrics = Client::http1().get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
     let successes: u64 = metrics
         .lines()
         .find(|l| l.starts_with(r#"datum_router_config_reloads_total{result="success"}"#))
@@ -145,18 +94,7 @@ async fn no_request_fails_during_many_reloads_under_load() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(successes >= reloads / 2, "reloads happened: {successes}");
-    assert!(
-        ok.load(Ordering::Relaxed) > 1000,
-        "load was applied: {}",
-        ok.load(Ordering::Relaxed)
-    );
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed during reloads"
-    );
-    assert!(
-        b[0].hits() > 0 && b[1].hits() > 0,
-        "traffic moved back and forth"
-    );
+    assert!(ok.load(Ordering::Relaxed) > 1000, "load was applied: {}", ok.load(Ordering::Relaxed));
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
+    assert!(b[0].hits() > 0 && b[1].hits() > 0, "traffic moved back and forth");
 }

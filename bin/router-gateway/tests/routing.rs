@@ -12,12 +12,7 @@ use router_tests::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
 
-async fn count_backends(
-    gw: &GatewayProcess,
-    path: &str,
-    headers: &[(&str, &str)],
-    n: usize,
-) -> HashMap<String, usize> {
+async fn count_backends(gw: &GatewayProcess, path: &str, headers: &[(&str, &str)], n: usize) -> HashMap<String, usize> {
     let client = Client::http1();
     let mut counts = HashMap::new();
     for _ in 0..n {
@@ -53,75 +48,35 @@ async fn host_path_method_header_and_query_select_the_route() {
     .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
     let c = Client::http1();
-    let get =
-        |host: &'static str, path: &'static str, headers: Vec<(&'static str, &'static str)>| {
-            let (c, url) = (c.clone(), gw.url(path));
-            async move {
-                let mut h = vec![("host", host)];
-                h.extend(headers);
-                c.get(&url, &h).await.unwrap()
-            }
-        };
-    assert_eq!(
-        get("api.example.com", "/api/users", vec![]).await.backend(),
-        Some("api")
-    );
-    assert_eq!(
-        get("API.Example.com:8080", "/api", vec![]).await.backend(),
-        Some("api"),
-        "host is case-insensitive, port ignored"
-    );
+    let get = |host: &'static str, path: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let (c, url) = (c.clone(), gw.url(path));
+        async move {
+            let mut h = vec![("host", host)];
+            h.extend(headers);
+            c.get(&url, &h).await.unwrap()
+        }
+    };
+    assert_eq!(get("api.example.com", "/api/users", vec![]).await.backend(), Some("api"));
+    assert_eq!(get("API.Example.com:8080", "/api", vec![]).await.backend(), Some("api"), "host is case-insensitive, port ignored");
     assert_eq!(
         get("api.example.com", "/apix", vec![]).await.backend(),
         Some("web"),
         "prefix is segment-aware: falls to the wildcard route"
     );
+    assert_eq!(get("shop.example.com", "/api/users", vec![]).await.backend(), Some("web"));
+    assert_eq!(get("api.example.com", "/api/x", vec![("x-canary", "true")]).await.backend(), Some("canary"));
+    assert_eq!(get("api.example.com", "/api/x?version=2", vec![]).await.backend(), Some("v2"));
     assert_eq!(
-        get("shop.example.com", "/api/users", vec![])
-            .await
-            .backend(),
-        Some("web")
-    );
-    assert_eq!(
-        get("api.example.com", "/api/x", vec![("x-canary", "true")])
-            .await
-            .backend(),
-        Some("canary")
-    );
-    assert_eq!(
-        get("api.example.com", "/api/x?version=2", vec![])
-            .await
-            .backend(),
-        Some("v2")
-    );
-    assert_eq!(
-        get(
-            "api.example.com",
-            "/api/x?version=2",
-            vec![("x-canary", "true")]
-        )
-        .await
-        .backend(),
+        get("api.example.com", "/api/x?version=2", vec![("x-canary", "true")]).await.backend(),
         Some("canary"),
         "header matches outrank query matches"
     );
 
-    let post = c
-        .send(
-            http::Method::POST,
-            &gw.url("/admin"),
-            &[("host", "other.org")],
-            bytes::Bytes::from_static(b"x"),
-        )
-        .await
-        .unwrap();
+    let post = c.send(http::Method::POST, &gw.url("/admin"), &[("host", "other.org")], bytes::Bytes::from_static(b"x")).await.unwrap();
     assert_eq!(post.backend(), Some("admin"));
     let wrong_method = get("other.org", "/admin", vec![]).await;
     assert_eq!(wrong_method.status, 404);
-    assert_eq!(
-        wrong_method.header("x-datum-router-error"),
-        Some("no-route")
-    );
+    assert_eq!(wrong_method.header("x-datum-router-error"), Some("no-route"));
     assert!(wrong_method.header("x-request-id").is_some());
 }
 
@@ -143,14 +98,8 @@ async fn oldest_route_wins_a_tie_and_exact_beats_prefix() {
     .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
     let c = Client::http1();
-    assert_eq!(
-        c.get(&gw.url("/p/x"), &[]).await.unwrap().backend(),
-        Some("old")
-    );
-    assert_eq!(
-        c.get(&gw.url("/p/exact"), &[]).await.unwrap().backend(),
-        Some("exact")
-    );
+    assert_eq!(c.get(&gw.url("/p/x"), &[]).await.unwrap().backend(), Some("old"));
+    assert_eq!(c.get(&gw.url("/p/exact"), &[]).await.unwrap().backend(), Some("exact"));
 }
 
 #[tokio::test]
@@ -167,10 +116,7 @@ async fn weights_split_traffic_and_round_robin_spreads_it() {
     .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
     let counts = count_backends(&gw, "/", &[], 400).await;
-    let a: usize = ["a1", "a2", "a3"]
-        .iter()
-        .map(|n| counts.get(*n).copied().unwrap_or(0))
-        .sum();
+    let a: usize = ["a1", "a2", "a3"].iter().map(|n| counts.get(*n).copied().unwrap_or(0)).sum();
     // Smooth weighted round robin gives exact shares over every window of 100.
     assert_eq!((a, counts["b1"]), (300, 100), "{counts:?}");
     for n in ["a1", "a2", "a3"] {
@@ -191,17 +137,10 @@ async fn consistent_hash_keeps_a_user_on_one_endpoint() {
     for user in 0..20 {
         let user = format!("user-{user}");
         let counts = count_backends(&gw, "/", &[("x-user", &user)], 5).await;
-        assert_eq!(
-            counts.len(),
-            1,
-            "{user} moved between endpoints: {counts:?}"
-        );
+        assert_eq!(counts.len(), 1, "{user} moved between endpoints: {counts:?}");
         seen_backends.extend(counts.into_keys());
     }
-    assert!(
-        seen_backends.len() >= 3,
-        "users spread over endpoints: {seen_backends:?}"
-    );
+    assert!(seen_backends.len() >= 3, "users spread over endpoints: {seen_backends:?}");
 }
 
 #[tokio::test]
@@ -233,45 +172,25 @@ async fn error_answers_are_labelled() {
     for _ in 0..10 {
         let r = c.get(&gw.url("/half"), &[]).await.unwrap();
         if r.status == 500 {
-            assert_eq!(
-                r.header("x-datum-router-error"),
-                Some("destination-unresolved")
-            );
+            assert_eq!(r.header("x-datum-router-error"), Some("destination-unresolved"));
         }
         *statuses.entry(r.status).or_insert(0) += 1;
     }
     assert_eq!(statuses, HashMap::from([(200, 5), (500, 5)]));
 
     let r = c.get(&gw.url("/pending"), &[]).await.unwrap();
-    assert_eq!(
-        (r.status, r.header("x-datum-router-error")),
-        (503, Some("no-healthy-upstream"))
-    );
+    assert_eq!((r.status, r.header("x-datum-router-error")), (503, Some("no-healthy-upstream")));
     let r = c.get(&gw.url("/dead"), &[]).await.unwrap();
-    assert_eq!(
-        (r.status, r.header("x-datum-router-error")),
-        (502, Some("upstream-connect-error"))
-    );
+    assert_eq!((r.status, r.header("x-datum-router-error")), (502, Some("upstream-connect-error")));
     let r = c.get(&gw.url("/slow/2000"), &[]).await.unwrap();
-    assert_eq!(
-        (r.status, r.header("x-datum-router-error")),
-        (504, Some("upstream-timeout"))
-    );
+    assert_eq!((r.status, r.header("x-datum-router-error")), (504, Some("upstream-timeout")));
     let r = c.get(&gw.url("/slow/10"), &[]).await.unwrap();
     assert_eq!(r.status, 200, "within the timeout");
 
     // The access log says which error each was.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let log = gw.access_log().join("\n");
-    for label in [
-        "destination-unresolved",
-        "no-healthy-upstream",
-        "upstream-connect-error",
-        "upstream-timeout",
-    ] {
-        assert!(
-            log.contains(&format!("\"error\":\"{label}\"")),
-            "access log lacks {label}:\n{log}"
-        );
+    for label in ["destination-unresolved", "no-healthy-upstream", "upstream-connect-error", "upstream-timeout"] {
+        assert!(log.contains(&format!("\"error\":\"{label}\"")), "access log lacks {label}:\n{log}");
     }
 }

@@ -14,11 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
     let b = start_backends(&["slow"]).await;
-    let config = [
-        service_on("svc", "svc", &[&b[0]], "HTTP"),
-        route("r", "  destinations: [{vpcServiceRef: {name: svc}}]"),
-    ]
-    .concat();
+    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), route("r", "  destinations: [{vpcServiceRef: {name: svc}}]")].concat();
     let mut gw = GatewayProcess::start(BIN, &config, &["--drain-timeout-secs", "10"]).await;
     let c = Client::http1();
     let in_flight = tokio::spawn({
@@ -28,19 +24,9 @@ async fn sigterm_drains_in_flight_requests() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     gw.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        c.get(&gw.admin_url("/readyz"), &[]).await.unwrap().status,
-        503,
-        "not ready while draining"
-    );
-    assert!(
-        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
-        "no new connections while draining"
-    );
-    let r = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request completes");
+    assert_eq!(c.get(&gw.admin_url("/readyz"), &[]).await.unwrap().status, 503, "not ready while draining");
+    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err(), "no new connections while draining");
+    let r = in_flight.await.unwrap().expect("the in-flight request completes");
     assert_eq!(r.status, 200);
     assert_eq!(gw.wait_exit(Duration::from_secs(10)).await, Some(0));
 }

@@ -34,8 +34,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let _args = Args::parse();
-    eprintln!(
-        "service-discovery: not yet implemented (tracked as the control-plane issue); no endpoints were resolved"
-    );
+    eprintln!("service-discovery: not yet implemented (tracked as the control-plane issue); no endpoints were resolved");
     ExitCode::from(2)
 }

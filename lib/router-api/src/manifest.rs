@@ -38,32 +38,17 @@ pub enum ManifestError {
     #[error("{origin}: not valid YAML: {message}")]
     Yaml { origin: String, message: String },
     #[error("{origin}: document {index}: {message}")]
-    Shape {
-        origin: String,
-        index: usize,
-        message: String,
-    },
+    Shape { origin: String, index: usize, message: String },
     #[error("{origin}: {kind} {name}: {source}")]
-    Invalid {
-        origin: String,
-        kind: String,
-        name: String,
-        source: InvalidObject,
-    },
+    Invalid { origin: String, kind: String, name: String, source: InvalidObject },
 }
 
 /// Parses every document of `text`; `origin` (a file name) prefixes errors.
 /// Empty documents are skipped. The first invalid document fails the whole
 /// text: a half-read file would be a configuration nobody wrote.
-pub fn parse_documents(
-    text: &str,
-    origin: &str,
-    schemas: &SchemaValidator,
-) -> Result<Vec<Object>, ManifestError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml {
-        origin: origin.to_owned(),
-        message: e.to_string(),
-    })?;
+pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> Result<Vec<Object>, ManifestError> {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml { origin: origin.to_owned(), message: e.to_string() })?;
     let mut out = Vec::with_capacity(docs.len());
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
@@ -74,50 +59,25 @@ pub fn parse_documents(
     Ok(out)
 }
 
-fn parse_object(
-    doc: Value,
-    origin: &str,
-    index: usize,
-    schemas: &SchemaValidator,
-) -> Result<Object, ManifestError> {
-    let shape = |message: String| ManifestError::Shape {
-        origin: origin.to_owned(),
-        index,
-        message,
-    };
-    let api_version = doc
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| shape("apiVersion is missing".into()))?
-        .to_owned();
-    let kind = doc
-        .get("kind")
-        .and_then(Value::as_str)
-        .ok_or_else(|| shape("kind is missing".into()))?
-        .to_owned();
-    let name = doc
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| shape(format!("{kind}: metadata.name is missing")))?
-        .to_owned();
+fn parse_object(doc: Value, origin: &str, index: usize, schemas: &SchemaValidator) -> Result<Object, ManifestError> {
+    let shape = |message: String| ManifestError::Shape { origin: origin.to_owned(), index, message };
+    let api_version = doc.get("apiVersion").and_then(Value::as_str).ok_or_else(|| shape("apiVersion is missing".into()))?.to_owned();
+    let kind = doc.get("kind").and_then(Value::as_str).ok_or_else(|| shape("kind is missing".into()))?.to_owned();
+    let name =
+        doc.pointer("/metadata/name").and_then(Value::as_str).ok_or_else(|| shape(format!("{kind}: metadata.name is missing")))?.to_owned();
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
 
     if group == v1alpha1::GROUP && schemas.knows(&kind) {
-        schemas
-            .validate(&kind, &doc)
-            .map_err(|source| ManifestError::Invalid {
-                origin: origin.to_owned(),
-                kind: kind.clone(),
-                name: name.clone(),
-                source,
-            })?;
+        schemas.validate(&kind, &doc).map_err(|source| ManifestError::Invalid {
+            origin: origin.to_owned(),
+            kind: kind.clone(),
+            name: name.clone(),
+            source,
+        })?;
     }
-    let typed =
-        |r: Result<Object, serde_json::Error>| r.map_err(|e| shape(format!("{kind} {name}: {e}")));
+    let typed = |r: Result<Object, serde_json::Error>| r.map_err(|e| shape(format!("{kind} {name}: {e}")));
     match (api_version.as_str(), kind.as_str()) {
-        (v, "VPC") if v == api(galactic::GROUP, galactic::VERSION) => {
-            typed(serde_json::from_value(doc).map(Object::Vpc))
-        }
+        (v, "VPC") if v == api(galactic::GROUP, galactic::VERSION) => typed(serde_json::from_value(doc).map(Object::Vpc)),
         (v, "VPCAttachment") if v == api(galactic::GROUP, galactic::VERSION) => {
             typed(serde_json::from_value(doc).map(Object::VpcAttachment))
         }
@@ -130,11 +90,7 @@ fn parse_object(
             _ => Err(shape(format!("{api_version} has no kind {kind}"))),
         },
         ("v1", "Secret") => typed(serde_json::from_value(doc).map(Object::Secret)),
-        _ => Ok(Object::Other {
-            api_version,
-            kind,
-            name,
-        }),
+        _ => Ok(Object::Other { api_version, kind, name }),
     }
 }
 

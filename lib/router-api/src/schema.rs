@@ -79,30 +79,15 @@ impl SchemaValidator {
                 .and_then(|v| v.schema.as_ref())
                 .and_then(|s| s.open_api_v3_schema.as_ref())
                 .ok_or_else(|| SchemaError::MissingSchema { crd: name.clone() })?;
-            let openapi = serde_json::to_value(openapi).map_err(|e| SchemaError::Compile {
-                crd: name.clone(),
-                message: e.to_string(),
-            })?;
+            let openapi = serde_json::to_value(openapi).map_err(|e| SchemaError::Compile { crd: name.clone(), message: e.to_string() })?;
             let structural = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft4)
                 .should_validate_formats(false)
                 .build(&openapi)
-                .map_err(|e| SchemaError::Compile {
-                    crd: name.clone(),
-                    message: e.to_string(),
-                })?;
-            kinds.insert(
-                crd.spec.names.kind.clone(),
-                KindSchema {
-                    openapi,
-                    structural,
-                },
-            );
+                .map_err(|e| SchemaError::Compile { crd: name.clone(), message: e.to_string() })?;
+            kinds.insert(crd.spec.names.kind.clone(), KindSchema { openapi, structural });
         }
-        Ok(Self {
-            kinds,
-            cel: kube_cel::Validator::new(),
-        })
+        Ok(Self { kinds, cel: kube_cel::Validator::new() })
     }
 
     /// Whether `kind` is one this validator knows.
@@ -119,28 +104,16 @@ impl SchemaValidator {
         let mut errors: Vec<FieldError> = schema
             .structural
             .iter_errors(object)
-            .map(|e| FieldError {
-                field: dotted(e.instance_path().as_str()),
-                message: e.to_string(),
-            })
+            .map(|e| FieldError { field: dotted(e.instance_path().as_str()), message: e.to_string() })
             .collect();
         // CEL rules assume a structurally valid object (the API server never
         // runs them otherwise), so they only run once the structure is right.
         if errors.is_empty()
-            && let Err(cel_errors) = self
-                .cel
-                .validate_with_defaults(&schema.openapi, object, None)
+            && let Err(cel_errors) = self.cel.validate_with_defaults(&schema.openapi, object, None)
         {
-            errors.extend(cel_errors.into_iter().map(|e| FieldError {
-                field: e.field_path.clone(),
-                message: e.message.clone(),
-            }));
+            errors.extend(cel_errors.into_iter().map(|e| FieldError { field: e.field_path.clone(), message: e.message.clone() }));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(InvalidObject(errors))
-        }
+        if errors.is_empty() { Ok(()) } else { Err(InvalidObject(errors)) }
     }
 }
 
@@ -160,11 +133,7 @@ fn dotted(pointer: &str) -> String {
             out.push_str(&part);
         }
     }
-    if out.is_empty() {
-        "<root>".to_owned()
-    } else {
-        out
-    }
+    if out.is_empty() { "<root>".to_owned() } else { out }
 }
 
 #[cfg(test)]
@@ -173,10 +142,7 @@ mod tests {
 
     #[test]
     fn json_pointers_become_dotted_field_paths() {
-        assert_eq!(
-            dotted("/spec/destinations/0/weight"),
-            "spec.destinations[0].weight"
-        );
+        assert_eq!(dotted("/spec/destinations/0/weight"), "spec.destinations[0].weight");
         assert_eq!(dotted(""), "<root>");
     }
 }

@@ -4,10 +4,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
-use router_api::v1alpha1::{
-    Destination, HeaderMatch, MatchType, NamespacedObjectReference, RouteMatch, VPCRoute,
-    VPCRouteSpec,
-};
+use router_api::v1alpha1::{Destination, HeaderMatch, MatchType, NamespacedObjectReference, RouteMatch, VPCRoute, VPCRouteSpec};
 use router_core::{EndpointStore, RequestView, Snapshot};
 
 /// n routes spread over n/10 hostnames, each with its own path prefix and a header match on every other one.
@@ -21,21 +18,14 @@ fn routes(n: usize) -> Vec<VPCRoute> {
                     r#match: Some(RouteMatch {
                         path_prefix: Some(format!("/api/v{}/items{}", i % 10, i)),
                         headers: if i % 2 == 0 {
-                            vec![HeaderMatch {
-                                name: "x-tenant".into(),
-                                value: Some(format!("t{i}")),
-                                type_: MatchType::Exact,
-                            }]
+                            vec![HeaderMatch { name: "x-tenant".into(), value: Some(format!("t{i}")), type_: MatchType::Exact }]
                         } else {
                             vec![]
                         },
                         ..Default::default()
                     }),
                     destinations: vec![Destination {
-                        vpc_service_ref: NamespacedObjectReference {
-                            name: "svc".into(),
-                            namespace: None,
-                        },
+                        vpc_service_ref: NamespacedObjectReference { name: "svc".into(), namespace: None },
                         weight: 1,
                     }],
                     ..Default::default()
@@ -55,20 +45,9 @@ fn lookup(c: &mut Criterion) {
         let host = format!("svc{}.example.com", i / 10);
         let path = format!("/api/v{}/items{}/detail", i % 10, i);
         let headers = HeaderMap::new();
-        let req = RequestView {
-            host: &host,
-            path: &path,
-            query: Some("page=2"),
-            method: &Method::GET,
-            headers: &headers,
-        };
-        assert!(
-            snapshot.routes.lookup(&req).is_some(),
-            "benchmark request must match"
-        );
-        group.bench_with_input(BenchmarkId::from_parameter(n), &req, |b, req| {
-            b.iter(|| snapshot.routes.lookup(std::hint::black_box(req)))
-        });
+        let req = RequestView { host: &host, path: &path, query: Some("page=2"), method: &Method::GET, headers: &headers };
+        assert!(snapshot.routes.lookup(&req).is_some(), "benchmark request must match");
+        group.bench_with_input(BenchmarkId::from_parameter(n), &req, |b, req| b.iter(|| snapshot.routes.lookup(std::hint::black_box(req))));
     }
     group.finish();
 }

@@ -20,10 +20,7 @@ impl ValueMatch {
             MatchType::Exact => Self::Exact(value.unwrap_or_default().to_owned()),
             MatchType::RegularExpression => {
                 let re = value.unwrap_or_default();
-                Self::Regex(
-                    Regex::new(&format!("^(?:{re})$"))
-                        .map_err(|e| format!("{what}: invalid regular expression: {e}"))?,
-                )
+                Self::Regex(Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{what}: invalid regular expression: {e}"))?)
             }
         })
     }
@@ -49,48 +46,20 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    pub fn compile(
-        methods: &[HttpMethod],
-        headers: &[HeaderMatch],
-        query: &[QueryParamMatch],
-        grpc_only: bool,
-    ) -> Result<Self, String> {
+    pub fn compile(methods: &[HttpMethod], headers: &[HeaderMatch], query: &[QueryParamMatch], grpc_only: bool) -> Result<Self, String> {
         let headers = headers
             .iter()
             .map(|h| {
-                let name = HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|_| format!("header name {:?} is invalid", h.name))?;
-                Ok((
-                    name,
-                    ValueMatch::compile(
-                        h.type_,
-                        h.value.as_deref(),
-                        &format!("header {}", h.name),
-                    )?,
-                ))
+                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| format!("header name {:?} is invalid", h.name))?;
+                Ok((name, ValueMatch::compile(h.type_, h.value.as_deref(), &format!("header {}", h.name))?))
             })
             .collect::<Result<_, String>>()?;
         let query = query
             .iter()
-            .map(|q| {
-                Ok((
-                    q.name.clone(),
-                    ValueMatch::compile(
-                        q.type_,
-                        q.value.as_deref(),
-                        &format!("query parameter {}", q.name),
-                    )?,
-                ))
-            })
+            .map(|q| Ok((q.name.clone(), ValueMatch::compile(q.type_, q.value.as_deref(), &format!("query parameter {}", q.name))?)))
             .collect::<Result<_, String>>()?;
         Ok(Self {
-            methods: methods
-                .iter()
-                .map(|m| {
-                    Method::from_bytes(m.as_str().as_bytes())
-                        .expect("static method names are valid")
-                })
-                .collect(),
+            methods: methods.iter().map(|m| Method::from_bytes(m.as_str().as_bytes()).expect("static method names are valid")).collect(),
             headers,
             query,
             grpc_only,
@@ -102,20 +71,12 @@ impl Conditions {
         if !self.methods.is_empty() && !self.methods.contains(method) {
             return false;
         }
-        if self.grpc_only
-            && !headers
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
-        {
+        if self.grpc_only && !headers.get(http::header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc")) {
             return false;
         }
         for (name, want) in &self.headers {
             // A repeated header matches when any of its values does.
-            if !headers
-                .get_all(name)
-                .iter()
-                .any(|v| want.matches(v.as_bytes()))
-            {
+            if !headers.get_all(name).iter().any(|v| want.matches(v.as_bytes())) {
                 return false;
             }
         }
@@ -143,26 +104,15 @@ mod tests {
     use super::*;
 
     fn header(name: &str, value: Option<&str>, type_: MatchType) -> HeaderMatch {
-        HeaderMatch {
-            name: name.into(),
-            value: value.map(Into::into),
-            type_,
-        }
+        HeaderMatch { name: name.into(), value: value.map(Into::into), type_ }
     }
 
     #[test]
     fn methods_headers_and_query_must_all_hold() {
         let c = Conditions::compile(
             &[HttpMethod::Get],
-            &[
-                header("x-canary", Some("true"), MatchType::Exact),
-                header("x-user", Some("u[0-9]+"), MatchType::RegularExpression),
-            ],
-            &[QueryParamMatch {
-                name: "version".into(),
-                value: Some("2".into()),
-                type_: MatchType::Exact,
-            }],
+            &[header("x-canary", Some("true"), MatchType::Exact), header("x-user", Some("u[0-9]+"), MatchType::RegularExpression)],
+            &[QueryParamMatch { name: "version".into(), value: Some("2".into()), type_: MatchType::Exact }],
             false,
         )
         .unwrap();
@@ -171,27 +121,15 @@ mod tests {
         h.insert("x-user", HeaderValue::from_static("u42"));
         assert!(c.matches(&Method::GET, &h, Some("a=1&version=2")));
         assert!(!c.matches(&Method::POST, &h, Some("version=2")), "method");
-        assert!(
-            !c.matches(&Method::GET, &h, Some("version=3")),
-            "query value"
-        );
+        assert!(!c.matches(&Method::GET, &h, Some("version=3")), "query value");
         assert!(!c.matches(&Method::GET, &h, None), "query missing");
         h.insert("x-user", HeaderValue::from_static("u42x"));
-        assert!(
-            !c.matches(&Method::GET, &h, Some("version=2")),
-            "regex is anchored"
-        );
+        assert!(!c.matches(&Method::GET, &h, Some("version=2")), "regex is anchored");
     }
 
     #[test]
     fn header_names_are_case_insensitive_and_present_ignores_value() {
-        let c = Conditions::compile(
-            &[],
-            &[header("X-Debug", None, MatchType::Present)],
-            &[],
-            false,
-        )
-        .unwrap();
+        let c = Conditions::compile(&[], &[header("X-Debug", None, MatchType::Present)], &[], false).unwrap();
         let mut h = HeaderMap::new();
         assert!(!c.matches(&Method::GET, &h, None));
         h.insert("x-debug", HeaderValue::from_static(""));
@@ -203,25 +141,13 @@ mod tests {
         let c = Conditions::compile(&[], &[], &[], true).unwrap();
         let mut h = HeaderMap::new();
         assert!(!c.matches(&Method::POST, &h, None));
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc+proto"),
-        );
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
         assert!(c.matches(&Method::POST, &h, None));
     }
 
     #[test]
     fn invalid_regex_is_an_error_naming_the_header() {
-        let err = Conditions::compile(
-            &[],
-            &[header("x-a", Some("("), MatchType::RegularExpression)],
-            &[],
-            false,
-        )
-        .unwrap_err();
-        assert!(
-            err.starts_with("header x-a: invalid regular expression"),
-            "{err}"
-        );
+        let err = Conditions::compile(&[], &[header("x-a", Some("("), MatchType::RegularExpression)], &[], false).unwrap_err();
+        assert!(err.starts_with("header x-a: invalid regular expression"), "{err}");
     }
 }

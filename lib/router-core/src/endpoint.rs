@@ -17,6 +17,8 @@ use std::{
 #[derive(Debug)]
 pub struct EndpointState {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, built once: every upstream request needs it.
+    pub authority: http::uri::Authority,
     in_flight: AtomicU32,
     healthy: AtomicBool,
 }
@@ -25,6 +27,7 @@ impl EndpointState {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            authority: http::uri::Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"),
             in_flight: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
         }

@@ -86,10 +86,7 @@ pub fn normalize_host(authority: &str) -> String {
         // [v6]:port
         rest.split(']').next().unwrap_or(rest)
     } else {
-        authority
-            .rsplit_once(':')
-            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-            .map_or(authority, |(h, _)| h)
+        authority.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(authority, |(h, _)| h)
     };
     host.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -103,11 +100,7 @@ struct Bucket<A> {
 
 impl<A> Default for Bucket<A> {
     fn default() -> Self {
-        Self {
-            exact: HashMap::new(),
-            regex: Vec::new(),
-            prefixes: Trie::default(),
-        }
+        Self { exact: HashMap::new(), regex: Vec::new(), prefixes: Trie::default() }
     }
 }
 
@@ -119,10 +112,7 @@ struct Trie<A> {
 
 impl<A> Default for Trie<A> {
     fn default() -> Self {
-        Self {
-            children: HashMap::new(),
-            rules: Vec::new(),
-        }
+        Self { children: HashMap::new(), rules: Vec::new() }
     }
 }
 
@@ -166,19 +156,10 @@ impl<A> Bucket<A> {
 
     fn lookup(&self, req: &RequestView<'_>) -> Option<&Arc<RouteRule<A>>> {
         let ok = |r: &&Arc<RouteRule<A>>| r.conditions.matches(req.method, req.headers, req.query);
-        if let Some(r) = self
-            .exact
-            .get(req.path)
-            .and_then(|rules| rules.iter().find(ok))
-        {
+        if let Some(r) = self.exact.get(req.path).and_then(|rules| rules.iter().find(ok)) {
             return Some(r);
         }
-        if let Some(r) = self
-            .regex
-            .iter()
-            .filter(|r| matches!(&r.path, PathMatch::Regex(re) if re.is_match(req.path)))
-            .find(ok)
-        {
+        if let Some(r) = self.regex.iter().filter(|r| matches!(&r.path, PathMatch::Regex(re) if re.is_match(req.path))).find(ok) {
             return Some(r);
         }
         // Walk down as far as the path goes, remembering each node with rules; try deepest first.
@@ -208,11 +189,7 @@ pub struct RouteTable<A> {
 
 impl<A> Default for RouteTable<A> {
     fn default() -> Self {
-        Self {
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
-            any_host: Bucket::default(),
-        }
+        Self { exact_hosts: HashMap::new(), wildcard_hosts: HashMap::new(), any_host: Bucket::default() }
     }
 }
 
@@ -260,13 +237,7 @@ mod tests {
     use super::*;
 
     /// A test route: (name, hostnames, path, methods, header count, created).
-    fn rule(
-        name: &str,
-        path: PathMatch,
-        conditions: Conditions,
-        created: i64,
-        index: usize,
-    ) -> RouteRule<String> {
+    fn rule(name: &str, path: PathMatch, conditions: Conditions, created: i64, index: usize) -> RouteRule<String> {
         RouteRule {
             action: Arc::new(name.to_owned()),
             order: RuleOrder {
@@ -297,24 +268,9 @@ mod tests {
         find_with(t, host, path, &Method::GET, &HeaderMap::new())
     }
 
-    fn find_with<'a>(
-        t: &'a RouteTable<String>,
-        host: &str,
-        path: &str,
-        method: &Method,
-        headers: &HeaderMap,
-    ) -> Option<&'a str> {
-        let (path, query) = path
-            .split_once('?')
-            .map_or((path, None), |(p, q)| (p, Some(q)));
-        t.lookup(&RequestView {
-            host,
-            path,
-            query,
-            method,
-            headers,
-        })
-        .map(|r| r.action.as_str())
+    fn find_with<'a>(t: &'a RouteTable<String>, host: &str, path: &str, method: &Method, headers: &HeaderMap) -> Option<&'a str> {
+        let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+        t.lookup(&RequestView { host, path, query, method, headers }).map(|r| r.action.as_str())
     }
 
     #[test]
@@ -336,11 +292,7 @@ mod tests {
     fn exact_beats_regex_beats_prefix() {
         let t = RouteTable::compile(vec![
             route("prefix", &[], prefix("/users")),
-            route(
-                "regex",
-                &[],
-                PathMatch::Regex(Regex::new("^(?:/users/[0-9]+)$").unwrap()),
-            ),
+            route("regex", &[], PathMatch::Regex(Regex::new("^(?:/users/[0-9]+)$").unwrap())),
             route("exact", &[], PathMatch::Exact("/users/42".into())),
         ]);
         assert_eq!(find(&t, "x", "/users/42"), Some("exact"));
@@ -359,17 +311,9 @@ mod tests {
         ]);
         assert_eq!(find(&t, "api.example.com", "/"), Some("exact"));
         assert_eq!(find(&t, "web.example.com", "/"), Some("wild"));
-        assert_eq!(
-            find(&t, "a.b.example.com", "/"),
-            Some("wild"),
-            "wildcards cover several labels"
-        );
+        assert_eq!(find(&t, "a.b.example.com", "/"), Some("wild"), "wildcards cover several labels");
         assert_eq!(find(&t, "x.eu.example.com", "/"), Some("deeper"));
-        assert_eq!(
-            find(&t, "example.com", "/"),
-            Some("any"),
-            "*.example.com does not match the bare domain"
-        );
+        assert_eq!(find(&t, "example.com", "/"), Some("any"), "*.example.com does not match the bare domain");
         assert_eq!(find(&t, "other.org", "/"), Some("any"));
     }
 
@@ -386,61 +330,22 @@ mod tests {
     #[test]
     fn methods_then_headers_then_age_break_ties() {
         use router_api::v1alpha1::{HeaderMatch, HttpMethod, MatchType};
-        let h = |n: &str| HeaderMatch {
-            name: n.into(),
-            value: Some("1".into()),
-            type_: MatchType::Exact,
-        };
+        let h = |n: &str| HeaderMatch { name: n.into(), value: Some("1".into()), type_: MatchType::Exact };
         let rules = vec![
             rule("plain-new", prefix("/"), Conditions::default(), 20, 0),
             rule("plain-old", prefix("/"), Conditions::default(), 10, 0),
-            rule(
-                "get",
-                prefix("/"),
-                Conditions::compile(&[HttpMethod::Get], &[], &[], false).unwrap(),
-                30,
-                0,
-            ),
-            rule(
-                "two-headers",
-                prefix("/"),
-                Conditions::compile(&[], &[h("a"), h("b")], &[], false).unwrap(),
-                30,
-                0,
-            ),
-            rule(
-                "one-header",
-                prefix("/"),
-                Conditions::compile(&[], &[h("a")], &[], false).unwrap(),
-                30,
-                0,
-            ),
+            rule("get", prefix("/"), Conditions::compile(&[HttpMethod::Get], &[], &[], false).unwrap(), 30, 0),
+            rule("two-headers", prefix("/"), Conditions::compile(&[], &[h("a"), h("b")], &[], false).unwrap(), 30, 0),
+            rule("one-header", prefix("/"), Conditions::compile(&[], &[h("a")], &[], false).unwrap(), 30, 0),
         ];
-        let t = RouteTable::compile(
-            rules
-                .into_iter()
-                .map(|r| CompiledRoute {
-                    hostnames: vec![],
-                    rules: vec![r],
-                })
-                .collect(),
-        );
+        let t = RouteTable::compile(rules.into_iter().map(|r| CompiledRoute { hostnames: vec![], rules: vec![r] }).collect());
         let mut hm = HeaderMap::new();
         assert_eq!(find_with(&t, "x", "/", &Method::GET, &hm), Some("get"));
-        assert_eq!(
-            find_with(&t, "x", "/", &Method::POST, &hm),
-            Some("plain-old")
-        );
+        assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("plain-old"));
         hm.insert("a", "1".parse().unwrap());
-        assert_eq!(
-            find_with(&t, "x", "/", &Method::POST, &hm),
-            Some("one-header")
-        );
+        assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("one-header"));
         hm.insert("b", "1".parse().unwrap());
-        assert_eq!(
-            find_with(&t, "x", "/", &Method::POST, &hm),
-            Some("two-headers")
-        );
+        assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("two-headers"));
     }
 
     #[test]

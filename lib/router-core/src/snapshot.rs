@@ -17,8 +17,7 @@ use std::{
 
 use regex::Regex;
 use router_api::v1alpha1::{
-    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol,
-    UpstreamTls, VPCRoute, VPCService,
+    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCRoute, VPCService,
 };
 
 use crate::{
@@ -58,6 +57,8 @@ impl fmt::Display for RouteKey {
 #[derive(Debug)]
 pub struct ServiceTarget {
     pub key: ServiceKey,
+    /// `namespace/name`, formatted once for metrics and logs.
+    pub label: Arc<str>,
     pub protocol: ServiceProtocol,
     pub tls: Option<UpstreamTls>,
     /// The VRF device of the service's VPC (`G…V`), when Galactic assigned the VPC an identifier.
@@ -76,7 +77,10 @@ pub enum DestinationTarget {
         picker: EndpointPicker,
     },
     /// The VPCService does not exist: this share is answered with 500.
-    Unresolved { service: ServiceKey },
+    Unresolved {
+        service: ServiceKey,
+        label: Arc<str>,
+    },
 }
 
 /// Route timeouts, parsed.
@@ -92,6 +96,8 @@ pub struct RouteTimeouts {
 #[derive(Debug)]
 pub struct RoutePolicy {
     pub key: RouteKey,
+    /// `namespace/name`, formatted once for metrics and logs.
+    pub label: Arc<str>,
     pub request_headers: Option<router_api::v1alpha1::HeaderModifier>,
     pub response_headers: Option<router_api::v1alpha1::HeaderModifier>,
     pub url_rewrite: Option<router_api::v1alpha1::UrlRewrite>,
@@ -128,12 +134,7 @@ pub struct Snapshot {
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
-    (
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned()),
-        meta.name.clone().unwrap_or_default(),
-    )
+    (meta.namespace.clone().unwrap_or_else(|| "default".to_owned()), meta.name.clone().unwrap_or_default())
 }
 
 impl Snapshot {
@@ -146,25 +147,19 @@ impl Snapshot {
             let (namespace, name) = key_of(&svc.metadata);
             let key = ServiceKey { namespace, name };
             let mut problems = Vec::new();
-            let status_endpoints = svc
-                .status
-                .as_ref()
-                .map(|s| s.endpoints.as_slice())
-                .unwrap_or_default();
+            let status_endpoints = svc.status.as_ref().map(|s| s.endpoints.as_slice()).unwrap_or_default();
             let mut endpoints = Vec::new();
             for ep in status_endpoints.iter().filter(|e| e.ready) {
                 match (ep.address.parse::<IpAddr>(), u16::try_from(ep.port)) {
                     (Ok(ip), Ok(port)) => endpoints.push(store.get(SocketAddr::new(ip, port))),
-                    _ => problems.push(format!(
-                        "endpoint {}:{} is not an IP and port",
-                        ep.address, ep.port
-                    )),
+                    _ => problems.push(format!("endpoint {}:{} is not an IP and port", ep.address, ep.port)),
                 }
             }
             report.services.insert(key.clone(), problems);
             targets.insert(
                 key.clone(),
                 Arc::new(ServiceTarget {
+                    label: key.to_string().into(),
                     key,
                     protocol: svc.spec.protocol,
                     tls: svc.spec.tls.clone(),
@@ -191,12 +186,7 @@ impl Snapshot {
             }
             report.routes.insert(key, problems);
         }
-        Snapshot {
-            route_count: compiled.len(),
-            routes: RouteTable::compile(compiled),
-            services: targets,
-            report,
-        }
+        Snapshot { route_count: compiled.len(), routes: RouteTable::compile(compiled), services: targets, report }
     }
 }
 
@@ -207,20 +197,14 @@ fn destination(
     targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     problems: &mut Vec<String>,
 ) -> DestinationTarget {
-    let key = ServiceKey {
-        namespace: r.namespace_or(namespace).to_owned(),
-        name: r.name.clone(),
-    };
+    let key = ServiceKey { namespace: r.namespace_or(namespace).to_owned(), name: r.name.clone() };
     match targets.get(&key) {
-        Some(service) => DestinationTarget::Resolved {
-            picker: EndpointPicker::new(lb, service.endpoints.clone()),
-            service: service.clone(),
-        },
+        Some(service) => {
+            DestinationTarget::Resolved { picker: EndpointPicker::new(lb, service.endpoints.clone()), service: service.clone() }
+        }
         None => {
-            problems.push(format!(
-                "VPCService {key} not found; its share of traffic is answered with 500"
-            ));
-            DestinationTarget::Unresolved { service: key }
+            problems.push(format!("VPCService {key} not found; its share of traffic is answered with 500"));
+            DestinationTarget::Unresolved { label: key.to_string().into(), service: key }
         }
     }
 }
@@ -234,44 +218,27 @@ fn compile_route(
     let spec = &route.spec;
     let filters: RouteFilters = spec.filters.clone().unwrap_or_default();
     let lb = spec.load_balancing;
-    let destinations: Vec<DestinationTarget> = spec
-        .destinations
-        .iter()
-        .map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, targets, problems))
-        .collect();
-    let weights: Vec<u32> = spec
-        .destinations
-        .iter()
-        .map(|d| u32::try_from(d.weight).unwrap_or(0))
-        .collect();
+    let destinations: Vec<DestinationTarget> =
+        spec.destinations.iter().map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, targets, problems)).collect();
+    let weights: Vec<u32> = spec.destinations.iter().map(|d| u32::try_from(d.weight).unwrap_or(0)).collect();
     let mirror = filters.mirror.as_ref().map(|m| {
         (
-            destination(
-                &key.namespace,
-                &m.vpc_service_ref,
-                LoadBalancing::RoundRobin,
-                targets,
-                problems,
-            ),
+            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, targets, problems),
             u32::try_from(m.percent).unwrap_or(0).min(100),
         )
     });
     if filters.redirect.is_none() && weights.iter().all(|&w| w == 0) {
-        problems.push(
-            "every destination has weight 0: matching requests are answered with 500".to_owned(),
-        );
+        problems.push("every destination has weight 0: matching requests are answered with 500".to_owned());
     }
-    let timeouts = spec
-        .timeouts
-        .as_ref()
-        .map_or_else(RouteTimeouts::default, |t| RouteTimeouts {
-            request: t.request.map(Into::into),
-            per_try: t.per_try.map(Into::into),
-            idle: t.idle.map(Into::into),
-            connect: t.connect.map(Into::into),
-        });
+    let timeouts = spec.timeouts.as_ref().map_or_else(RouteTimeouts::default, |t| RouteTimeouts {
+        request: t.request.map(Into::into),
+        per_try: t.per_try.map(Into::into),
+        idle: t.idle.map(Into::into),
+        connect: t.connect.map(Into::into),
+    });
     let policy = Arc::new(RoutePolicy {
         key: key.clone(),
+        label: key.to_string().into(),
         request_headers: filters.request_headers,
         response_headers: filters.response_headers,
         url_rewrite: filters.url_rewrite,
@@ -290,11 +257,7 @@ fn compile_route(
         (None, false) => spec.matches.clone(),
         (None, true) => vec![RouteMatch::default()],
     };
-    let created = route
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(i64::MAX, |t| t.0.as_second());
+    let created = route.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second());
     let mut rules = Vec::with_capacity(matches.len());
     for (index, m) in matches.iter().enumerate() {
         let (path, grpc_only) = path_of(m)?;
@@ -313,10 +276,7 @@ fn compile_route(
             conditions,
         });
     }
-    Ok(CompiledRoute {
-        hostnames: spec.hostnames.clone(),
-        rules,
-    })
+    Ok(CompiledRoute { hostnames: spec.hostnames.clone(), rules })
 }
 
 /// The path condition of a match; a gRPC match is a path condition on /service/method.
@@ -325,10 +285,7 @@ fn path_of(m: &RouteMatch) -> Result<(PathMatch, bool), String> {
         let path = match (&g.service, &g.method) {
             (Some(s), Some(me)) => PathMatch::Exact(format!("/{s}/{me}")),
             (Some(s), None) => PathMatch::Prefix(format!("/{s}")),
-            (None, Some(me)) => PathMatch::Regex(
-                Regex::new(&format!("^/[^/]+/{}$", regex::escape(me)))
-                    .map_err(|e| e.to_string())?,
-            ),
+            (None, Some(me)) => PathMatch::Regex(Regex::new(&format!("^/[^/]+/{}$", regex::escape(me))).map_err(|e| e.to_string())?),
             (None, None) => PathMatch::Prefix(String::new()),
         };
         return Ok((path, true));
@@ -336,18 +293,9 @@ fn path_of(m: &RouteMatch) -> Result<(PathMatch, bool), String> {
     let path = if let Some(p) = &m.path {
         PathMatch::Exact(p.clone())
     } else if let Some(re) = &m.path_regex {
-        PathMatch::Regex(
-            Regex::new(&format!("^(?:{re})$"))
-                .map_err(|e| format!("pathRegex: invalid regular expression: {e}"))?,
-        )
+        PathMatch::Regex(Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("pathRegex: invalid regular expression: {e}"))?)
     } else {
-        PathMatch::Prefix(
-            m.path_prefix
-                .as_deref()
-                .unwrap_or("/")
-                .trim_end_matches('/')
-                .to_owned(),
-        )
+        PathMatch::Prefix(m.path_prefix.as_deref().unwrap_or("/").trim_end_matches('/').to_owned())
     };
     Ok((path, false))
 }

@@ -13,9 +13,7 @@ pub fn interface_ip(address: &str) -> Result<IpAddr, AddressError> {
     if let Ok(net) = address.parse::<ipnet::IpNet>() {
         return Ok(net.addr());
     }
-    address
-        .parse::<IpAddr>()
-        .map_err(|_| AddressError(address.to_owned()))
+    address.parse::<IpAddr>().map_err(|_| AddressError(address.to_owned()))
 }
 
 #[cfg(test)]
@@ -25,14 +23,8 @@ mod tests {
     #[test]
     fn takes_the_host_part_of_cidr_addresses() {
         assert_eq!(interface_ip("10.1.1.1/24").unwrap().to_string(), "10.1.1.1");
-        assert_eq!(
-            interface_ip("2001:10:1:1::1/64").unwrap().to_string(),
-            "2001:10:1:1::1"
-        );
-        assert_eq!(
-            interface_ip("127.0.0.11").unwrap().to_string(),
-            "127.0.0.11"
-        );
+        assert_eq!(interface_ip("2001:10:1:1::1/64").unwrap().to_string(), "2001:10:1:1::1");
+        assert_eq!(interface_ip("127.0.0.11").unwrap().to_string(), "127.0.0.11");
     }
 
     #[test]

@@ -31,10 +31,7 @@ pub enum ResolveProblem {
     #[error("the selected attachments belong to different VPCs ({0}); endpoints from all are used")]
     MixedVpcs(String),
     #[error("VPCAttachment {attachment} has no {family:?} address")]
-    NoAddressOfFamily {
-        attachment: String,
-        family: AddressFamily,
-    },
+    NoAddressOfFamily { attachment: String, family: AddressFamily },
 }
 
 /// What a VPCService resolves to.
@@ -55,29 +52,17 @@ impl Resolution {
 
 /// Resolves `service` against every known attachment and VPC (any namespace;
 /// only the service's own namespace is considered).
-pub fn resolve_endpoints(
-    service: &VPCService,
-    attachments: &[VPCAttachment],
-    vpcs: &[VPC],
-) -> Resolution {
+pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vpcs: &[VPC]) -> Resolution {
     let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
-    let in_namespace =
-        |a: &&VPCAttachment| a.metadata.namespace.as_deref().unwrap_or("default") == namespace;
+    let in_namespace = |a: &&VPCAttachment| a.metadata.namespace.as_deref().unwrap_or("default") == namespace;
     let mut out = Resolution::default();
 
-    let selected: Vec<&VPCAttachment> = match (
-        &service.spec.vpc_attachment_ref,
-        &service.spec.vpc_attachment_selector,
-    ) {
+    let selected: Vec<&VPCAttachment> = match (&service.spec.vpc_attachment_ref, &service.spec.vpc_attachment_selector) {
         (Some(r), _) => {
-            let found: Vec<_> = attachments
-                .iter()
-                .filter(in_namespace)
-                .filter(|a| a.metadata.name.as_deref() == Some(r.name.as_str()))
-                .collect();
+            let found: Vec<_> =
+                attachments.iter().filter(in_namespace).filter(|a| a.metadata.name.as_deref() == Some(r.name.as_str())).collect();
             if found.is_empty() {
-                out.problems
-                    .push(ResolveProblem::AttachmentNotFound(r.name.clone()));
+                out.problems.push(ResolveProblem::AttachmentNotFound(r.name.clone()));
             }
             found
         }
@@ -108,16 +93,12 @@ pub fn resolve_endpoints(
         let vpc_name = att.spec.vpc.name.clone().unwrap_or_default();
         let vpc_ns = att.vpc_namespace(namespace);
         let vpc = vpcs.iter().find(|v| {
-            v.metadata.name.as_deref() == Some(vpc_name.as_str())
-                && v.metadata.namespace.as_deref().unwrap_or("default") == vpc_ns
+            v.metadata.name.as_deref() == Some(vpc_name.as_str()) && v.metadata.namespace.as_deref().unwrap_or("default") == vpc_ns
         });
         let vpc_ready = match vpc {
             Some(v) => v.is_ready(),
             None => {
-                out.problems.push(ResolveProblem::VpcNotFound {
-                    attachment: att_name.clone(),
-                    vpc: vpc_name.clone(),
-                });
+                out.problems.push(ResolveProblem::VpcNotFound { attachment: att_name.clone(), vpc: vpc_name.clone() });
                 false
             }
         };
@@ -125,10 +106,7 @@ pub fn resolve_endpoints(
             vpc_names.push(vpc_name.clone());
         }
         if out.vpc.is_none() {
-            out.vpc = Some(VpcIdentity {
-                name: vpc_name.clone(),
-                identifier: vpc.and_then(|v| v.identifier()).map(str::to_owned),
-            });
+            out.vpc = Some(VpcIdentity { name: vpc_name.clone(), identifier: vpc.and_then(|v| v.identifier()).map(str::to_owned) });
         }
         let ready = vpc_ready && att.is_ready();
         let mut contributed = false;
@@ -136,10 +114,7 @@ pub fn resolve_endpoints(
             let ip = match interface_ip(address) {
                 Ok(ip) => ip,
                 Err(e) => {
-                    out.problems.push(ResolveProblem::BadAddress {
-                        attachment: att_name.clone(),
-                        message: e.to_string(),
-                    });
+                    out.problems.push(ResolveProblem::BadAddress { attachment: att_name.clone(), message: e.to_string() });
                     continue;
                 }
             };
@@ -156,22 +131,17 @@ pub fn resolve_endpoints(
             });
         }
         if !contributed {
-            out.problems.push(ResolveProblem::NoAddressOfFamily {
-                attachment: att_name,
-                family,
-            });
+            out.problems.push(ResolveProblem::NoAddressOfFamily { attachment: att_name, family });
         }
     }
     if vpc_names.len() > 1 {
-        out.problems
-            .push(ResolveProblem::MixedVpcs(vpc_names.join(", ")));
+        out.problems.push(ResolveProblem::MixedVpcs(vpc_names.join(", ")));
     }
     out.endpoints.sort_by_key(|e| {
         let ip: Option<IpAddr> = e.address.parse().ok();
         (!ip.is_some_and(|ip| ip.is_ipv6()), ip, e.port)
     });
-    out.endpoints
-        .dedup_by(|a, b| a.address == b.address && a.port == b.port);
+    out.endpoints.dedup_by(|a, b| a.address == b.address && a.port == b.port);
     out
 }
 
@@ -187,60 +157,33 @@ fn family_allows(family: AddressFamily, ip: IpAddr) -> bool {
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::{
-        api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::LabelSelector,
-    };
+    use k8s_openapi::{api::core::v1::ObjectReference, apimachinery::pkg::apis::meta::v1::LabelSelector};
     use router_api::{
-        galactic::{
-            AttachmentInterface, VPCAttachmentSpec, VPCAttachmentStatus, VPCSpec, VPCStatus,
-        },
+        galactic::{AttachmentInterface, VPCAttachmentSpec, VPCAttachmentStatus, VPCSpec, VPCStatus},
         v1alpha1::{LocalObjectReference, VPCServiceSpec},
     };
 
     use super::*;
 
     fn vpc(name: &str, ready: bool) -> VPC {
-        let mut v = VPC::new(
-            name,
-            VPCSpec {
-                networks: vec!["10.0.0.0/8".into()],
-            },
-        );
+        let mut v = VPC::new(name, VPCSpec { networks: vec!["10.0.0.0/8".into()] });
         v.metadata.namespace = Some("default".into());
-        v.status = Some(VPCStatus {
-            identifier: Some("0a1b2c3d4e5f".into()),
-            ready,
-        });
+        v.status = Some(VPCStatus { identifier: Some("0a1b2c3d4e5f".into()), ready });
         v
     }
 
-    fn attachment(
-        name: &str,
-        vpc: &str,
-        addresses: &[&str],
-        ready: bool,
-        app: &str,
-    ) -> VPCAttachment {
+    fn attachment(name: &str, vpc: &str, addresses: &[&str], ready: bool, app: &str) -> VPCAttachment {
         let mut a = VPCAttachment::new(
             name,
             VPCAttachmentSpec {
-                vpc: ObjectReference {
-                    name: Some(vpc.into()),
-                    ..Default::default()
-                },
-                interface: AttachmentInterface {
-                    name: "galactic0".into(),
-                    addresses: addresses.iter().map(|s| s.to_string()).collect(),
-                },
+                vpc: ObjectReference { name: Some(vpc.into()), ..Default::default() },
+                interface: AttachmentInterface { name: "galactic0".into(), addresses: addresses.iter().map(|s| s.to_string()).collect() },
                 routes: None,
             },
         );
         a.metadata.namespace = Some("default".into());
         a.metadata.labels = Some(BTreeMap::from([("app".to_string(), app.to_string())]));
-        a.status = Some(VPCAttachmentStatus {
-            identifier: Some("1f2e".into()),
-            ready,
-        });
+        a.status = Some(VPCAttachmentStatus { identifier: Some("1f2e".into()), ready });
         a
     }
 
@@ -263,37 +206,18 @@ mod tests {
     fn dual_stack_lists_ipv6_first_on_the_service_port() {
         let r = resolve_endpoints(
             &by_ref("a", AddressFamily::DualStack),
-            &[attachment(
-                "a",
-                "v",
-                &["10.1.1.1/24", "2001:10:1:1::1/64"],
-                true,
-                "x",
-            )],
+            &[attachment("a", "v", &["10.1.1.1/24", "2001:10:1:1::1/64"], true, "x")],
             &[vpc("v", true)],
         );
-        let got: Vec<_> = r
-            .endpoints
-            .iter()
-            .map(|e| (e.address.as_str(), e.port, e.ready))
-            .collect();
-        assert_eq!(
-            got,
-            [("2001:10:1:1::1", 8080, true), ("10.1.1.1", 8080, true)]
-        );
+        let got: Vec<_> = r.endpoints.iter().map(|e| (e.address.as_str(), e.port, e.ready)).collect();
+        assert_eq!(got, [("2001:10:1:1::1", 8080, true), ("10.1.1.1", 8080, true)]);
         assert_eq!(r.vpc.unwrap().identifier.as_deref(), Some("0a1b2c3d4e5f"));
         assert!(r.problems.is_empty());
     }
 
     #[test]
     fn address_family_filters() {
-        let atts = [attachment(
-            "a",
-            "v",
-            &["10.1.1.1/24", "2001:10:1:1::1/64"],
-            true,
-            "x",
-        )];
+        let atts = [attachment("a", "v", &["10.1.1.1/24", "2001:10:1:1::1/64"], true, "x")];
         let v4 = resolve_endpoints(&by_ref("a", AddressFamily::IPv4), &atts, &[vpc("v", true)]);
         assert_eq!(v4.endpoints.len(), 1);
         assert_eq!(v4.endpoints[0].address, "10.1.1.1");
@@ -303,20 +227,13 @@ mod tests {
 
     #[test]
     fn only_ready_attachment_in_ready_vpc_gives_ready_endpoints() {
-        for (att_ready, vpc_ready, want) in [
-            (true, true, true),
-            (false, true, false),
-            (true, false, false),
-        ] {
+        for (att_ready, vpc_ready, want) in [(true, true, true), (false, true, false), (true, false, false)] {
             let r = resolve_endpoints(
                 &by_ref("a", AddressFamily::IPv4),
                 &[attachment("a", "v", &["10.1.1.1/24"], att_ready, "x")],
                 &[vpc("v", vpc_ready)],
             );
-            assert_eq!(
-                r.endpoints[0].ready, want,
-                "attachment {att_ready} vpc {vpc_ready}"
-            );
+            assert_eq!(r.endpoints[0].ready, want, "attachment {att_ready} vpc {vpc_ready}");
         }
     }
 
@@ -347,35 +264,16 @@ mod tests {
     #[test]
     fn problems_are_reported_not_swallowed() {
         let r = resolve_endpoints(&by_ref("missing", AddressFamily::DualStack), &[], &[]);
-        assert_eq!(
-            r.problems,
-            [ResolveProblem::AttachmentNotFound("missing".into())]
-        );
+        assert_eq!(r.problems, [ResolveProblem::AttachmentNotFound("missing".into())]);
 
-        let r = resolve_endpoints(
-            &by_ref("a", AddressFamily::IPv4),
-            &[attachment(
-                "a",
-                "gone",
-                &["bogus", "10.1.1.1/24"],
-                true,
-                "x",
-            )],
-            &[],
-        );
+        let r = resolve_endpoints(&by_ref("a", AddressFamily::IPv4), &[attachment("a", "gone", &["bogus", "10.1.1.1/24"], true, "x")], &[]);
         assert!(matches!(r.problems[0], ResolveProblem::VpcNotFound { .. }));
         assert!(matches!(r.problems[1], ResolveProblem::BadAddress { .. }));
         assert_eq!(r.endpoints.len(), 1, "the good address still counts");
         assert!(!r.endpoints[0].ready, "but not ready without its VPC");
 
-        let r = resolve_endpoints(
-            &by_ref("a", AddressFamily::IPv6),
-            &[attachment("a", "v", &["10.1.1.1/24"], true, "x")],
-            &[vpc("v", true)],
-        );
-        assert!(matches!(
-            r.problems[0],
-            ResolveProblem::NoAddressOfFamily { .. }
-        ));
+        let r =
+            resolve_endpoints(&by_ref("a", AddressFamily::IPv6), &[attachment("a", "v", &["10.1.1.1/24"], true, "x")], &[vpc("v", true)]);
+        assert!(matches!(r.problems[0], ResolveProblem::NoAddressOfFamily { .. }));
     }
 }

@@ -13,10 +13,7 @@ pub enum SelectorError {
 /// Whether `labels` satisfy `selector`, with Kubernetes semantics: every
 /// matchLabels pair and every matchExpression must hold; an empty selector
 /// matches everything.
-pub fn selector_matches(
-    selector: &LabelSelector,
-    labels: Option<&BTreeMap<String, String>>,
-) -> Result<bool, SelectorError> {
+pub fn selector_matches(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> Result<bool, SelectorError> {
     let empty = BTreeMap::new();
     let labels = labels.unwrap_or(&empty);
     for (k, v) in selector.match_labels.iter().flatten() {
@@ -28,14 +25,7 @@ pub fn selector_matches(
         let value = labels.get(&expr.key);
         let values = expr.values.as_deref().unwrap_or_default();
         let needs_values = || {
-            if values.is_empty() {
-                Err(SelectorError::MissingValues(
-                    expr.operator.clone(),
-                    expr.key.clone(),
-                ))
-            } else {
-                Ok(())
-            }
+            if values.is_empty() { Err(SelectorError::MissingValues(expr.operator.clone(), expr.key.clone())) } else { Ok(()) }
         };
         let holds = match expr.operator.as_str() {
             "In" => {
@@ -64,46 +54,22 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
-        LabelSelectorRequirement {
-            key: key.into(),
-            operator: op.into(),
-            values: Some(values.iter().map(|v| v.to_string()).collect()),
-        }
+        LabelSelectorRequirement { key: key.into(), operator: op.into(), values: Some(values.iter().map(|v| v.to_string()).collect()) }
     }
 
     #[test]
     fn match_labels_and_expressions_all_hold() {
         let sel = LabelSelector {
             match_labels: Some(labels(&[("app", "api")])),
-            match_expressions: Some(vec![
-                expr("cloud", "In", &["aws", "gcp"]),
-                expr("canary", "DoesNotExist", &[]),
-            ]),
+            match_expressions: Some(vec![expr("cloud", "In", &["aws", "gcp"]), expr("canary", "DoesNotExist", &[])]),
         };
-        assert!(
-            selector_matches(&sel, Some(&labels(&[("app", "api"), ("cloud", "aws")]))).unwrap()
-        );
-        assert!(
-            !selector_matches(&sel, Some(&labels(&[("app", "api"), ("cloud", "azure")]))).unwrap()
-        );
-        assert!(
-            !selector_matches(
-                &sel,
-                Some(&labels(&[
-                    ("app", "api"),
-                    ("cloud", "aws"),
-                    ("canary", "1")
-                ]))
-            )
-            .unwrap()
-        );
+        assert!(selector_matches(&sel, Some(&labels(&[("app", "api"), ("cloud", "aws")]))).unwrap());
+        assert!(!selector_matches(&sel, Some(&labels(&[("app", "api"), ("cloud", "azure")]))).unwrap());
+        assert!(!selector_matches(&sel, Some(&labels(&[("app", "api"), ("cloud", "aws"), ("canary", "1")]))).unwrap());
         assert!(!selector_matches(&sel, None).unwrap());
     }
 
@@ -114,21 +80,9 @@ mod tests {
 
     #[test]
     fn bad_operators_are_errors_not_silent_misses() {
-        let sel = LabelSelector {
-            match_expressions: Some(vec![expr("a", "Near", &["b"])]),
-            ..Default::default()
-        };
-        assert_eq!(
-            selector_matches(&sel, None),
-            Err(SelectorError::Operator("Near".into()))
-        );
-        let sel = LabelSelector {
-            match_expressions: Some(vec![expr("a", "In", &[])]),
-            ..Default::default()
-        };
-        assert!(matches!(
-            selector_matches(&sel, None),
-            Err(SelectorError::MissingValues(..))
-        ));
+        let sel = LabelSelector { match_expressions: Some(vec![expr("a", "Near", &["b"])]), ..Default::default() };
+        assert_eq!(selector_matches(&sel, None), Err(SelectorError::Operator("Near".into())));
+        let sel = LabelSelector { match_expressions: Some(vec![expr("a", "In", &[])]), ..Default::default() };
+        assert!(matches!(selector_matches(&sel, None), Err(SelectorError::MissingValues(..))));
     }
 }

@@ -45,42 +45,23 @@ pub struct Admin {
     pub health: Arc<Health>,
 }
 
-fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 impl Admin {
     fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         match req.uri().path() {
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render(),
-            ),
+            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render()),
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
-            "/readyz" if self.health.is_draining() => {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
-            }
-            "/readyz" if !self.cell.is_loaded() => reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "no configuration loaded yet\n",
-            ),
+            "/readyz" if self.health.is_draining() => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n"),
+            "/readyz" if !self.cell.is_loaded() => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no configuration loaded yet\n"),
             "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n"),
             "/config" => reply(StatusCode::OK, "application/json", self.config_json()),
-            _ => reply(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "not found: try /metrics, /healthz, /readyz or /config\n",
-            ),
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz, /readyz or /config\n"),
         }
     }
 
@@ -103,12 +84,8 @@ impl Admin {
                 )
             })
             .collect();
-        let routes: serde_json::Map<String, serde_json::Value> = snapshot
-            .report
-            .routes
-            .iter()
-            .map(|(k, problems)| (k.to_string(), json!({ "problems": problems })))
-            .collect();
+        let routes: serde_json::Map<String, serde_json::Value> =
+            snapshot.report.routes.iter().map(|(k, problems)| (k.to_string(), json!({ "problems": problems }))).collect();
         serde_json::to_string_pretty(&json!({
             "generation": self.cell.generation(),
             "routesServed": snapshot.route_count,
@@ -131,9 +108,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(admin.answer(&req)) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

@@ -34,13 +34,9 @@ impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::DestinationUnresolved | Self::NoWeightedDestination => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::DestinationUnresolved | Self::NoWeightedDestination => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTlsUnavailable => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTlsUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest => StatusCode::BAD_REQUEST,
         }

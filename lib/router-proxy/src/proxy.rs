@@ -1,6 +1,7 @@
 //! The per-request handler: route, filter, split, pick, forward, stream back.
 
 use std::{
+    borrow::Cow,
     convert::Infallible,
     net::SocketAddr,
     pin::Pin,
@@ -10,7 +11,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header, uri::PathAndQuery};
+use http::{
+    HeaderValue, Request, Response, StatusCode, Uri, Version, header,
+    uri::{PathAndQuery, Scheme},
+};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -26,8 +30,16 @@ use router_core::{
 use crate::{
     config::SnapshotCell,
     error::{ERROR_HEADER, ProxyError},
-    http::{filters, headers},
-    telemetry::{AccessLog, AccessRecord, Metrics, trace::TraceContext},
+    http::{
+        filters,
+        headers::{self, ClientInfo},
+    },
+    telemetry::{
+        AccessLog, AccessRecord, Metrics,
+        metrics_labels::{method_label, status_class},
+        millis,
+        trace::TraceContext,
+    },
     upstream::Upstreams,
 };
 
@@ -48,32 +60,32 @@ pub struct Gateway {
 }
 
 /// What the access log and metrics need about the outcome.
+#[derive(Default)]
 struct Outcome {
-    route: String,
-    service: String,
+    route: Option<Arc<str>>,
+    service: Option<Arc<str>>,
     upstream: Option<SocketAddr>,
     error: Option<ProxyError>,
     upstream_elapsed: Option<Duration>,
 }
 
+impl Outcome {
+    fn fail(&mut self, e: ProxyError) -> Response<ProxyBody> {
+        self.error = Some(e);
+        error_response(e)
+    }
+}
+
 fn local_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
 fn error_response(e: ProxyError) -> Response<ProxyBody> {
     let mut r = local_response(e.status(), e.label());
-    r.headers_mut()
-        .insert(ERROR_HEADER, HeaderValue::from_static(e.label()));
+    r.headers_mut().insert(ERROR_HEADER, HeaderValue::from_static(e.label()));
     r
 }
 
@@ -83,100 +95,55 @@ fn empty_response(status: StatusCode) -> Response<ProxyBody> {
     r
 }
 
+/// The request's host: the URI authority (HTTP/2, absolute-form) or the Host header,
+/// lower-cased without port. Borrowed when already normal, which it almost always is.
+fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let plain = !authority.bytes().any(|b| b == b':' || b == b'[' || b.is_ascii_uppercase()) && !authority.ends_with('.');
+    Some(if plain { Cow::Borrowed(authority) } else { Cow::Owned(normalize_host(authority)) })
+}
+
 impl Gateway {
     /// Serves one request. Never fails: every problem becomes a response.
-    pub async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible> {
         let start = Instant::now();
         self.metrics.in_flight.inc();
         let method = req.method().clone();
-        let version = req.version();
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
-        let host = authority.as_deref().map(normalize_host).unwrap_or_default();
-        let path = req.uri().path().to_owned();
+        let logged = self.access_log.enabled().then(|| (req.uri().path().to_owned(), req.version()));
         let trace = req
             .headers()
             .get(&headers::TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::parse)
             .unwrap_or_else(TraceContext::start);
-        let request_id = req
-            .headers()
-            .get(&headers::X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_owned)
-            .unwrap_or_else(|| trace.trace_id_hex());
+        let request_id = match req.headers().get(&headers::X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128) {
+            Some(id) => id.clone(),
+            None => HeaderValue::from_str(&trace.trace_id_hex()).expect("hex is a valid header value"),
+        };
         let request_size = content_length(req.headers());
+        let host = request_host(&req).map(Cow::into_owned);
 
-        let mut outcome = Outcome {
-            route: String::new(),
-            service: String::new(),
-            upstream: None,
-            error: None,
-            upstream_elapsed: None,
+        let mut outcome = Outcome::default();
+        let mut response = match &host {
+            None => outcome.fail(ProxyError::BadRequest),
+            Some(host) => self.route_and_forward(req, &client, host, &trace, &request_id, &mut outcome).await,
         };
-        let mut response = if authority.is_none() {
-            outcome.error = Some(ProxyError::BadRequest);
-            error_response(ProxyError::BadRequest)
-        } else {
-            self.route_and_forward(req, client, &host, &trace, &request_id, &mut outcome)
-                .await
-        };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response
-                .headers_mut()
-                .insert(headers::X_REQUEST_ID.clone(), v);
-        }
+        response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
         let status = response.status().as_u16();
-        let class = crate::telemetry::metrics_labels::status_class(status);
-        let route_label = if outcome.route.is_empty() {
-            "none"
-        } else {
-            outcome.route.as_str()
-        };
-        let service_label = if outcome.service.is_empty() {
-            "none"
-        } else {
-            outcome.service.as_str()
-        };
-        self.metrics
-            .requests
-            .with_label_values(&[
-                route_label,
-                service_label,
-                crate::telemetry::metrics_labels::method_label(&method),
-                class,
-            ])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[route_label, class])
-            .observe(start.elapsed().as_secs_f64());
+        let class = status_class(status);
+        let route_label = outcome.route.as_deref().unwrap_or("none");
+        let service_label = outcome.service.as_deref().unwrap_or("none");
+        self.metrics.requests.with_label_values(&[route_label, service_label, method_label(&method), class]).inc();
+        self.metrics.duration.with_label_values(&[route_label, class]).observe(start.elapsed().as_secs_f64());
         if let Some(n) = request_size {
-            self.metrics
-                .request_size
-                .with_label_values(&[route_label])
-                .observe(n as f64);
+            self.metrics.request_size.with_label_values(&[route_label]).observe(n as f64);
         }
         if let Some(n) = content_length(response.headers()) {
-            self.metrics
-                .response_size
-                .with_label_values(&[route_label])
-                .observe(n as f64);
+            self.metrics.response_size.with_label_values(&[route_label]).observe(n as f64);
         }
         if let Some(e) = outcome.error
             && matches!(
@@ -187,17 +154,14 @@ impl Gateway {
                     | ProxyError::UpstreamTlsUnavailable
             )
         {
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[service_label, e.label()])
-                .inc();
+            self.metrics.upstream_errors.with_label_values(&[service_label, e.label()]).inc();
         }
         self.metrics.in_flight.dec();
-        if self.access_log.enabled() {
+        if let Some((path, version)) = logged {
             self.access_log.write(&AccessRecord {
-                client,
+                client: client.addr,
                 method: method.as_str(),
-                host: &host,
+                host: host.as_deref().unwrap_or_default(),
                 path: &path,
                 protocol: match version {
                     Version::HTTP_2 => "HTTP/2",
@@ -208,10 +172,10 @@ impl Gateway {
                 route: route_label,
                 upstream: outcome.upstream,
                 error: outcome.error.map(ProxyError::label),
-                duration_ms: crate::telemetry::millis(start.elapsed()),
-                upstream_ms: outcome.upstream_elapsed.map(crate::telemetry::millis),
+                duration_ms: millis(start.elapsed()),
+                upstream_ms: outcome.upstream_elapsed.map(millis),
                 trace_id: &trace.trace_id_hex(),
-                request_id: &request_id,
+                request_id: request_id.to_str().unwrap_or_default(),
             });
         }
         Ok(response)
@@ -220,37 +184,24 @@ impl Gateway {
     async fn route_and_forward(
         &self,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &ClientInfo,
         host: &str,
         trace: &TraceContext,
-        request_id: &str,
+        request_id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         let snapshot = self.cell.load();
         let rule = {
-            let view = RequestView {
-                host,
-                path: req.uri().path(),
-                query: req.uri().query(),
-                method: req.method(),
-                headers: req.headers(),
-            };
+            let view = RequestView { host, path: req.uri().path(), query: req.uri().query(), method: req.method(), headers: req.headers() };
             match snapshot.routes.lookup(&view) {
                 Some(rule) => rule.clone(),
-                None => {
-                    outcome.error = Some(ProxyError::NoRoute);
-                    return error_response(ProxyError::NoRoute);
-                }
+                None => return outcome.fail(ProxyError::NoRoute),
             }
         };
         let policy: &RoutePolicy = &rule.action;
-        outcome.route = policy.key.to_string();
+        outcome.route = Some(policy.label.clone());
 
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .map(str::to_owned);
+        let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
         if let Some(cors) = &policy.cors
             && filters::is_preflight(req.method(), req.headers())
         {
@@ -266,14 +217,8 @@ impl Gateway {
                     .and_then(|h| h.rsplit_once(':'))
                     .and_then(|(_, p)| p.parse().ok())
             });
-            let (status, location) = filters::redirect_location(
-                redirect,
-                self.scheme,
-                host,
-                port,
-                (req.uri().path(), req.uri().query()),
-                &rule.path,
-            );
+            let (status, location) =
+                filters::redirect_location(redirect, self.scheme, host, port, (req.uri().path(), req.uri().query()), &rule.path);
             let mut r = empty_response(status);
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
@@ -282,25 +227,21 @@ impl Gateway {
         }
 
         let Some(index) = policy.split.pick() else {
-            outcome.error = Some(ProxyError::NoWeightedDestination);
-            return error_response(ProxyError::NoWeightedDestination);
+            return outcome.fail(ProxyError::NoWeightedDestination);
         };
         let (service, picker) = match &policy.destinations[index] {
             DestinationTarget::Resolved { service, picker } => (service, picker),
-            DestinationTarget::Unresolved { service } => {
-                outcome.service = service.to_string();
-                outcome.error = Some(ProxyError::DestinationUnresolved);
-                return error_response(ProxyError::DestinationUnresolved);
+            DestinationTarget::Unresolved { label, .. } => {
+                outcome.service = Some(label.clone());
+                return outcome.fail(ProxyError::DestinationUnresolved);
             }
         };
-        outcome.service = service.key.to_string();
+        outcome.service = Some(service.label.clone());
         let ctx = PickContext {
-            source_ip: Some(client.ip()),
+            source_ip: Some(client.addr.ip()),
             hash_key: policy.hash_on.as_ref().and_then(|h| {
                 if let Some(name) = &h.header {
-                    req.headers()
-                        .get(name.as_str())
-                        .map(|v| hash_key(v.as_bytes()))
+                    req.headers().get(name.as_str()).map(|v| hash_key(v.as_bytes()))
                 } else if let Some(name) = &h.cookie {
                     cookie(req.headers(), name).map(|v| hash_key(v.as_bytes()))
                 } else {
@@ -309,17 +250,12 @@ impl Gateway {
             }),
         };
         let Some(endpoint) = picker.pick(&ctx) else {
-            outcome.error = Some(ProxyError::NoHealthyUpstream);
-            return error_response(ProxyError::NoHealthyUpstream);
+            return outcome.fail(ProxyError::NoHealthyUpstream);
         };
         let endpoint = endpoint.clone();
         outcome.upstream = Some(endpoint.addr);
-        let Some(upstream) = self
-            .upstreams
-            .client(service.protocol, service.vrf_device.as_deref())
-        else {
-            outcome.error = Some(ProxyError::UpstreamTlsUnavailable);
-            return error_response(ProxyError::UpstreamTlsUnavailable);
+        let Some(upstream) = self.upstreams.client(service.protocol, service.vrf_device.as_deref()) else {
+            return outcome.fail(ProxyError::UpstreamTlsUnavailable);
         };
         let is_h1 = upstream_is_http1(service.protocol);
         // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.
@@ -328,49 +264,48 @@ impl Gateway {
             (hyper::upgrade::on(&mut req), protocol)
         });
 
-        // Build the upstream request.
+        // Build the upstream request, reusing what is not rewritten.
         let (mut parts, body) = req.into_parts();
-        let upstream_path = policy
-            .url_rewrite
-            .as_ref()
-            .and_then(|rw| filters::rewrite_path(parts.uri.path(), &rule.path, rw))
-            .unwrap_or_else(|| parts.uri.path().to_owned());
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{upstream_path}?{q}"),
-            None => upstream_path,
+        let path_and_query = match policy.url_rewrite.as_ref().and_then(|rw| filters::rewrite_path(parts.uri.path(), &rule.path, rw)) {
+            Some(path) => {
+                let joined = match parts.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                match PathAndQuery::try_from(joined) {
+                    Ok(pq) => pq,
+                    Err(_) => return outcome.fail(ProxyError::BadRequest),
+                }
+            }
+            None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
-        let forwarded_host = policy
-            .url_rewrite
-            .as_ref()
-            .and_then(|rw| rw.hostname.clone())
-            .unwrap_or_else(|| host.to_owned());
-        let Some(uri) = upstream_uri(endpoint.addr, &path_and_query) else {
-            outcome.error = Some(ProxyError::BadRequest);
-            return error_response(ProxyError::BadRequest);
+        let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path_and_query).build()
+        else {
+            return outcome.fail(ProxyError::BadRequest);
         };
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, client, self.scheme, host);
         if let Some(m) = &policy.request_headers {
             headers::apply_modifier(&mut parts.headers, m);
         }
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            parts.headers.insert(headers::X_REQUEST_ID.clone(), v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&trace.child_header()) {
+        parts.headers.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+        if let Ok(v) = HeaderValue::from_bytes(&trace.child_header()) {
             parts.headers.insert(headers::TRACEPARENT.clone(), v);
         }
-        parts.version = if is_h1 {
-            Version::HTTP_11
-        } else {
-            Version::HTTP_2
-        };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_host) {
+        parts.version = if is_h1 { Version::HTTP_11 } else { Version::HTTP_2 };
+        // The logical host travels in Host for HTTP/1.1 and HTTP/2 upstreams alike; an
+        // HTTP/1.1 client's own Host header is kept as it came unless the route rewrites it.
+        if let Some(rewritten) = policy.url_rewrite.as_ref().and_then(|rw| rw.hostname.as_deref()) {
+            if let Ok(v) = HeaderValue::from_str(rewritten) {
+                parts.headers.insert(header::HOST, v);
+            }
+        } else if !parts.headers.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(host)
+        {
             parts.headers.insert(header::HOST, v);
         }
         if let Some((_, Some(protocol))) = &upgrade {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
         parts.uri = uri;
@@ -388,8 +323,7 @@ impl Gateway {
                 Ok(r) => r,
                 Err(_) => {
                     outcome.upstream_elapsed = Some(sent.elapsed());
-                    outcome.error = Some(ProxyError::UpstreamTimeout);
-                    return with_attempts(error_response(ProxyError::UpstreamTimeout));
+                    return with_attempts(outcome.fail(ProxyError::UpstreamTimeout));
                 }
             },
             None => fut.await,
@@ -398,14 +332,9 @@ impl Gateway {
         let mut response = match result {
             Ok(r) => r,
             Err(e) => {
-                let kind = if e.is_connect() {
-                    ProxyError::UpstreamConnect
-                } else {
-                    ProxyError::UpstreamProtocol
-                };
+                let kind = if e.is_connect() { ProxyError::UpstreamConnect } else { ProxyError::UpstreamProtocol };
                 tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream request failed");
-                outcome.error = Some(kind);
-                return with_attempts(error_response(kind));
+                return with_attempts(outcome.fail(kind));
             }
         };
         if let Some((client_upgrade, _)) = upgrade
@@ -416,20 +345,13 @@ impl Gateway {
                 let _guard = guard;
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok((c, u)) => {
-                        let _ = tokio::io::copy_bidirectional(
-                            &mut TokioIo::new(c),
-                            &mut TokioIo::new(u),
-                        )
-                        .await;
+                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
                     }
                     Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                 }
             });
             let (parts, _) = response.into_parts();
-            return Response::from_parts(
-                parts,
-                Empty::new().map_err(|never| match never {}).boxed(),
-            );
+            return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
         }
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -441,93 +363,50 @@ impl Gateway {
         {
             filters::add_origin_headers(cors, origin, &mut parts.headers);
         }
-        with_attempts(Response::from_parts(
-            parts,
-            GuardedBody {
-                inner: body,
-                _guard: guard,
-            }
-            .boxed(),
-        ))
+        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard }.boxed()))
     }
 
     /// Sends a copy of the request to the mirror service, fire and forget:
     /// its answer (or failure) never affects the client's response. Only
     /// requests without a body are mirrored — copying a streamed body would
     /// mean buffering it — and the rest are counted as skipped.
-    fn mirror(
-        &self,
-        target: &DestinationTarget,
-        percent: u32,
-        parts: &http::request::Parts,
-        bodiless: bool,
-    ) {
+    fn mirror(&self, target: &DestinationTarget, percent: u32, parts: &http::request::Parts, bodiless: bool) {
         if percent == 0 || (percent < 100 && rand::random_range(0..100) >= percent) {
             return;
         }
         let DestinationTarget::Resolved { service, picker } = target else {
-            self.metrics
-                .mirrors
-                .with_label_values(&["unresolved"])
-                .inc();
+            self.metrics.mirrors.with_label_values(&["unresolved"]).inc();
             return;
         };
         if !bodiless {
-            self.metrics
-                .mirrors
-                .with_label_values(&["skipped-body"])
-                .inc();
+            self.metrics.mirrors.with_label_values(&["skipped-body"]).inc();
             return;
         }
         let Some(endpoint) = picker.pick(&PickContext::default()) else {
-            self.metrics
-                .mirrors
-                .with_label_values(&["no-endpoint"])
-                .inc();
+            self.metrics.mirrors.with_label_values(&["no-endpoint"]).inc();
             return;
         };
-        let Some(client) = self
-            .upstreams
-            .mirror_client(service.protocol, service.vrf_device.as_deref())
-        else {
+        let Some(client) = self.upstreams.mirror_client(service.protocol, service.vrf_device.as_deref()) else {
             return;
         };
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Some(uri) = upstream_uri(endpoint.addr, path) else {
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path).build() else {
             return;
         };
         let mut req = Request::new(Empty::<Bytes>::new());
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
-        *req.version_mut() = if upstream_is_http1(service.protocol) {
-            Version::HTTP_11
-        } else {
-            Version::HTTP_2
-        };
+        *req.version_mut() = if upstream_is_http1(service.protocol) { Version::HTTP_11 } else { Version::HTTP_2 };
         *req.headers_mut() = parts.headers.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let outcome =
-                match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
-                    Ok(Ok(_)) => "sent",
-                    _ => "failed",
-                };
+            let outcome = match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
+                Ok(Ok(_)) => "sent",
+                _ => "failed",
+            };
             metrics.mirrors.with_label_values(&[outcome]).inc();
         });
     }
-}
-
-/// `http://<endpoint><path>`. The URI authority is what the pool connects to
-/// and keys on, so it is always the endpoint; the logical host travels in the
-/// Host header (HTTP/1.1 and HTTP/2 alike).
-fn upstream_uri(endpoint: SocketAddr, path_and_query: &str) -> Option<Uri> {
-    let path_and_query = PathAndQuery::try_from(path_and_query).ok()?;
-    Uri::builder()
-        .scheme("http")
-        .authority(endpoint.to_string())
-        .path_and_query(path_and_query)
-        .build()
-        .ok()
 }
 
 fn is_upgrade_request<B>(req: &Request<B>) -> bool {
@@ -538,22 +417,15 @@ fn is_upgrade_request<B>(req: &Request<B>) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
 fn upstream_is_http1(protocol: router_api::v1alpha1::ServiceProtocol) -> bool {
-    matches!(
-        protocol,
-        router_api::v1alpha1::ServiceProtocol::Http | router_api::v1alpha1::ServiceProtocol::Https
-    )
+    matches!(protocol, router_api::v1alpha1::ServiceProtocol::Http | router_api::v1alpha1::ServiceProtocol::Https)
 }
 
 fn with_attempts(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
-    r.headers_mut()
-        .insert(ATTEMPTS_HEADER, HeaderValue::from_static("1"));
+    r.headers_mut().insert(ATTEMPTS_HEADER, HeaderValue::from_static("1"));
     r
 }
 
@@ -585,10 +457,7 @@ impl Body for GuardedBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         self.project().inner.poll_frame(cx)
     }
 

@@ -13,7 +13,7 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::proxy::Gateway;
+use crate::{http::headers::ClientInfo, proxy::Gateway};
 
 /// Limits and timeouts of the client side.
 #[derive(Debug, Clone, Copy)]
@@ -58,12 +58,7 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    settings: ServerSettings,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: ServerSettings, shutdown: impl Future<Output = ()>) {
     let builder = builder(&settings);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -101,10 +96,9 @@ fn serve_connection(
     gateway: Arc<Gateway>,
 ) {
     let metrics = gateway.metrics.clone();
-    let service = service_fn(move |req| gateway.clone().handle(req, peer));
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
+    let client = Arc::new(ClientInfo::new(peer));
+    let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
     let conn = graceful.watch(conn);
     metrics.active_connections.inc();
     tokio::spawn(async move {

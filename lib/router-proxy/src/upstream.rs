@@ -68,15 +68,11 @@ where
                 .pool_max_idle_per_host(settings.max_idle_per_endpoint)
                 .http2_only(http2_only);
             if http2_only {
-                b.http2_keep_alive_interval(Duration::from_secs(30))
-                    .http2_keep_alive_timeout(Duration::from_secs(10));
+                b.http2_keep_alive_interval(Duration::from_secs(30)).http2_keep_alive_timeout(Duration::from_secs(10));
             }
             b.build(connector.clone())
         };
-        Self {
-            http1: build(false),
-            http2: build(true),
-        }
+        Self { http1: build(false), http2: build(true) }
     }
 
     fn for_protocol(&self, protocol: ServiceProtocol) -> Option<&Client<HttpConnector, B>> {
@@ -103,10 +99,7 @@ impl Clients {
         if let Some(device) = device {
             connector.set_interface(device);
         }
-        Self {
-            main: ClientPair::new(settings, &connector),
-            mirror: ClientPair::new(settings, &connector),
-        }
+        Self { main: ClientPair::new(settings, &connector), mirror: ClientPair::new(settings, &connector) }
     }
 }
 
@@ -118,11 +111,7 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn new(settings: UpstreamSettings) -> Self {
-        Self {
-            unbound: Clients::new(&settings, None),
-            by_device: Mutex::new(HashMap::new()),
-            settings,
-        }
+        Self { unbound: Clients::new(&settings, None), by_device: Mutex::new(HashMap::new()), settings }
     }
 
     fn with_clients<T>(&self, vrf_device: Option<&str>, f: impl FnOnce(&Clients) -> T) -> T {
@@ -131,9 +120,7 @@ impl Upstreams {
             Some(device) => {
                 let clients = {
                     let mut map = self.by_device.lock().unwrap_or_else(|p| p.into_inner());
-                    map.entry(device.to_owned())
-                        .or_insert_with(|| Arc::new(Clients::new(&self.settings, Some(device))))
-                        .clone()
+                    map.entry(device.to_owned()).or_insert_with(|| Arc::new(Clients::new(&self.settings, Some(device)))).clone()
                 };
                 f(&clients)
             }
@@ -142,20 +129,12 @@ impl Upstreams {
 
     /// The client for a service's protocol (and VRF device, when binding is on),
     /// or None for HTTPS: upstream TLS is not built yet.
-    pub fn client(
-        &self,
-        protocol: ServiceProtocol,
-        vrf_device: Option<&str>,
-    ) -> Option<UpstreamClient> {
+    pub fn client(&self, protocol: ServiceProtocol, vrf_device: Option<&str>) -> Option<UpstreamClient> {
         self.with_clients(vrf_device, |c| c.main.for_protocol(protocol).cloned())
     }
 
     /// The client for mirrored copies.
-    pub fn mirror_client(
-        &self,
-        protocol: ServiceProtocol,
-        vrf_device: Option<&str>,
-    ) -> Option<MirrorClient> {
+    pub fn mirror_client(&self, protocol: ServiceProtocol, vrf_device: Option<&str>) -> Option<MirrorClient> {
         self.with_clients(vrf_device, |c| c.mirror.for_protocol(protocol).cloned())
     }
 }

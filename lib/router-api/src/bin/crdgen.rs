@@ -12,9 +12,7 @@ fn main() -> ExitCode {
         (None, _) => None,
         (Some("--out"), Some(dir)) => Some(PathBuf::from(dir)),
         (Some("-h" | "--help"), _) => {
-            println!(
-                "usage: crdgen [--out DIR]\n\nPrints the router.datum.net CRDs as YAML, or writes one file per CRD into DIR."
-            );
+            println!("usage: crdgen [--out DIR]\n\nPrints the router.datum.net CRDs as YAML, or writes one file per CRD into DIR.");
             return ExitCode::SUCCESS;
         }
         _ => {

@@ -24,8 +24,7 @@ pub fn base62(hex: &str) -> Result<String, IdentifierError> {
     if hex.is_empty() || hex.len() > 16 {
         return Err(IdentifierError::Length(hex.to_owned()));
     }
-    let mut n =
-        u64::from_str_radix(hex, 16).map_err(|_| IdentifierError::NotHex(hex.to_owned()))?;
+    let mut n = u64::from_str_radix(hex, 16).map_err(|_| IdentifierError::NotHex(hex.to_owned()))?;
     if n == 0 {
         return Ok("0".to_owned());
     }
@@ -41,24 +40,13 @@ pub fn base62(hex: &str) -> Result<String, IdentifierError> {
 /// The VRF device of a VPC: `G` + base62(identifier) zero-padded to 9 + `V`
 /// (`0a1b2c3d4e5f` → `G039D3dguPV`). Always 11 bytes, within IFNAMSIZ.
 pub fn vrf_device_name(vpc_identifier: &str) -> Result<String, IdentifierError> {
-    Ok(format!(
-        "G{:0>width$}V",
-        base62(vpc_identifier)?,
-        width = VRF_VPC_WIDTH
-    ))
+    Ok(format!("G{:0>width$}V", base62(vpc_identifier)?, width = VRF_VPC_WIDTH))
 }
 
 /// The `galactic.datum.net/tenant-id` label value of a VPC and attachment:
 /// `<vpc base62>-<attachment base62>`.
-pub fn tenant_id(
-    vpc_identifier: &str,
-    attachment_identifier: &str,
-) -> Result<String, IdentifierError> {
-    Ok(format!(
-        "{}-{}",
-        base62(vpc_identifier)?,
-        base62(attachment_identifier)?
-    ))
+pub fn tenant_id(vpc_identifier: &str, attachment_identifier: &str) -> Result<String, IdentifierError> {
+    Ok(format!("{}-{}", base62(vpc_identifier)?, base62(attachment_identifier)?))
 }
 
 #[cfg(test)]
@@ -89,9 +77,6 @@ mod tests {
     fn rejects_non_hex_and_bad_lengths() {
         assert_eq!(base62("xyz"), Err(IdentifierError::NotHex("xyz".into())));
         assert!(matches!(base62(""), Err(IdentifierError::Length(_))));
-        assert!(matches!(
-            base62("00000000000000000"),
-            Err(IdentifierError::Length(_))
-        ));
+        assert!(matches!(base62("00000000000000000"), Err(IdentifierError::Length(_))));
     }
 }

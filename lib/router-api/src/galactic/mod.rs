@@ -10,9 +10,7 @@ mod vpcattachment;
 
 pub use identifier::{IdentifierError, base62, tenant_id, vrf_device_name};
 pub use vpc::{VPC, VPCSpec, VPCStatus};
-pub use vpcattachment::{
-    AttachmentInterface, VPCAttachment, VPCAttachmentRoute, VPCAttachmentSpec, VPCAttachmentStatus,
-};
+pub use vpcattachment::{AttachmentInterface, VPCAttachment, VPCAttachmentRoute, VPCAttachmentSpec, VPCAttachmentStatus};
 
 /// The API group.
 pub const GROUP: &str = "galactic.datumapis.com";

@@ -2,9 +2,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A reference to an object in the same namespace as the referrer.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct LocalObjectReference {
     /// Name of the referent (an RFC 1123 DNS subdomain).
     #[schemars(length(min = 1, max = 253))]
@@ -13,9 +11,7 @@ pub struct LocalObjectReference {
 
 /// A reference to an object that may live in another namespace. The namespace
 /// defaults to the referrer's own.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub struct NamespacedObjectReference {
     /// Name of the referent.
     #[schemars(length(min = 1, max = 253))]

@@ -92,8 +92,7 @@ pub trait Conditions {
 
     /// Whether the condition of `type_` is present with status True.
     fn is_true(&self, type_: &str) -> bool {
-        self.get(type_)
-            .is_some_and(|c| c.status == ConditionStatus::True.as_str())
+        self.get(type_).is_some_and(|c| c.status == ConditionStatus::True.as_str())
     }
 }
 
@@ -111,10 +110,8 @@ impl Conditions for Vec<Condition> {
         let status = status.as_str();
         match self.iter_mut().find(|c| c.type_ == type_) {
             Some(c) => {
-                let changed = c.status != status
-                    || c.reason != reason
-                    || c.message != message
-                    || c.observed_generation != observed_generation;
+                let changed =
+                    c.status != status || c.reason != reason || c.message != message || c.observed_generation != observed_generation;
                 if c.status != status {
                     c.last_transition_time = Time(now);
                 }
@@ -154,40 +151,12 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let mut conds: Vec<Condition> = Vec::new();
-        assert!(conds.set(
-            "Ready",
-            ConditionStatus::False,
-            "NoReadyEndpoints",
-            "none",
-            Some(1),
-            at(10)
-        ));
-        assert!(!conds.set(
-            "Ready",
-            ConditionStatus::False,
-            "NoReadyEndpoints",
-            "none",
-            Some(1),
-            at(20)
-        ));
+        assert!(conds.set("Ready", ConditionStatus::False, "NoReadyEndpoints", "none", Some(1), at(10)));
+        assert!(!conds.set("Ready", ConditionStatus::False, "NoReadyEndpoints", "none", Some(1), at(20)));
         assert_eq!(conds[0].last_transition_time, Time(at(10)));
-        assert!(conds.set(
-            "Ready",
-            ConditionStatus::False,
-            "NoReadyEndpoints",
-            "still none",
-            Some(2),
-            at(30)
-        ));
+        assert!(conds.set("Ready", ConditionStatus::False, "NoReadyEndpoints", "still none", Some(2), at(30)));
         assert_eq!(conds[0].last_transition_time, Time(at(10)));
-        assert!(conds.set(
-            "Ready",
-            ConditionStatus::True,
-            "EndpointsReady",
-            "3 ready",
-            Some(2),
-            at(40)
-        ));
+        assert!(conds.set("Ready", ConditionStatus::True, "EndpointsReady", "3 ready", Some(2), at(40)));
         assert_eq!(conds[0].last_transition_time, Time(at(40)));
         assert!(conds.is_true("Ready"));
         assert_eq!(conds.len(), 1);

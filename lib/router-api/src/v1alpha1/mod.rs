@@ -26,17 +26,9 @@ pub const GROUP: &str = "router.datum.net";
 pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD this crate defines, in a stable order (the order `crdgen` writes them).
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![
-        VPCService::crd(),
-        VPCRoute::crd(),
-        ServiceBinding::crd(),
-        VPCIngress::crd(),
-        VPCEgress::crd(),
-    ]
+    vec![VPCService::crd(), VPCRoute::crd(), ServiceBinding::crd(), VPCIngress::crd(), VPCEgress::crd()]
 }
 
 /// Every CRD rendered as YAML, with the file name it is checked in under

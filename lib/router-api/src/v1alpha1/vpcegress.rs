@@ -63,12 +63,7 @@ pub struct EgressTarget {
     #[serde(default)]
     #[schemars(
         length(max = 64),
-        inner(
-            length(min = 1, max = 253),
-            regex(
-                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-            )
-        )
+        inner(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))
     )]
     pub hosts: Vec<String>,
     #[serde(default)]

@@ -39,10 +39,7 @@ pub struct VPCIngressSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.protocol == 'HTTPS' ? has(self.tls) : !has(self.tls)").message("tls is required for protocol HTTPS and not allowed for HTTP").field_path(".tls"))]
 pub struct Listener {
-    #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
@@ -52,12 +49,7 @@ pub struct Listener {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 16),
-        inner(
-            regex(
-                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-            ),
-            length(min = 1, max = 253)
-        )
+        inner(regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), length(min = 1, max = 253))
     )]
     pub hostnames: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,20 +80,7 @@ pub struct ListenerTls {
     pub client_validation: Option<ClientValidation>,
 }
 
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum TlsVersion {
     #[default]
     #[serde(rename = "1.2")]

@@ -39,12 +39,7 @@ pub struct VPCRouteSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 16),
-        inner(
-            regex(
-                pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-            ),
-            length(min = 1, max = 253)
-        )
+        inner(regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), length(min = 1, max = 253))
     )]
     pub hostnames: Vec<String>,
     /// VPCIngresses (same namespace) whose listeners serve this route. Without any, the route
@@ -112,9 +107,7 @@ pub struct RouteMatch {
     pub grpc: Option<GrpcMatch>,
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Get,
@@ -159,10 +152,7 @@ pub enum MatchType {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'Present' || has(self.value)").message("value is required unless type is Present").field_path(".value"))]
 pub struct HeaderMatch {
-    #[schemars(
-        length(min = 1, max = 256),
-        regex(pattern = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
-    )]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
@@ -191,16 +181,10 @@ pub struct QueryParamMatch {
 pub struct GrpcMatch {
     /// Fully qualified service name, e.g. pkg.Users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 1024),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.]*$")
-    )]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.]*$"))]
     pub service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 1024),
-        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
-    )]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub method: Option<String>,
 }
 
@@ -336,11 +320,7 @@ impl Serialize for RedirectStatus {
 impl<'de> Deserialize<'de> for RedirectStatus {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let code = i64::deserialize(d)?;
-        Self::from_code(code).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "statusCode {code} is not one of 301, 302, 303, 307, 308"
-            ))
-        })
+        Self::from_code(code).ok_or_else(|| serde::de::Error::custom(format!("statusCode {code} is not one of 301, 302, 303, 307, 308")))
     }
 }
 

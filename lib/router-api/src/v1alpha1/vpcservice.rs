@@ -193,9 +193,7 @@ pub struct VpcIdentity {
 }
 
 /// One resolved endpoint of a VPCService.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEndpoint {
     /// The VPC IP address (no prefix length).

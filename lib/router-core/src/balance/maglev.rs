@@ -17,10 +17,7 @@ pub struct Maglev {
 /// Table size: a prime much larger than the endpoint count (the paper's M ≫ N).
 fn table_size(n: usize) -> usize {
     const PRIMES: [usize; 4] = [2_053, 16_411, 65_537, 262_147];
-    PRIMES
-        .into_iter()
-        .find(|&p| p >= n * 100)
-        .unwrap_or(PRIMES[3])
+    PRIMES.into_iter().find(|&p| p >= n * 100).unwrap_or(PRIMES[3])
 }
 
 fn hash_with_seed(name: &str, seed: u64) -> u64 {
@@ -80,9 +77,7 @@ impl Maglev {
         let m = self.table.len();
         let start = (key % m as u64) as usize;
         // Probing a bounded number of slots: beyond that, give up on stickiness rather than spin.
-        (0..m.min(4096))
-            .map(|i| self.table[(start + i * 7919) % m] as usize)
-            .find(|&i| usable(i))
+        (0..m.min(4096)).map(|i| self.table[(start + i * 7919) % m] as usize).find(|&i| usable(i))
     }
 }
 
@@ -130,10 +125,7 @@ mod tests {
         // "minimal disruption"), far from the ~90% a modulo hash would move.
         let removed_share = on_removed as f64 / keys as f64;
         let extra_share = others_moved as f64 / keys as f64;
-        assert!(
-            (0.07..0.13).contains(&removed_share),
-            "removed endpoint owned {removed_share}"
-        );
+        assert!((0.07..0.13).contains(&removed_share), "removed endpoint owned {removed_share}");
         assert!(extra_share < 0.03, "{extra_share} of the other keys moved");
     }
 

@@ -52,24 +52,9 @@ pub struct EndpointPicker {
 
 impl EndpointPicker {
     pub fn new(strategy: LoadBalancing, endpoints: Vec<Arc<EndpointState>>) -> Self {
-        let maglev = matches!(
-            strategy,
-            LoadBalancing::ConsistentHash | LoadBalancing::SourceIpHash
-        )
-        .then(|| {
-            Maglev::new(
-                &endpoints
-                    .iter()
-                    .map(|e| e.addr.to_string())
-                    .collect::<Vec<_>>(),
-            )
-        });
-        Self {
-            strategy,
-            endpoints,
-            next: AtomicUsize::new(0),
-            maglev,
-        }
+        let maglev = matches!(strategy, LoadBalancing::ConsistentHash | LoadBalancing::SourceIpHash)
+            .then(|| Maglev::new(&endpoints.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>()));
+        Self { strategy, endpoints, next: AtomicUsize::new(0), maglev }
     }
 
     /// The ready endpoints this picker chooses among.
@@ -88,48 +73,30 @@ impl EndpointPicker {
         match self.strategy {
             LoadBalancing::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..eps.len())
-                    .map(|i| &eps[(start + i) % eps.len()])
-                    .find(|e| usable(e))
+                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e))
             }
             LoadBalancing::Random => {
                 let start = rand::rng().random_range(0..eps.len());
-                (0..eps.len())
-                    .map(|i| &eps[(start + i) % eps.len()])
-                    .find(|e| usable(e))
+                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e))
             }
-            LoadBalancing::LeastConnections => eps
-                .iter()
-                .filter(|e| usable(e))
-                .min_by_key(|e| e.in_flight()),
+            LoadBalancing::LeastConnections => eps.iter().filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
             LoadBalancing::LeastRequest => {
                 // Power of two choices: two distinct random endpoints, the less loaded wins.
                 let mut rng = rand::rng();
                 let a = rng.random_range(0..eps.len());
-                let b = if eps.len() > 1 {
-                    (a + rng.random_range(1..eps.len())) % eps.len()
-                } else {
-                    a
-                };
+                let b = if eps.len() > 1 { (a + rng.random_range(1..eps.len())) % eps.len() } else { a };
                 let (a, b) = (&eps[a], &eps[b]);
                 match (usable(a), usable(b)) {
                     (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
                     (true, false) => Some(a),
                     (false, true) => Some(b),
-                    (false, false) => eps
-                        .iter()
-                        .filter(|e| usable(e))
-                        .min_by_key(|e| e.in_flight()),
+                    (false, false) => eps.iter().filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
                 }
             }
             LoadBalancing::SourceIpHash | LoadBalancing::ConsistentHash => {
                 let key = match self.strategy {
-                    LoadBalancing::SourceIpHash => {
-                        ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes()))
-                    }
-                    _ => ctx
-                        .hash_key
-                        .or_else(|| ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes()))),
+                    LoadBalancing::SourceIpHash => ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes())),
+                    _ => ctx.hash_key.or_else(|| ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes()))),
                 };
                 let table = self.maglev.as_ref().expect("built for hashing strategies");
                 match key {
@@ -148,25 +115,13 @@ mod tests {
     use super::*;
 
     fn endpoints(n: usize) -> Vec<Arc<EndpointState>> {
-        (0..n)
-            .map(|i| {
-                Arc::new(EndpointState::new(SocketAddr::from((
-                    [127, 0, 0, 1],
-                    8000 + i as u16,
-                ))))
-            })
-            .collect()
+        (0..n).map(|i| Arc::new(EndpointState::new(SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16))))).collect()
     }
 
-    fn counts(
-        picker: &EndpointPicker,
-        n: usize,
-        ctx: impl Fn(usize) -> PickContext,
-    ) -> HashMap<u16, usize> {
+    fn counts(picker: &EndpointPicker, n: usize, ctx: impl Fn(usize) -> PickContext) -> HashMap<u16, usize> {
         let mut c = HashMap::new();
         for i in 0..n {
-            *c.entry(picker.pick(&ctx(i)).unwrap().addr.port())
-                .or_default() += 1;
+            *c.entry(picker.pick(&ctx(i)).unwrap().addr.port()).or_default() += 1;
         }
         c
     }
@@ -174,9 +129,7 @@ mod tests {
     #[test]
     fn round_robin_visits_every_endpoint_in_turn() {
         let p = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(3));
-        let order: Vec<u16> = (0..6)
-            .map(|_| p.pick(&PickContext::default()).unwrap().addr.port())
-            .collect();
+        let order: Vec<u16> = (0..6).map(|_| p.pick(&PickContext::default()).unwrap().addr.port()).collect();
         assert_eq!(order, [8000, 8001, 8002, 8000, 8001, 8002]);
     }
 
@@ -190,10 +143,7 @@ mod tests {
         for e in &eps {
             e.set_healthy(false);
         }
-        assert!(
-            p.pick(&PickContext::default()).is_some(),
-            "panic mode still picks"
-        );
+        assert!(p.pick(&PickContext::default()).is_some(), "panic mode still picks");
     }
 
     #[test]
@@ -226,10 +176,7 @@ mod tests {
     fn consistent_hash_is_sticky_per_key() {
         let p = EndpointPicker::new(LoadBalancing::ConsistentHash, endpoints(5));
         for key in 0..100u64 {
-            let ctx = PickContext {
-                hash_key: Some(hash_key(&key.to_be_bytes())),
-                ..Default::default()
-            };
+            let ctx = PickContext { hash_key: Some(hash_key(&key.to_be_bytes())), ..Default::default() };
             let first = p.pick(&ctx).unwrap().addr;
             assert!((0..5).all(|_| p.pick(&ctx).unwrap().addr == first));
         }
@@ -238,10 +185,7 @@ mod tests {
     #[test]
     fn source_ip_hash_is_sticky_per_client() {
         let p = EndpointPicker::new(LoadBalancing::SourceIpHash, endpoints(5));
-        let ctx = PickContext {
-            source_ip: Some("10.9.8.7".parse().unwrap()),
-            ..Default::default()
-        };
+        let ctx = PickContext { source_ip: Some("10.9.8.7".parse().unwrap()), ..Default::default() };
         let first = p.pick(&ctx).unwrap().addr;
         assert!((0..10).all(|_| p.pick(&ctx).unwrap().addr == first));
     }

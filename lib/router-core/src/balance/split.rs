@@ -16,11 +16,7 @@ pub struct WeightedSplit {
 impl WeightedSplit {
     pub fn new(weights: &[u32]) -> Self {
         let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w)).collect();
-        Self {
-            total: weights.iter().sum(),
-            current: Mutex::new(vec![0; weights.len()]),
-            weights,
-        }
+        Self { total: weights.iter().sum(), current: Mutex::new(vec![0; weights.len()]), weights }
     }
 
     /// The index of the next destination, or None when every weight is 0.

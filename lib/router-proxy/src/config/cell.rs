@@ -17,11 +17,7 @@ pub struct SnapshotCell {
 
 impl Default for SnapshotCell {
     fn default() -> Self {
-        Self {
-            current: ArcSwap::from_pointee(Snapshot::default()),
-            loaded: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
-        }
+        Self { current: ArcSwap::from_pointee(Snapshot::default()), loaded: AtomicBool::new(false), generation: AtomicU64::new(0) }
     }
 }
 

@@ -19,20 +19,13 @@ use router_core::{EndpointStore, Snapshot};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Manifest(#[from] ManifestError),
     #[error("{path}: no YAML files found")]
     Empty { path: PathBuf },
     #[error("{kind} {namespace}/{name} is defined twice")]
-    Duplicate {
-        kind: String,
-        namespace: String,
-        name: String,
-    },
+    Duplicate { kind: String, namespace: String, name: String },
 }
 
 /// The objects of a standalone configuration.
@@ -48,10 +41,7 @@ pub struct Objects {
 
 /// The YAML files of `path`: the file itself, or a directory's *.yaml / *.yml (sorted, not recursive).
 pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let read_err = |source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| LoadError::Read { path: path.to_owned(), source };
     if path.is_file() {
         return Ok(vec![path.to_owned()]);
     }
@@ -62,9 +52,7 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(LoadError::Empty {
-            path: path.to_owned(),
-        });
+        return Err(LoadError::Empty { path: path.to_owned() });
     }
     Ok(files)
 }
@@ -74,10 +62,7 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
     let mut objects = Objects::default();
     let mut seen = BTreeSet::new();
     for file in files(path)? {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
-            path: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read { path: file.clone(), source })?;
         for object in parse_documents(&text, &file.display().to_string(), schemas)? {
             let (kind, meta) = match &object {
                 Object::Vpc(o) => ("VPC", &o.metadata),
@@ -93,17 +78,10 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                     continue;
                 }
             };
-            let namespace = meta
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned());
+            let namespace = meta.namespace.clone().unwrap_or_else(|| "default".to_owned());
             let name = meta.name.clone().unwrap_or_default();
             if !seen.insert((kind, namespace.clone(), name.clone())) {
-                return Err(LoadError::Duplicate {
-                    kind: kind.to_owned(),
-                    namespace,
-                    name,
-                });
+                return Err(LoadError::Duplicate { kind: kind.to_owned(), namespace, name });
             }
             match object {
                 Object::Vpc(mut o) => {
@@ -136,21 +114,9 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
 pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
     let mut problems = Vec::new();
     for svc in &mut objects.services {
-        let resolution =
-            router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs);
-        let key = format!(
-            "{}/{}",
-            svc.metadata.namespace.as_deref().unwrap_or("default"),
-            svc.metadata.name.as_deref().unwrap_or("")
-        );
-        problems.push((
-            key,
-            resolution
-                .problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        ));
+        let resolution = router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs);
+        let key = format!("{}/{}", svc.metadata.namespace.as_deref().unwrap_or("default"), svc.metadata.name.as_deref().unwrap_or(""));
+        problems.push((key, resolution.problems.iter().map(ToString::to_string).collect::<Vec<_>>()));
         let ready = resolution.ready_endpoints();
         svc.status = Some(VPCServiceStatus {
             vpc: resolution.vpc,
@@ -161,12 +127,7 @@ pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
     }
     let mut snapshot = Snapshot::build(&objects.services, &objects.routes, store);
     for (key, mut p) in problems {
-        if let Some(entry) = snapshot
-            .report
-            .services
-            .iter_mut()
-            .find(|(k, _)| k.to_string() == key)
-        {
+        if let Some(entry) = snapshot.report.services.iter_mut().find(|(k, _)| k.to_string() == key) {
             entry.1.append(&mut p);
         }
     }

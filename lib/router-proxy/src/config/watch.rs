@@ -12,13 +12,7 @@ use super::{SnapshotCell, standalone};
 use crate::telemetry::Metrics;
 
 /// Reads `path`, builds a snapshot and publishes it. Returns whether it was published.
-pub fn reload(
-    path: &std::path::Path,
-    schemas: &SchemaValidator,
-    store: &EndpointStore,
-    cell: &SnapshotCell,
-    metrics: &Metrics,
-) -> bool {
+pub fn reload(path: &std::path::Path, schemas: &SchemaValidator, store: &EndpointStore, cell: &SnapshotCell, metrics: &Metrics) -> bool {
     match standalone::read(path, schemas) {
         Ok(objects) => {
             for ignored in &objects.ignored {
@@ -67,29 +61,15 @@ pub async fn watch_and_reload(
         }
     })?;
     // Watch the directory holding a single file: editors replace files by rename.
-    let watched = if path.is_file() {
-        path.parent()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."))
-    } else {
-        path.clone()
-    };
+    let watched = if path.is_file() { path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")) } else { path.clone() };
     watcher.watch(&watched, RecursiveMode::NonRecursive)?;
     while rx.recv().await.is_some() {
         // Debounce: wait for the burst to settle, then drain what queued meanwhile.
         tokio::time::sleep(Duration::from_millis(150)).await;
         while rx.try_recv().is_ok() {}
-        let (path, schemas, store, cell, metrics) = (
-            path.clone(),
-            schemas.clone(),
-            store.clone(),
-            cell.clone(),
-            metrics.clone(),
-        );
+        let (path, schemas, store, cell, metrics) = (path.clone(), schemas.clone(), store.clone(), cell.clone(), metrics.clone());
         // Parsing and compiling are CPU work: keep them off the request threads.
-        let _ =
-            tokio::task::spawn_blocking(move || reload(&path, &schemas, &store, &cell, &metrics))
-                .await;
+        let _ = tokio::task::spawn_blocking(move || reload(&path, &schemas, &store, &cell, &metrics)).await;
     }
     Ok(())
 }

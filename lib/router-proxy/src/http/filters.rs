@@ -53,16 +53,7 @@ pub fn redirect_location(
     let path = redirect
         .path
         .as_ref()
-        .and_then(|m| {
-            rewrite_path(
-                path,
-                matched,
-                &UrlRewrite {
-                    hostname: None,
-                    path: Some(m.clone()),
-                },
-            )
-        })
+        .and_then(|m| rewrite_path(path, matched, &UrlRewrite { hostname: None, path: Some(m.clone()) }))
         .unwrap_or_else(|| path.to_owned());
     let mut location = format!("{scheme}://{host}");
     if let Some(p) = port {
@@ -85,14 +76,9 @@ pub fn allowed_origin<'a>(cors: &Cors, origin: &'a str) -> Option<&'a str> {
             allowed == "*"
                 || allowed == origin
                 || allowed.split_once("://*.").is_some_and(|(scheme, suffix)| {
-                    origin
-                        .strip_prefix(scheme)
-                        .and_then(|o| o.strip_prefix("://"))
-                        .is_some_and(|host| {
-                            host.len() > suffix.len()
-                                && host.ends_with(suffix)
-                                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-                        })
+                    origin.strip_prefix(scheme).and_then(|o| o.strip_prefix("://")).is_some_and(|host| {
+                        host.len() > suffix.len() && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                    })
                 })
         })
         .then_some(origin)
@@ -100,28 +86,19 @@ pub fn allowed_origin<'a>(cors: &Cors, origin: &'a str) -> Option<&'a str> {
 
 /// Whether a request is a CORS preflight (the gateway answers those itself).
 pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
-    method == Method::OPTIONS
-        && headers.contains_key(header::ORIGIN)
-        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    method == Method::OPTIONS && headers.contains_key(header::ORIGIN) && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// Headers of the answer to a preflight; None when the origin is not allowed
 /// (the browser then blocks the request — the gateway still answers 204).
 pub fn preflight_headers(cors: &Cors, request: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
-    let Some(origin) = request
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .and_then(|o| allowed_origin(cors, o))
-    else {
+    let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()).and_then(|o| allowed_origin(cors, o)) else {
         return h;
     };
     add_origin_headers(cors, origin, &mut h);
-    let methods: Vec<&str> = if cors.allow_methods.is_empty() {
-        vec!["GET", "HEAD", "POST"]
-    } else {
-        cors.allow_methods.iter().map(|m| m.as_str()).collect()
-    };
+    let methods: Vec<&str> =
+        if cors.allow_methods.is_empty() { vec!["GET", "HEAD", "POST"] } else { cors.allow_methods.iter().map(|m| m.as_str()).collect() };
     if let Ok(v) = HeaderValue::from_str(&methods.join(", ")) {
         h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
     }
@@ -144,10 +121,7 @@ pub fn add_origin_headers(cors: &Cors, origin: &str, h: &mut HeaderMap) {
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     if cors.allow_credentials {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
     if !cors.expose_headers.is_empty()
         && let Ok(v) = HeaderValue::from_str(&cors.expose_headers.join(", "))
@@ -163,30 +137,15 @@ mod tests {
     use super::*;
 
     fn prefix_rewrite(to: &str) -> UrlRewrite {
-        UrlRewrite {
-            hostname: None,
-            path: Some(PathModifier {
-                replace_full_path: None,
-                replace_prefix_match: Some(to.into()),
-            }),
-        }
+        UrlRewrite { hostname: None, path: Some(PathModifier { replace_full_path: None, replace_prefix_match: Some(to.into()) }) }
     }
 
     #[test]
     fn prefix_rewrite_keeps_the_rest_of_the_path() {
         let m = PathMatch::Prefix("/api".into());
-        assert_eq!(
-            rewrite_path("/api/users", &m, &prefix_rewrite("/v2")).unwrap(),
-            "/v2/users"
-        );
-        assert_eq!(
-            rewrite_path("/api", &m, &prefix_rewrite("/v2")).unwrap(),
-            "/v2"
-        );
-        assert_eq!(
-            rewrite_path("/api/users", &m, &prefix_rewrite("/")).unwrap(),
-            "/users"
-        );
+        assert_eq!(rewrite_path("/api/users", &m, &prefix_rewrite("/v2")).unwrap(), "/v2/users");
+        assert_eq!(rewrite_path("/api", &m, &prefix_rewrite("/v2")).unwrap(), "/v2");
+        assert_eq!(rewrite_path("/api/users", &m, &prefix_rewrite("/")).unwrap(), "/users");
         assert_eq!(rewrite_path("/api", &m, &prefix_rewrite("/")).unwrap(), "/");
     }
 
@@ -194,51 +153,24 @@ mod tests {
     fn full_path_rewrite_replaces_everything() {
         let rw = UrlRewrite {
             hostname: None,
-            path: Some(PathModifier {
-                replace_full_path: Some("/health".into()),
-                replace_prefix_match: None,
-            }),
+            path: Some(PathModifier { replace_full_path: Some("/health".into()), replace_prefix_match: None }),
         };
-        assert_eq!(
-            rewrite_path("/anything/here", &PathMatch::Prefix(String::new()), &rw).unwrap(),
-            "/health"
-        );
+        assert_eq!(rewrite_path("/anything/here", &PathMatch::Prefix(String::new()), &rw).unwrap(), "/health");
     }
 
     #[test]
     fn redirect_to_https_drops_the_port_and_keeps_path_and_query() {
-        let r = Redirect {
-            scheme: Some(RedirectScheme::Https),
-            status_code: RedirectStatus::MovedPermanently,
-            ..Default::default()
-        };
-        let (status, loc) = redirect_location(
-            &r,
-            "http",
-            "api.example.com",
-            Some(8080),
-            ("/a/b", Some("x=1")),
-            &PathMatch::Prefix(String::new()),
-        );
+        let r = Redirect { scheme: Some(RedirectScheme::Https), status_code: RedirectStatus::MovedPermanently, ..Default::default() };
+        let (status, loc) =
+            redirect_location(&r, "http", "api.example.com", Some(8080), ("/a/b", Some("x=1")), &PathMatch::Prefix(String::new()));
         assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
         assert_eq!(loc, "https://api.example.com/a/b?x=1");
     }
 
     #[test]
     fn redirect_with_port_and_host() {
-        let r = Redirect {
-            hostname: Some("new.example.com".into()),
-            port: Some(8443),
-            ..Default::default()
-        };
-        let (status, loc) = redirect_location(
-            &r,
-            "http",
-            "old.example.com",
-            None,
-            ("/", None),
-            &PathMatch::Prefix(String::new()),
-        );
+        let r = Redirect { hostname: Some("new.example.com".into()), port: Some(8443), ..Default::default() };
+        let (status, loc) = redirect_location(&r, "http", "old.example.com", None, ("/", None), &PathMatch::Prefix(String::new()));
         assert_eq!(status, StatusCode::FOUND);
         assert_eq!(loc, "http://new.example.com:8443/");
     }
@@ -246,10 +178,7 @@ mod tests {
     #[test]
     fn cors_origins_exact_wildcard_and_star() {
         let cors = Cors {
-            allow_origins: vec![
-                "https://app.example.com".into(),
-                "https://*.example.org".into(),
-            ],
+            allow_origins: vec!["https://app.example.com".into(), "https://*.example.org".into()],
             allow_methods: vec![HttpMethod::Get, HttpMethod::Post],
             max_age_seconds: Some(600),
             ..Default::default()
@@ -260,16 +189,10 @@ mod tests {
         assert!(allowed_origin(&cors, "http://app.example.com").is_none());
         let mut req = HeaderMap::new();
         req.insert(header::ORIGIN, "https://app.example.com".parse().unwrap());
-        req.insert(
-            header::ACCESS_CONTROL_REQUEST_METHOD,
-            "POST".parse().unwrap(),
-        );
+        req.insert(header::ACCESS_CONTROL_REQUEST_METHOD, "POST".parse().unwrap());
         assert!(is_preflight(&Method::OPTIONS, &req));
         let h = preflight_headers(&cors, &req);
-        assert_eq!(
-            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-            "https://app.example.com"
-        );
+        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_METHODS], "GET, POST");
         assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "600");
     }

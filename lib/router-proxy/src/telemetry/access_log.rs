@@ -19,9 +19,7 @@ impl FromStr for AccessLogFormat {
             "json" => Ok(Self::Json),
             "common" => Ok(Self::Common),
             "off" => Ok(Self::Off),
-            other => Err(format!(
-                "access log format {other:?} is not json, common or off"
-            )),
+            other => Err(format!("access log format {other:?} is not json, common or off")),
         }
     }
 }

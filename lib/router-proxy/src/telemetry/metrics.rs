@@ -4,8 +4,7 @@
 
 use http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder, exponential_buckets,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
 };
 use router_core::Snapshot;
 
@@ -31,78 +30,39 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry =
-            Registry::new_custom(Some("datum_router".into()), None).expect("static prefix");
+        let registry = Registry::new_custom(Some("datum_router".into()), None).expect("static prefix");
         let requests = must(IntCounterVec::new(
-            Opts::new(
-                "requests_total",
-                "Requests answered, by route, destination service, method and status class.",
-            ),
+            Opts::new("requests_total", "Requests answered, by route, destination service, method and status class."),
             &["route", "service", "method", "status_class"],
         ));
         let duration = must(HistogramVec::new(
-            HistogramOpts::new(
-                "request_duration_seconds",
-                "Time from request head to response head, by route and status class.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
+            HistogramOpts::new("request_duration_seconds", "Time from request head to response head, by route and status class.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["route", "status_class"],
         ));
         let sizes = || exponential_buckets(64.0, 4.0, 10).expect("static buckets");
         let request_size = must(HistogramVec::new(
-            HistogramOpts::new(
-                "request_size_bytes",
-                "Request body sizes where Content-Length is known, by route.",
-            )
-            .buckets(sizes()),
+            HistogramOpts::new("request_size_bytes", "Request body sizes where Content-Length is known, by route.").buckets(sizes()),
             &["route"],
         ));
         let response_size = must(HistogramVec::new(
-            HistogramOpts::new(
-                "response_size_bytes",
-                "Response body sizes where Content-Length is known, by route.",
-            )
-            .buckets(sizes()),
+            HistogramOpts::new("response_size_bytes", "Response body sizes where Content-Length is known, by route.").buckets(sizes()),
             &["route"],
         ));
         let upstream_errors = must(IntCounterVec::new(
-            Opts::new(
-                "upstream_errors_total",
-                "Failed upstream attempts, by service and error label.",
-            ),
+            Opts::new("upstream_errors_total", "Failed upstream attempts, by service and error label."),
             &["service", "error"],
         ));
-        let active_connections = must(IntGauge::new(
-            "active_connections",
-            "Open client connections.",
-        ));
-        let in_flight = must(IntGauge::new(
-            "in_flight_requests",
-            "Requests being processed.",
-        ));
+        let active_connections = must(IntGauge::new("active_connections", "Open client connections."));
+        let in_flight = must(IntGauge::new("in_flight_requests", "Requests being processed."));
         let endpoints = must(IntGaugeVec::new(
-            Opts::new(
-                "service_endpoints",
-                "Endpoints per VPCService, by state (ready = resolved and ready; total = all listed).",
-            ),
+            Opts::new("service_endpoints", "Endpoints per VPCService, by state (ready = resolved and ready; total = all listed)."),
             &["service", "state"],
         ));
-        let reloads = must(IntCounterVec::new(
-            Opts::new(
-                "config_reloads_total",
-                "Configuration snapshot loads, by result.",
-            ),
-            &["result"],
-        ));
+        let reloads = must(IntCounterVec::new(Opts::new("config_reloads_total", "Configuration snapshot loads, by result."), &["result"]));
         let routes = must(IntGauge::new("routes", "Routes in the current snapshot."));
         let mirrors = must(IntCounterVec::new(
-            Opts::new(
-                "mirrored_requests_total",
-                "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved).",
-            ),
+            Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
         ));
         for c in [
@@ -142,12 +102,8 @@ impl Metrics {
         self.endpoints.reset();
         for (key, svc) in &snapshot.services {
             let key = key.to_string();
-            self.endpoints
-                .with_label_values(&[key.as_str(), "ready"])
-                .set(svc.endpoints.len() as i64);
-            self.endpoints
-                .with_label_values(&[key.as_str(), "total"])
-                .set(svc.total_endpoints as i64);
+            self.endpoints.with_label_values(&[key.as_str(), "ready"]).set(svc.endpoints.len() as i64);
+            self.endpoints.with_label_values(&[key.as_str(), "total"]).set(svc.total_endpoints as i64);
         }
     }
 

@@ -18,11 +18,7 @@ pub struct TraceContext {
 }
 
 fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != N * 2
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
+    if s.len() != N * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         return None;
     }
     let mut out = [0u8; N];
@@ -32,8 +28,14 @@ fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
 }
 
 impl TraceContext {
@@ -53,11 +55,7 @@ impl TraceContext {
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
-        Some(Self {
-            trace_id,
-            parent_id: Some(parent_id),
-            sampled: flags & 1 == 1,
-        })
+        Some(Self { trace_id, parent_id: Some(parent_id), sampled: flags & 1 == 1 })
     }
 
     /// A new trace, sampled.
@@ -65,28 +63,27 @@ impl TraceContext {
         let mut trace_id = [0u8; 16];
         rand::rng().fill(&mut trace_id);
         trace_id[0] |= 1; // never all zero
-        Self {
-            trace_id,
-            parent_id: None,
-            sampled: true,
-        }
+        Self { trace_id, parent_id: None, sampled: true }
     }
 
     pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        let mut out = [0u8; 32];
+        hex_into(&self.trace_id, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The `traceparent` for an upstream attempt, with a fresh span id.
-    pub fn child_header(&self) -> String {
+    /// The `traceparent` for an upstream attempt, with a fresh span id:
+    /// `00-<trace id>-<span id>-<flags>`, 55 bytes, built without formatting
+    /// machinery because every proxied request needs one.
+    pub fn child_header(&self) -> [u8; 55] {
         let mut span = [0u8; 8];
         rand::rng().fill(&mut span);
         span[0] |= 1;
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&span),
-            u8::from(self.sampled)
-        )
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex_into(&self.trace_id, &mut out[3..35]);
+        hex_into(&span, &mut out[36..52]);
+        out[54] = if self.sampled { b'1' } else { b'0' };
+        out
     }
 }
 
@@ -96,15 +93,21 @@ mod tests {
 
     #[test]
     fn parses_the_spec_example_and_keeps_the_trace_id_for_children() {
-        let tc =
-            TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let tc = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         assert_eq!(tc.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(tc.sampled);
         let child = tc.child_header();
+        let child = std::str::from_utf8(&child).unwrap();
         let parts: Vec<&str> = child.split('-').collect();
         assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(parts[2], "00f067aa0ba902b7", "a new span id per attempt");
         assert_eq!(parts[3], "01");
+    }
+
+    #[test]
+    fn unsampled_traces_stay_unsampled() {
+        let tc = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(tc.child_header().ends_with(b"-00"));
     }
 
     #[test]
@@ -127,6 +130,6 @@ mod tests {
         let a = TraceContext::start();
         let b = TraceContext::start();
         assert_ne!(a.trace_id, b.trace_id);
-        assert!(TraceContext::parse(&a.child_header()).is_some());
+        assert!(TraceContext::parse(std::str::from_utf8(&a.child_header()).unwrap()).is_some());
     }
 }
