@@ -44,7 +44,7 @@ impl GatewayProcess {
             .arg(admin.to_string())
             .args(extra_args)
             .env("RUST_LOG", "info,router_proxy=debug")
-            .env("TOKIO_WORKER_THREADS", "2")
+            .env("TOKIO_WORKER_THREADS", "1")
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -69,6 +69,10 @@ struct Args {
     /// Bind upstream sockets to the VPC's VRF device (SO_BINDTODEVICE, G<base62 id>V; needs CAP_NET_RAW).
     #[arg(long, env = "ROUTER_BIND_VRF")]
     bind_vrf: bool,
+    /// Worker threads; 1 runs everything on a single-threaded runtime (the cheapest per request).
+    /// Default: the CPUs this process may use (TOKIO_WORKER_THREADS is honoured too).
+    #[arg(long, env = "ROUTER_WORKER_THREADS")]
+    worker_threads: Option<usize>,
     /// Demo only: start a tiny HTTP backend on every loopback endpoint of the configuration.
     #[arg(long)]
     demo_backends: bool,
@@ -84,15 +88,31 @@ fn init_logging(format: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(&args.log_format);
     let Some(config) = args.config.clone() else {
         eprintln!("router-gateway: cluster mode (watching the Kubernetes API) is not implemented yet; run with --config <file-or-dir>");
         return ExitCode::from(2);
     };
-    match run(args, config).await {
+    let workers = args
+        .worker_threads
+        .or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // One worker: a current-thread runtime has no cross-thread queues or wakeups to pay for.
+    let runtime = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("router-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "router-gateway failed");

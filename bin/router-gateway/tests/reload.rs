@@ -56,7 +56,8 @@ async fn no_request_fails_during_many_reloads_under_load() {
     let b = start_backends(&["one", "two"]).await;
     let services = [service_on("one", "one", &[&b[0]], "HTTP"), service_on("two", "two", &[&b[1]], "HTTP")].concat();
     let to = |svc: &str| format!("{services}{}", route("r", &format!("  destinations: [{{vpcServiceRef: {{name: {svc}}}}}]")));
-    let gw = Arc::new(GatewayProcess::start(BIN, &to("one"), &["--access-log", "off"]).await);
+    // Two workers here: reloads racing requests across threads is the case that matters.
+    let gw = Arc::new(GatewayProcess::start(BIN, &to("one"), &["--access-log", "off", "--worker-threads", "2"]).await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -102,8 +102,13 @@ fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
         Some(a) => a.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
-    let plain = !authority.bytes().any(|b| b == b':' || b == b'[' || b.is_ascii_uppercase()) && !authority.ends_with('.');
-    Some(if plain { Cow::Borrowed(authority) } else { Cow::Owned(normalize_host(authority)) })
+    // The common case (lower-case name or IPv4, maybe a port) needs no allocation.
+    let without_port = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let plain = !without_port.bytes().any(|b| b == b':' || b == b'[' || b.is_ascii_uppercase()) && !without_port.ends_with('.');
+    Some(if plain { Cow::Borrowed(without_port) } else { Cow::Owned(normalize_host(authority)) })
 }
 
 impl Gateway {
