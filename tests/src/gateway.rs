@@ -30,6 +30,11 @@ pub fn free_port() -> u16 {
 impl GatewayProcess {
     /// Starts `bin` on `config` (written as config.yaml) and waits until /readyz answers 200.
     pub async fn start(bin: &str, config: &str, extra_args: &[&str]) -> Self {
+        Self::start_with_env(bin, config, extra_args, &[]).await
+    }
+
+    /// As [`Self::start`], with extra environment variables.
+    pub async fn start_with_env(bin: &str, config: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("config.yaml"), config).expect("write config");
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -45,6 +50,7 @@ impl GatewayProcess {
             .args(extra_args)
             .env("RUST_LOG", "info,router_proxy=debug")
             .env("TOKIO_WORKER_THREADS", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -17,7 +17,7 @@ use router_proxy::{
     config::{SnapshotCell, watch_and_reload},
     proxy::Gateway,
     server::{self, ServerSettings},
-    telemetry::{AccessLog, AccessLogFormat, Metrics},
+    telemetry::{AccessLog, AccessLogFormat, Metrics, spans::SpanExport},
     upstream::{UpstreamSettings, Upstreams},
 };
 use tokio::net::TcpListener;
@@ -69,6 +69,12 @@ struct Args {
     /// Bind upstream sockets to the VPC's VRF device (SO_BINDTODEVICE, G<base62 id>V; needs CAP_NET_RAW).
     #[arg(long, env = "ROUTER_BIND_VRF")]
     bind_vrf: bool,
+    /// OTLP/HTTP collector base URL (spans go to <url>/v1/traces); span export is off when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// service.name of exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "router-gateway")]
+    otel_service_name: String,
     /// Worker threads; 1 runs everything on a single-threaded runtime (the cheapest per request).
     /// Default: the CPUs this process may use (TOKIO_WORKER_THREADS is honoured too).
     #[arg(long, env = "ROUTER_WORKER_THREADS")]
@@ -105,6 +111,15 @@ fn main() -> ExitCode {
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
     };
+    // The exporter's blocking HTTP client must be built outside the async runtime.
+    let spans = match args.otlp_endpoint.as_deref().map(|e| SpanExport::new(e, &args.otel_service_name)) {
+        None => None,
+        Some(Ok(s)) => Some(Arc::new(s)),
+        Some(Err(e)) => {
+            eprintln!("router-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
@@ -112,7 +127,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, config)) {
+    let result = runtime.block_on(run(args, config, spans.clone()));
+    drop(runtime);
+    if let Some(spans) = spans {
+        spans.shutdown();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "router-gateway failed");
@@ -121,7 +141,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn std::error::Error>> {
     let schemas = Arc::new(SchemaValidator::for_router_kinds()?);
     let store = Arc::new(EndpointStore::default());
     let cell = Arc::new(SnapshotCell::default());
@@ -159,6 +179,7 @@ async fn run(args: Args, config: PathBuf) -> Result<(), Box<dyn std::error::Erro
         }),
         metrics,
         access_log: AccessLog::new(args.access_log),
+        spans,
         scheme: "http",
     });
     let settings = ServerSettings {

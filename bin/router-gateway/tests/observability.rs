@@ -121,3 +121,45 @@ async fn admin_endpoints_are_on_their_own_port() {
     let data = c.get(&gw.url("/metrics"), &[]).await.unwrap();
     assert!(!data.body.contains("datum_router_requests_total"));
 }
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_configured() {
+    use router_tests::otlp::Collector;
+    let collector = Collector::start().await;
+    let b = start_backends(&["o"]).await;
+    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), route("traced", "  destinations: [{vpcServiceRef: {name: svc}}]")].concat();
+    let endpoint = format!("http://{}", collector.addr);
+    let gw = GatewayProcess::start_with_env(
+        BIN,
+        &config,
+        &["--otlp-endpoint", &endpoint, "--otel-service-name", "gw-under-test"],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let c = Client::http1();
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen = c.get(&gw.url("/with-parent"), &[("traceparent", caller)]).await.unwrap().json();
+    let upstream_tp = seen["headers"]["traceparent"].as_str().unwrap().to_owned();
+    let gateway_span_id = upstream_tp.split('-').nth(2).unwrap().to_owned();
+    let fresh = c.get(&gw.url("/no-parent"), &[]).await.unwrap().json();
+    let fresh_trace = fresh["headers"]["traceparent"].as_str().unwrap().split('-').nth(1).unwrap().to_owned();
+    // An unsampled caller is not overruled: no span for it.
+    c.get(&gw.url("/unsampled"), &[("traceparent", "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-00f067aa0ba902b7-00")]).await.unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while collector.spans().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spans = collector.spans();
+    let span = spans.iter().find(|s| s.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736").expect("the span of the traced request");
+    assert_eq!(span.span_id, gateway_span_id, "the upstream's parent is the gateway's span");
+    assert_eq!(span.parent_span_id, "00f067aa0ba902b7", "the gateway's parent is the caller's span");
+    assert_eq!(span.name, "GET default/traced");
+    assert_eq!(span.service_name.as_deref(), Some("gw-under-test"));
+    let attr = |k: &str| span.attributes.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(attr("http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attr("http.route").as_deref(), Some("default/traced"));
+    assert_eq!(attr("server.address"), Some(b[0].addr.ip().to_string()));
+    assert!(spans.iter().any(|s| s.trace_id == fresh_trace && s.parent_span_id.is_empty()), "a root span for the untraced request");
+    assert!(!spans.iter().any(|s| s.trace_id == "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "unsampled callers are not exported");
+}

@@ -7,7 +7,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use opentelemetry::KeyValue;
 use router_core::{
     RequestView,
     balance::{PickContext, hash_key},
@@ -38,6 +39,7 @@ use crate::{
         AccessLog, AccessRecord, Metrics,
         metrics_labels::{method_label, status_class},
         millis,
+        spans::SpanExport,
         trace::TraceContext,
     },
     upstream::Upstreams,
@@ -55,6 +57,8 @@ pub struct Gateway {
     pub upstreams: Upstreams,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
+    /// Span export over OTLP, when configured.
+    pub spans: Option<Arc<SpanExport>>,
     /// `http` or `https`: what X-Forwarded-Proto says.
     pub scheme: &'static str,
 }
@@ -118,12 +122,16 @@ impl Gateway {
         self.metrics.in_flight.inc();
         let method = req.method().clone();
         let logged = self.access_log.enabled().then(|| (req.uri().path().to_owned(), req.version()));
-        let trace = req
-            .headers()
-            .get(&headers::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse)
-            .unwrap_or_else(TraceContext::start);
+        let caller = req.headers().get(&headers::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let span = self.spans.as_ref().map(|s| s.start(caller.as_ref(), method.as_str().to_owned(), SystemTime::now()));
+        let (trace, traceparent) = match &span {
+            Some(span) => span.upstream(),
+            None => {
+                let trace = caller.unwrap_or_else(TraceContext::start);
+                let header = trace.child_header();
+                (trace, header)
+            }
+        };
         let request_id = match req.headers().get(&headers::X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128) {
             Some(id) => id.clone(),
             None => HeaderValue::from_str(&trace.trace_id_hex()).expect("hex is a valid header value"),
@@ -134,7 +142,7 @@ impl Gateway {
         let mut outcome = Outcome::default();
         let mut response = match &host {
             None => outcome.fail(ProxyError::BadRequest),
-            Some(host) => self.route_and_forward(req, &client, host, &trace, &request_id, &mut outcome).await,
+            Some(host) => self.route_and_forward(req, &client, host, &traceparent, &request_id, &mut outcome).await,
         };
         response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
@@ -162,6 +170,19 @@ impl Gateway {
             self.metrics.upstream_errors.with_label_values(&[service_label, e.label()]).inc();
         }
         self.metrics.in_flight.dec();
+        if let Some(span) = span {
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", method.as_str().to_owned()),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+                KeyValue::new("http.route", route_label.to_owned()),
+                KeyValue::new("datum.router.service", service_label.to_owned()),
+            ];
+            if let Some(upstream) = outcome.upstream {
+                attributes.push(KeyValue::new("server.address", upstream.ip().to_string()));
+                attributes.push(KeyValue::new("server.port", i64::from(upstream.port())));
+            }
+            span.finish(format!("{} {route_label}", method.as_str()), attributes, outcome.error.map(ProxyError::label), SystemTime::now());
+        }
         if let Some((path, version)) = logged {
             self.access_log.write(&AccessRecord {
                 client: client.addr,
@@ -191,7 +212,7 @@ impl Gateway {
         mut req: Request<Incoming>,
         client: &ClientInfo,
         host: &str,
-        trace: &TraceContext,
+        traceparent: &[u8; 55],
         request_id: &HeaderValue,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -294,7 +315,7 @@ impl Gateway {
             headers::apply_modifier(&mut parts.headers, m);
         }
         parts.headers.insert(headers::X_REQUEST_ID.clone(), request_id.clone());
-        if let Ok(v) = HeaderValue::from_bytes(&trace.child_header()) {
+        if let Ok(v) = HeaderValue::from_bytes(traceparent) {
             parts.headers.insert(headers::TRACEPARENT.clone(), v);
         }
         parts.version = if is_h1 { Version::HTTP_11 } else { Version::HTTP_2 };

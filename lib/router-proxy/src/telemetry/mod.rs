@@ -3,6 +3,7 @@
 
 mod access_log;
 mod metrics;
+pub mod spans;
 pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogFormat, AccessRecord, millis};

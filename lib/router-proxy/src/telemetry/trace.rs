@@ -72,13 +72,17 @@ impl TraceContext {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// The `traceparent` for an upstream attempt, with a fresh span id:
-    /// `00-<trace id>-<span id>-<flags>`, 55 bytes, built without formatting
-    /// machinery because every proxied request needs one.
+    /// The `traceparent` for an upstream attempt, with a fresh span id.
     pub fn child_header(&self) -> [u8; 55] {
         let mut span = [0u8; 8];
         rand::rng().fill(&mut span);
         span[0] |= 1;
+        self.header_with_span(span)
+    }
+
+    /// `00-<trace id>-<span>-<flags>`, 55 bytes, built without formatting
+    /// machinery because every proxied request needs one.
+    pub fn header_with_span(&self, span: [u8; 8]) -> [u8; 55] {
         let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
         hex_into(&self.trace_id, &mut out[3..35]);
         hex_into(&span, &mut out[36..52]);
