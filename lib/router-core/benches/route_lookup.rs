@@ -5,7 +5,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
 use router_api::v1alpha1::{Destination, HeaderMatch, MatchType, NamespacedObjectReference, RouteMatch, VPCRoute, VPCRouteSpec};
-use router_core::{EndpointStore, RequestView, Snapshot};
+use router_core::{EndpointStore, RequestView, Snapshot, SnapshotInput};
 
 /// n routes spread over n/10 hostnames, each with its own path prefix and a header match on every other one.
 fn routes(n: usize) -> Vec<VPCRoute> {
@@ -40,7 +40,8 @@ fn routes(n: usize) -> Vec<VPCRoute> {
 fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup");
     for n in [10usize, 1_000, 10_000] {
-        let snapshot = Snapshot::build(&[], &routes(n), &EndpointStore::default());
+        let routes = routes(n);
+        let snapshot = Snapshot::build(SnapshotInput { routes: &routes, ..Default::default() }, &EndpointStore::default());
         let i = n / 2 + 1; // an odd route: no header condition
         let host = format!("svc{}.example.com", i / 10);
         let path = format!("/api/v{}/items{}/detail", i % 10, i);

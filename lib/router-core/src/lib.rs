@@ -6,6 +6,7 @@
 //! * [`conditions`]: the per-request checks of a match (method, headers,
 //!   query, gRPC).
 //! * [`balance`]: the destination split and endpoint selection strategies.
+//! * [`egress`]: VPCEgress policies for clients that use the gateway as their proxy.
 //! * [`snapshot`]: one immutable, self-contained routing configuration built
 //!   from API objects; the gateway swaps whole snapshots atomically.
 //!
@@ -14,10 +15,11 @@
 
 pub mod balance;
 pub mod conditions;
+pub mod egress;
 pub mod endpoint;
 pub mod route_table;
 pub mod snapshot;
 
 pub use endpoint::{EndpointState, EndpointStore};
 pub use route_table::{RequestView, RouteTable, normalize_host};
-pub use snapshot::{RouteKey, ServiceKey, Snapshot, SnapshotReport};
+pub use snapshot::{RouteKey, ServiceKey, Snapshot, SnapshotInput, SnapshotReport};

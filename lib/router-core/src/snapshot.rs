@@ -16,14 +16,17 @@ use std::{
 };
 
 use regex::Regex;
+use router_api::galactic::VPC;
 use router_api::v1alpha1::{
-    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCRoute, VPCService,
+    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCEgress, VPCRoute,
+    VPCService,
 };
 
 use crate::{
     EndpointState, EndpointStore,
     balance::{EndpointPicker, WeightedSplit},
     conditions::Conditions,
+    egress::{EgressPolicy, EgressTable},
     route_table::{CompiledRoute, PathMatch, RouteRule, RouteTable, RuleOrder},
 };
 
@@ -116,11 +119,13 @@ pub struct RoutePolicy {
 pub struct SnapshotReport {
     pub routes: BTreeMap<RouteKey, Vec<String>>,
     pub services: BTreeMap<ServiceKey, Vec<String>>,
+    /// VPCEgress problems, by `namespace/name`.
+    pub egress: BTreeMap<String, Vec<String>>,
 }
 
 impl SnapshotReport {
     pub fn is_clean(&self) -> bool {
-        self.routes.values().all(Vec::is_empty) && self.services.values().all(Vec::is_empty)
+        self.routes.values().all(Vec::is_empty) && self.services.values().all(Vec::is_empty) && self.egress.values().all(Vec::is_empty)
     }
 }
 
@@ -128,6 +133,7 @@ impl SnapshotReport {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub routes: RouteTable<RoutePolicy>,
+    pub egress: EgressTable,
     pub services: BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     pub route_count: usize,
     pub report: SnapshotReport,
@@ -138,9 +144,10 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 }
 
 impl Snapshot {
-    /// Builds a snapshot from VPCServices (whose `status.endpoints` say where
-    /// they are) and VPCRoutes. Endpoint state is interned in `store`.
-    pub fn build(services: &[VPCService], routes: &[VPCRoute], store: &EndpointStore) -> Snapshot {
+    /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say
+    /// where they are). Endpoint state is interned in `store`.
+    pub fn build(input: SnapshotInput<'_>, store: &EndpointStore) -> Snapshot {
+        let SnapshotInput { services, routes, egress, vpcs } = input;
         let mut report = SnapshotReport::default();
         let mut targets = BTreeMap::new();
         for svc in services {
@@ -186,8 +193,44 @@ impl Snapshot {
             }
             report.routes.insert(key, problems);
         }
-        Snapshot { route_count: compiled.len(), routes: RouteTable::compile(compiled), services: targets, report }
+        let egress = compile_egress(egress, vpcs, &mut report);
+        Snapshot { route_count: compiled.len(), routes: RouteTable::compile(compiled), egress, services: targets, report }
     }
+}
+
+/// The objects a snapshot is built from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotInput<'a> {
+    pub services: &'a [VPCService],
+    pub routes: &'a [VPCRoute],
+    pub egress: &'a [VPCEgress],
+    pub vpcs: &'a [VPC],
+}
+
+/// One policy per VPC: with several VPCEgress objects for one VPC, the first
+/// by namespace/name applies and the others are reported.
+fn compile_egress(egress: &[VPCEgress], vpcs: &[VPC], report: &mut SnapshotReport) -> EgressTable {
+    let mut sorted: Vec<&VPCEgress> = egress.iter().collect();
+    sorted.sort_by_key(|e| key_of(&e.metadata));
+    let mut policies = Vec::new();
+    let mut served_vpcs: Vec<(String, String)> = Vec::new();
+    for e in sorted {
+        let (namespace, name) = key_of(&e.metadata);
+        let mut problems = Vec::new();
+        let vpc_key = (namespace.clone(), e.spec.vpc_ref.name.clone());
+        match vpcs.iter().find(|v| key_of(&v.metadata) == vpc_key) {
+            None => problems.push(format!("VPC {}/{} not found; not enforced", vpc_key.0, vpc_key.1)),
+            Some(_) if served_vpcs.contains(&vpc_key) => {
+                problems.push(format!("another VPCEgress already governs VPC {}/{}; not enforced", vpc_key.0, vpc_key.1))
+            }
+            Some(vpc) => {
+                policies.push(EgressPolicy::compile(e, &vpc.spec.networks, &mut problems));
+                served_vpcs.push(vpc_key);
+            }
+        }
+        report.egress.insert(format!("{namespace}/{name}"), problems);
+    }
+    EgressTable::new(policies)
 }
 
 fn destination(

@@ -26,6 +26,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The service wants TLS to its endpoints, which this gateway cannot do yet: 502.
     UpstreamTlsUnavailable,
+    /// A VPCEgress policy (or the absence of one, for CONNECT) refuses the destination: 403.
+    EgressDenied,
     /// The request itself is malformed (no host, bad URI): 400.
     BadRequest,
 }
@@ -38,6 +40,7 @@ impl ProxyError {
             Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTlsUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::EgressDenied => StatusCode::FORBIDDEN,
             Self::BadRequest => StatusCode::BAD_REQUEST,
         }
     }
@@ -52,6 +55,7 @@ impl ProxyError {
             Self::UpstreamProtocol => "upstream-protocol-error",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::UpstreamTlsUnavailable => "upstream-tls-unavailable",
+            Self::EgressDenied => "egress-denied",
             Self::BadRequest => "bad-request",
         }
     }

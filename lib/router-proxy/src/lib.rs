@@ -9,6 +9,7 @@
 //!   and the [`config::SnapshotCell`] they are swapped into atomically.
 //! * [`server`]: listeners, connection limits and graceful drain.
 //! * [`proxy`]: the per-request handler; [`http`] its header and filter logic.
+//! * [`egress`]: the gateway as the HTTP proxy of VPC clients, under VPCEgress.
 //! * [`upstream`]: pooled clients per upstream protocol.
 //! * [`telemetry`]: Prometheus metrics, access log and W3C trace context.
 //! * [`admin`]: /metrics, /healthz, /readyz and /config on their own port.
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod http;
 pub mod proxy;

@@ -30,6 +30,7 @@ use router_core::{
 
 use crate::{
     config::SnapshotCell,
+    egress::is_proxy_request,
     error::{ERROR_HEADER, ProxyError},
     http::{
         filters,
@@ -65,16 +66,16 @@ pub struct Gateway {
 
 /// What the access log and metrics need about the outcome.
 #[derive(Default)]
-struct Outcome {
-    route: Option<Arc<str>>,
-    service: Option<Arc<str>>,
-    upstream: Option<SocketAddr>,
-    error: Option<ProxyError>,
-    upstream_elapsed: Option<Duration>,
+pub(crate) struct Outcome {
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) service: Option<Arc<str>>,
+    pub(crate) upstream: Option<SocketAddr>,
+    pub(crate) error: Option<ProxyError>,
+    pub(crate) upstream_elapsed: Option<Duration>,
 }
 
 impl Outcome {
-    fn fail(&mut self, e: ProxyError) -> Response<ProxyBody> {
+    pub(crate) fn fail(&mut self, e: ProxyError) -> Response<ProxyBody> {
         self.error = Some(e);
         error_response(e)
     }
@@ -93,7 +94,7 @@ fn error_response(e: ProxyError) -> Response<ProxyBody> {
     r
 }
 
-fn empty_response(status: StatusCode) -> Response<ProxyBody> {
+pub(crate) fn empty_response(status: StatusCode) -> Response<ProxyBody> {
     let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *r.status_mut() = status;
     r
@@ -142,6 +143,17 @@ impl Gateway {
         let mut outcome = Outcome::default();
         let mut response = match &host {
             None => outcome.fail(ProxyError::BadRequest),
+            Some(_) if is_proxy_request(&req) => {
+                let snapshot = self.cell.load();
+                let policy = snapshot.egress.policy_for(client.addr.ip());
+                if policy.is_some() || req.method() == http::Method::CONNECT {
+                    self.egress(req, policy, &mut outcome).await
+                } else {
+                    // An absolute-form request from outside any governed VPC is an ordinary request.
+                    let host = host.as_deref().unwrap_or_default();
+                    self.route_and_forward(req, &client, host, &traceparent, &request_id, &mut outcome).await
+                }
+            }
             Some(host) => self.route_and_forward(req, &client, host, &traceparent, &request_id, &mut outcome).await,
         };
         response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());

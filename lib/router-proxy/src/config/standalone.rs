@@ -11,9 +11,9 @@ use router_api::{
     galactic::{VPC, VPCAttachment},
     manifest::{ManifestError, Object, parse_documents},
     schema::SchemaValidator,
-    v1alpha1::{VPCRoute, VPCService, VPCServiceStatus},
+    v1alpha1::{VPCEgress, VPCRoute, VPCService, VPCServiceStatus},
 };
-use router_core::{EndpointStore, Snapshot};
+use router_core::{EndpointStore, Snapshot, SnapshotInput};
 
 /// Why a configuration was not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,7 @@ pub struct Objects {
     pub attachments: Vec<VPCAttachment>,
     pub services: Vec<VPCService>,
     pub routes: Vec<VPCRoute>,
+    pub egress: Vec<VPCEgress>,
     /// Objects read but not used by the gateway (kind namespace/name).
     pub ignored: Vec<String>,
 }
@@ -100,7 +101,11 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                     o.metadata.namespace = Some(namespace);
                     objects.routes.push(o)
                 }
-                // Listeners, egress policy and bindings are served by later parts of the gateway;
+                Object::VpcEgress(mut o) => {
+                    o.metadata.namespace = Some(namespace);
+                    objects.egress.push(o)
+                }
+                // Listeners and bindings are served by later parts of the gateway;
                 // until then they are read (and so validated) but not acted on.
                 _ => objects.ignored.push(format!("{kind} {namespace}/{name}")),
             }
@@ -125,7 +130,8 @@ pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
             ..Default::default()
         });
     }
-    let mut snapshot = Snapshot::build(&objects.services, &objects.routes, store);
+    let input = SnapshotInput { services: &objects.services, routes: &objects.routes, egress: &objects.egress, vpcs: &objects.vpcs };
+    let mut snapshot = Snapshot::build(input, store);
     for (key, mut p) in problems {
         if let Some(entry) = snapshot.report.services.iter_mut().find(|(k, _)| k.to_string() == key) {
             entry.1.append(&mut p);

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub routes: IntGauge,
     pub mirrors: IntCounterVec,
+    pub egress: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -61,6 +62,10 @@ impl Metrics {
         ));
         let reloads = must(IntCounterVec::new(Opts::new("config_reloads_total", "Configuration snapshot loads, by result."), &["result"]));
         let routes = must(IntGauge::new("routes", "Routes in the current snapshot."));
+        let egress = must(IntCounterVec::new(
+            Opts::new("egress_decisions_total", "VPCEgress decisions on proxy requests, by policy, rule and action."),
+            &["policy", "rule", "action"],
+        ));
         let mirrors = must(IntCounterVec::new(
             Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
@@ -77,6 +82,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(routes.clone()),
             Box::new(mirrors.clone()),
+            Box::new(egress.clone()),
         ] {
             must(registry.register(c));
         }
@@ -93,6 +99,7 @@ impl Metrics {
             reloads,
             routes,
             mirrors,
+            egress,
         }
     }
 
