@@ -45,6 +45,8 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Request body bytes received, over all requests.
+    pub body_bytes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -91,26 +93,28 @@ pub async fn start_backends(names: &[&str]) -> Vec<Backend> {
 fn serve(listener: TcpListener, name: &str) -> Backend {
     let addr = listener.local_addr().expect("bound");
     let hits = Arc::new(AtomicUsize::new(0));
-    let (name_c, hits_c) = (name.to_owned(), hits.clone());
+    let body_bytes = Arc::new(AtomicUsize::new(0));
+    let (name_c, hits_c, bytes_c) = (name.to_owned(), hits.clone(), body_bytes.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (name, hits) = (name_c.clone(), hits_c.clone());
+            let (name, hits, bytes) = (name_c.clone(), hits_c.clone(), bytes_c.clone());
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(req, name.clone(), hits.clone(), addr));
+                let svc = service_fn(move |req| handle(req, name.clone(), hits.clone(), bytes.clone(), addr));
                 let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
             });
         }
     });
-    Backend { name: name.to_owned(), addr, hits, task }
+    Backend { name: name.to_owned(), addr, hits, body_bytes, task }
 }
 
 async fn handle(
     mut req: Request<Incoming>,
     name: String,
     hits: Arc<AtomicUsize>,
+    body_bytes: Arc<AtomicUsize>,
     addr: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     hits.fetch_add(1, Ordering::Relaxed);
@@ -122,6 +126,7 @@ async fn handle(
         req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or("")))).collect();
     let (method, query, version) = (req.method().to_string(), req.uri().query().map(str::to_owned), format!("{:?}", req.version()));
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    body_bytes.fetch_add(body.len(), Ordering::Relaxed);
     let mut status = StatusCode::OK;
     if let Some(code) = path.strip_prefix("/status/") {
         status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -85,7 +85,7 @@ async fn cors_preflight_is_answered_by_the_gateway() {
 }
 
 #[tokio::test]
-async fn mirror_copies_requests_and_ignores_the_mirror_answer() {
+async fn mirror_copies_requests_and_bodies_and_ignores_the_mirror_answer() {
     let b = start_backends(&["primary", "shadow"]).await;
     let config = [
         service_on("primary", "primary", &[&b[0]], "HTTP"),
@@ -105,7 +105,17 @@ async fn mirror_copies_requests_and_ignores_the_mirror_answer() {
     // The shadow answers 500 for this path; the client still sees the primary's 200.
     let r = c.get(&gw.url("/x"), &[]).await.unwrap();
     assert_eq!(r.status, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(b[1].hits(), 11, "every bodiless request was mirrored");
-    assert_eq!(b[0].hits(), 11);
+    // Bodies are teed to the mirror as they stream.
+    let body = bytes::Bytes::from(vec![b'm'; 1024 * 1024]);
+    let r = c.send(http::Method::POST, &gw.url("/upload"), &[], body).await.unwrap();
+    assert_eq!(r.json()["body_len"], 1024 * 1024);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b[1].hits() < 12 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b[1].hits(), 12, "every request was mirrored");
+    assert_eq!(b[0].hits(), 12);
+    assert_eq!(b[1].body_bytes.load(std::sync::atomic::Ordering::Relaxed), 1024 * 1024, "the mirror got the whole body");
+    let metrics = c.get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
+    assert!(metrics.contains(r#"datum_router_mirrored_requests_total{outcome="sent"} 12"#), "{metrics}");
 }

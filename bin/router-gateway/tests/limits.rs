@@ -31,6 +31,9 @@ async fn too_many_or_too_large_headers_get_431() {
     assert_eq!(c.get(&gw.url("/"), &many).await.unwrap().status, 431);
     let big = "v".repeat(32 * 1024);
     assert_eq!(c.get(&gw.url("/"), &[("x-big", big.as_str())]).await.unwrap().status, 431);
+    let long_uri = format!("/{}", "a".repeat(70 * 1024));
+    let status = c.get(&gw.url(&long_uri), &[]).await.unwrap().status;
+    assert!(status == 414 || status == 431, "an over-long request line is refused with {status}");
     assert_eq!(c.get(&gw.url("/"), &[]).await.unwrap().status, 200, "normal requests still pass");
 }
 

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use crate::{
     error::ProxyError,
     http::headers,
+    mirror::RequestBody,
     proxy::{Gateway, Outcome, ProxyBody, empty_response},
 };
 
@@ -84,7 +85,7 @@ impl Gateway {
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;
-        match client.request(Request::from_parts(parts, body)).await {
+        match client.request(Request::from_parts(parts, RequestBody::Direct(body))).await {
             Ok(r) => {
                 let (mut parts, body) = r.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);

@@ -20,6 +20,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod http;
+pub mod mirror;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;

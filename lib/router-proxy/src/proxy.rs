@@ -36,6 +36,7 @@ use crate::{
         filters,
         headers::{self, ClientInfo},
     },
+    mirror::RequestBody,
     telemetry::{
         AccessLog, AccessRecord, Metrics,
         metrics_labels::{method_label, status_class},
@@ -347,9 +348,10 @@ impl Gateway {
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
         parts.uri = uri;
-        if let Some((target, percent)) = &policy.mirror {
-            self.mirror(target, *percent, &parts, body.is_end_stream());
-        }
+        let body = match &policy.mirror {
+            Some((target, percent)) => self.mirror(target, *percent, &parts, body),
+            None => RequestBody::Direct(body),
+        };
         let upstream_req = Request::from_parts(parts, body);
 
         let guard = endpoint.start_request();
@@ -403,48 +405,6 @@ impl Gateway {
         }
         with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard }.boxed()))
     }
-
-    /// Sends a copy of the request to the mirror service, fire and forget:
-    /// its answer (or failure) never affects the client's response. Only
-    /// requests without a body are mirrored — copying a streamed body would
-    /// mean buffering it — and the rest are counted as skipped.
-    fn mirror(&self, target: &DestinationTarget, percent: u32, parts: &http::request::Parts, bodiless: bool) {
-        if percent == 0 || (percent < 100 && rand::random_range(0..100) >= percent) {
-            return;
-        }
-        let DestinationTarget::Resolved { service, picker } = target else {
-            self.metrics.mirrors.with_label_values(&["unresolved"]).inc();
-            return;
-        };
-        if !bodiless {
-            self.metrics.mirrors.with_label_values(&["skipped-body"]).inc();
-            return;
-        }
-        let Some(endpoint) = picker.pick(&PickContext::default()) else {
-            self.metrics.mirrors.with_label_values(&["no-endpoint"]).inc();
-            return;
-        };
-        let Some(client) = self.upstreams.mirror_client(service.protocol, service.vrf_device.as_deref()) else {
-            return;
-        };
-        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path).build() else {
-            return;
-        };
-        let mut req = Request::new(Empty::<Bytes>::new());
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = uri;
-        *req.version_mut() = if upstream_is_http1(service.protocol) { Version::HTTP_11 } else { Version::HTTP_2 };
-        *req.headers_mut() = parts.headers.clone();
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
-                Ok(Ok(_)) => "sent",
-                _ => "failed",
-            };
-            metrics.mirrors.with_label_values(&[outcome]).inc();
-        });
-    }
 }
 
 fn is_upgrade_request<B>(req: &Request<B>) -> bool {
@@ -458,7 +418,7 @@ fn is_upgrade_request<B>(req: &Request<B>) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
-fn upstream_is_http1(protocol: router_api::v1alpha1::ServiceProtocol) -> bool {
+pub(crate) fn upstream_is_http1(protocol: router_api::v1alpha1::ServiceProtocol) -> bool {
     matches!(protocol, router_api::v1alpha1::ServiceProtocol::Http | router_api::v1alpha1::ServiceProtocol::Https)
 }
 

@@ -16,13 +16,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
 use router_api::v1alpha1::ServiceProtocol;
+
+use crate::mirror::{MirrorBody, RequestBody};
 
 /// Pool and connect settings.
 #[derive(Debug, Clone, Copy)]
@@ -45,9 +45,8 @@ impl Default for UpstreamSettings {
     }
 }
 
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
-/// Mirrored requests carry no body (see the mirror filter's docs).
-pub type MirrorClient = Client<HttpConnector, Empty<Bytes>>;
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+pub type MirrorClient = Client<HttpConnector, MirrorBody>;
 
 struct ClientPair<B> {
     http1: Client<HttpConnector, B>,
@@ -86,8 +85,8 @@ where
 
 /// The pools of one way out (unbound, or one VRF device).
 struct Clients {
-    main: ClientPair<Incoming>,
-    mirror: ClientPair<Empty<Bytes>>,
+    main: ClientPair<RequestBody>,
+    mirror: ClientPair<MirrorBody>,
 }
 
 impl Clients {
