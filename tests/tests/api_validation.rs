@@ -231,3 +231,12 @@ fn valid_variants_are_accepted() {
         v.validate(object["kind"].as_str().unwrap(), &object).unwrap_or_else(|e| panic!("{object}: {e}"));
     }
 }
+
+#[test]
+fn objects_without_a_namespace_land_in_default_like_kubectl() {
+    let text =
+        "apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {name: s}\nspec: {vpcAttachmentRef: {name: a}, port: 80}\n";
+    let objects = parse_documents(text, "ns.yaml", &validator()).unwrap();
+    let Object::VpcService(svc) = &objects[0] else { panic!("not a VPCService") };
+    assert_eq!(svc.metadata.namespace.as_deref(), Some("default"));
+}

@@ -12,6 +12,9 @@ use crate::{
     v1alpha1::{self, ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
 };
 
+/// The namespace of objects that name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 /// An object this project understands.
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)]
@@ -44,7 +47,7 @@ pub enum ManifestError {
 }
 
 /// Parses every document of `text`; `origin` (a file name) prefixes errors.
-/// Empty documents are skipped. The first invalid document fails the whole
+/// Empty documents are skipped; objects without a namespace get `default`. The first invalid document fails the whole
 /// text: a half-read file would be a configuration nobody wrote.
 pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> Result<Vec<Object>, ManifestError> {
     let docs: Vec<Value> =
@@ -59,13 +62,17 @@ pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> R
     Ok(out)
 }
 
-fn parse_object(doc: Value, origin: &str, index: usize, schemas: &SchemaValidator) -> Result<Object, ManifestError> {
+fn parse_object(mut doc: Value, origin: &str, index: usize, schemas: &SchemaValidator) -> Result<Object, ManifestError> {
     let shape = |message: String| ManifestError::Shape { origin: origin.to_owned(), index, message };
     let api_version = doc.get("apiVersion").and_then(Value::as_str).ok_or_else(|| shape("apiVersion is missing".into()))?.to_owned();
     let kind = doc.get("kind").and_then(Value::as_str).ok_or_else(|| shape("kind is missing".into()))?.to_owned();
     let name =
         doc.pointer("/metadata/name").and_then(Value::as_str).ok_or_else(|| shape(format!("{kind}: metadata.name is missing")))?.to_owned();
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    // Like `kubectl apply` with the default context: objects without a namespace land in "default".
+    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("namespace").or_insert_with(|| Value::String(DEFAULT_NAMESPACE.to_owned()));
+    }
 
     if group == v1alpha1::GROUP && schemas.knows(&kind) {
         schemas.validate(&kind, &doc).map_err(|source| ManifestError::Invalid {

@@ -85,26 +85,11 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                 return Err(LoadError::Duplicate { kind: kind.to_owned(), namespace, name });
             }
             match object {
-                Object::Vpc(mut o) => {
-                    o.metadata.namespace = Some(namespace);
-                    objects.vpcs.push(o)
-                }
-                Object::VpcAttachment(mut o) => {
-                    o.metadata.namespace = Some(namespace);
-                    objects.attachments.push(o)
-                }
-                Object::VpcService(mut o) => {
-                    o.metadata.namespace = Some(namespace);
-                    objects.services.push(o)
-                }
-                Object::VpcRoute(mut o) => {
-                    o.metadata.namespace = Some(namespace);
-                    objects.routes.push(o)
-                }
-                Object::VpcEgress(mut o) => {
-                    o.metadata.namespace = Some(namespace);
-                    objects.egress.push(o)
-                }
+                Object::Vpc(o) => objects.vpcs.push(o),
+                Object::VpcAttachment(o) => objects.attachments.push(o),
+                Object::VpcService(o) => objects.services.push(o),
+                Object::VpcRoute(o) => objects.routes.push(o),
+                Object::VpcEgress(o) => objects.egress.push(o),
                 // Listeners and bindings are served by later parts of the gateway;
                 // until then they are read (and so validated) but not acted on.
                 _ => objects.ignored.push(format!("{kind} {namespace}/{name}")),
