@@ -48,6 +48,8 @@ pub struct Backend {
     /// Request body bytes received, over all requests.
     pub body_bytes: Arc<AtomicUsize>,
     task: JoinHandle<()>,
+    /// Closes every open connection when set: a killed backend answers nothing.
+    dead: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Backend {
@@ -61,9 +63,10 @@ impl Backend {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting and closes the listener (the backend "dies").
+    /// Stops accepting, closes the listener and every open connection (the backend "dies").
     pub fn kill(&self) {
         self.task.abort();
+        self.dead.send_replace(true);
     }
 }
 
@@ -95,19 +98,27 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
     let hits = Arc::new(AtomicUsize::new(0));
     let body_bytes = Arc::new(AtomicUsize::new(0));
     let (name_c, hits_c, bytes_c) = (name.to_owned(), hits.clone(), body_bytes.clone());
+    let dead = tokio::sync::watch::Sender::new(false);
+    let dead_rx = dead.subscribe();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let (name, hits, bytes) = (name_c.clone(), hits_c.clone(), bytes_c.clone());
+            let mut dead = dead_rx.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(req, name.clone(), hits.clone(), bytes.clone(), addr));
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = dead.wait_for(|d| *d) => {}
+                }
             });
         }
     });
-    Backend { name: name.to_owned(), addr, hits, body_bytes, task }
+    Backend { name: name.to_owned(), addr, hits, body_bytes, task, dead }
 }
 
 async fn handle(

@@ -15,6 +15,7 @@ use router_core::EndpointStore;
 use router_proxy::{
     admin::{self, Admin, Health},
     config::{SnapshotCell, watch_and_reload},
+    health::HealthChecker,
     proxy::Gateway,
     server::{self, ServerSettings},
     telemetry::{AccessLog, AccessLogFormat, Metrics, spans::SpanExport},
@@ -167,6 +168,7 @@ async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Res
     let admin_listener = TcpListener::bind(args.admin_addr).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
     let listener = TcpListener::bind(args.listen).await.map_err(|e| format!("listener {}: {e}", args.listen))?;
     tracing::info!(listen = %args.listen, admin = %args.admin_addr, "router-gateway serving");
+    tokio::spawn(HealthChecker::new(metrics.clone()).run(cell.clone()));
     tokio::spawn(admin::serve(admin_listener, Arc::new(Admin { cell: cell.clone(), metrics: metrics.clone(), health: health.clone() })));
 
     let gateway = Arc::new(Gateway {

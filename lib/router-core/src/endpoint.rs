@@ -4,12 +4,14 @@
 //! counts, health) of endpoints that were already known — a reload never
 //! makes a busy endpoint look idle.
 
+use crate::health::HealthStatus;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicU8, AtomicU32, Ordering},
     },
 };
 
@@ -20,7 +22,7 @@ pub struct EndpointState {
     /// `addr` as a URI authority, built once: every upstream request needs it.
     pub authority: http::uri::Authority,
     in_flight: AtomicU32,
-    healthy: AtomicBool,
+    health: AtomicU8,
 }
 
 impl EndpointState {
@@ -29,7 +31,7 @@ impl EndpointState {
             addr,
             authority: http::uri::Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"),
             in_flight: AtomicU32::new(0),
-            healthy: AtomicBool::new(true),
+            health: AtomicU8::new(HealthStatus::Unknown as u8),
         }
     }
 
@@ -44,13 +46,21 @@ impl EndpointState {
         InFlightGuard(self.clone())
     }
 
-    /// Whether health checking (active or passive) currently allows traffic.
+    /// Whether health checking currently allows traffic (Unknown and Healthy do).
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health().eligible()
     }
 
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
+    pub fn health(&self) -> HealthStatus {
+        match self.health.load(Ordering::Relaxed) {
+            x if x == HealthStatus::Healthy as u8 => HealthStatus::Healthy,
+            x if x == HealthStatus::Unhealthy as u8 => HealthStatus::Unhealthy,
+            _ => HealthStatus::Unknown,
+        }
+    }
+
+    pub fn set_health(&self, status: HealthStatus) {
+        self.health.store(status as u8, Ordering::Relaxed);
     }
 }
 

@@ -7,6 +7,7 @@
 //!   query, gRPC).
 //! * [`balance`]: the destination split and endpoint selection strategies.
 //! * [`egress`]: VPCEgress policies for clients that use the gateway as their proxy.
+//! * [`health`]: the per-endpoint state machine of active health checks.
 //! * [`snapshot`]: one immutable, self-contained routing configuration built
 //!   from API objects; the gateway swaps whole snapshots atomically.
 //!
@@ -17,6 +18,7 @@ pub mod balance;
 pub mod conditions;
 pub mod egress;
 pub mod endpoint;
+pub mod health;
 pub mod route_table;
 pub mod snapshot;
 

@@ -18,8 +18,8 @@ use std::{
 use regex::Regex;
 use router_api::galactic::VPC;
 use router_api::v1alpha1::{
-    Cors, HashOn, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCEgress, VPCRoute,
-    VPCService,
+    Cors, HashOn, HealthCheck, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCEgress,
+    VPCRoute, VPCService,
 };
 
 use crate::{
@@ -66,6 +66,8 @@ pub struct ServiceTarget {
     pub tls: Option<UpstreamTls>,
     /// The VRF device of the service's VPC (`G…V`), when Galactic assigned the VPC an identifier.
     pub vrf_device: Option<String>,
+    /// Active health checking of the endpoints, if configured.
+    pub health_check: Option<HealthCheck>,
     /// Ready endpoints (interned: shared with other snapshots).
     pub endpoints: Vec<Arc<EndpointState>>,
     /// All endpoints the status lists, ready or not.
@@ -170,6 +172,7 @@ impl Snapshot {
                     key,
                     protocol: svc.spec.protocol,
                     tls: svc.spec.tls.clone(),
+                    health_check: svc.spec.health_check.clone(),
                     vrf_device: svc
                         .status
                         .as_ref()

@@ -76,7 +76,7 @@ impl Admin {
                     json!({
                         "protocol": format!("{:?}", s.protocol),
                         "readyEndpoints": s.endpoints.iter().map(|e| json!({
-                            "address": e.addr.to_string(), "healthy": e.is_healthy(), "inFlight": e.in_flight()
+                            "address": e.addr.to_string(), "health": e.health().as_str(), "inFlight": e.in_flight()
                         })).collect::<Vec<_>>(),
                         "totalEndpoints": s.total_endpoints,
                         "problems": snapshot.report.services.get(k).cloned().unwrap_or_default(),

@@ -10,6 +10,7 @@
 //! * [`server`]: listeners, connection limits and graceful drain.
 //! * [`proxy`]: the per-request handler; [`http`] its header and filter logic.
 //! * [`egress`]: the gateway as the HTTP proxy of VPC clients, under VPCEgress.
+//! * [`health`]: active health checks, one loop per endpoint, following the snapshots.
 //! * [`upstream`]: pooled clients per upstream protocol.
 //! * [`telemetry`]: Prometheus metrics, access log and W3C trace context.
 //! * [`admin`]: /metrics, /healthz, /readyz and /config on their own port.
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod config;
 pub mod egress;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod mirror;
 pub mod proxy;

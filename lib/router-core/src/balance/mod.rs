@@ -136,12 +136,12 @@ mod tests {
     #[test]
     fn unhealthy_endpoints_are_skipped_until_all_are_unhealthy() {
         let eps = endpoints(3);
-        eps[1].set_healthy(false);
+        eps[1].set_health(crate::health::HealthStatus::Unhealthy);
         let p = EndpointPicker::new(LoadBalancing::RoundRobin, eps.clone());
         let c = counts(&p, 100, |_| PickContext::default());
         assert!(!c.contains_key(&8001));
         for e in &eps {
-            e.set_healthy(false);
+            e.set_health(crate::health::HealthStatus::Unhealthy);
         }
         assert!(p.pick(&PickContext::default()).is_some(), "panic mode still picks");
     }

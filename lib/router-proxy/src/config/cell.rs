@@ -13,11 +13,18 @@ pub struct SnapshotCell {
     current: ArcSwap<Snapshot>,
     loaded: AtomicBool,
     generation: AtomicU64,
+    /// Tells followers (health checking) that a new snapshot is in place.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for SnapshotCell {
     fn default() -> Self {
-        Self { current: ArcSwap::from_pointee(Snapshot::default()), loaded: AtomicBool::new(false), generation: AtomicU64::new(0) }
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            loaded: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            published: tokio::sync::watch::Sender::new(0),
+        }
     }
 }
 
@@ -30,7 +37,14 @@ impl SnapshotCell {
     pub fn publish(&self, snapshot: Snapshot) -> u64 {
         self.current.store(Arc::new(snapshot));
         self.loaded.store(true, Ordering::Release);
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.published.send_replace(generation);
+        generation
+    }
+
+    /// A receiver that sees every publish.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// Whether a first snapshot has been published (readiness).

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub routes: IntGauge,
     pub mirrors: IntCounterVec,
     pub egress: IntCounterVec,
+    pub endpoint_health: IntGaugeVec,
+    pub health_checks: IntCounterVec,
+    pub health_transitions: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -66,6 +69,18 @@ impl Metrics {
             Opts::new("egress_decisions_total", "VPCEgress decisions on proxy requests, by policy, rule and action."),
             &["policy", "rule", "action"],
         ));
+        let endpoint_health = must(IntGaugeVec::new(
+            Opts::new("endpoint_health", "1 for the current active-check state of each checked endpoint (unknown, healthy, unhealthy)."),
+            &["service", "endpoint", "state"],
+        ));
+        let health_checks = must(IntCounterVec::new(
+            Opts::new("health_checks_total", "Active health check probes, by service and result."),
+            &["service", "result"],
+        ));
+        let health_transitions = must(IntCounterVec::new(
+            Opts::new("health_transitions_total", "Endpoint health state changes, by service and new state."),
+            &["service", "state"],
+        ));
         let mirrors = must(IntCounterVec::new(
             Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
@@ -83,6 +98,9 @@ impl Metrics {
             Box::new(routes.clone()),
             Box::new(mirrors.clone()),
             Box::new(egress.clone()),
+            Box::new(endpoint_health.clone()),
+            Box::new(health_checks.clone()),
+            Box::new(health_transitions.clone()),
         ] {
             must(registry.register(c));
         }
@@ -100,6 +118,9 @@ impl Metrics {
             routes,
             mirrors,
             egress,
+            endpoint_health,
+            health_checks,
+            health_transitions,
         }
     }
 

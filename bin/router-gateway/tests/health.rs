@@ -1,0 +1,110 @@
+//! Active health checks through the real gateway: a dead endpoint leaves the
+//! pool within the configured thresholds and traffic flows to the others; a
+//! gRPC service reported NOT_SERVING is taken out; everything unhealthy still
+//! serves (panic mode) rather than failing every request.
+
+use std::time::{Duration, Instant};
+
+use router_tests::{
+    backend::{loopback_block, loopback_ip, start_backends},
+    client::Client,
+    gateway::{GatewayProcess, attachment, route, vpc},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
+
+fn checked_service(name: &str, label: &str, port: u16, protocol: &str, check: &str) -> String {
+    format!(
+        "apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec: {{vpcAttachmentSelector: {{matchLabels: {{app: {label}}}}}, port: {port}, protocol: {protocol}, addressFamily: IPv4,\n\
+         \x20 healthCheck: {{{check}, intervalSeconds: 2, timeoutSeconds: 1, healthyThreshold: 1, unhealthyThreshold: 2}}}}\n---\n"
+    )
+}
+
+async fn wait_metric(gw: &GatewayProcess, needle: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let m = Client::http1().get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
+        if m.contains(needle) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("metric {needle} did not appear within {within:?}");
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_leaves_the_pool_and_traffic_flows_to_the_others() {
+    let b = start_backends(&["h1", "h2", "h3"]).await;
+    let mut config = vpc("hc-vpc");
+    for x in &b {
+        config += &attachment(&format!("hc-{}", x.name), "hc-vpc", &[x.addr.ip()], true, "hc");
+    }
+    config += &checked_service("svc", "hc", b[0].addr.port(), "HTTP", "httpPath: /status/200");
+    config += &route("r", "  destinations: [{vpcServiceRef: {name: svc}}]");
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let dead = b[1].addr.to_string();
+    wait_metric(&gw, &format!(r#"endpoint="{dead}",service="default/svc",state="healthy"}} 1"#), Duration::from_secs(10)).await;
+
+    b[1].kill();
+    let killed = Instant::now();
+    let ejected =
+        wait_metric(&gw, &format!(r#"endpoint="{dead}",service="default/svc",state="unhealthy"}} 1"#), Duration::from_secs(10)).await;
+    // Two failed probes two seconds apart, plus jitter and the probe timeout.
+    eprintln!("time to eject: {ejected:?}");
+    assert!(ejected < Duration::from_secs(8), "ejected after {:?}", killed.elapsed());
+
+    let c = Client::http1();
+    for _ in 0..60 {
+        let r = c.get(&gw.url("/"), &[]).await.unwrap();
+        assert_eq!(r.status, 200, "no request reaches the dead endpoint once it is out: {}", r.body);
+        assert_ne!(r.backend(), Some("h2"));
+    }
+    let config = c.get(&gw.admin_url("/config"), &[]).await.unwrap().json();
+    let health: Vec<String> = config["services"]["default/svc"]["readyEndpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["health"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(health.iter().filter(|h| *h == "unhealthy").count(), 1, "{health:?}");
+}
+
+#[tokio::test]
+async fn grpc_not_serving_is_unhealthy_and_all_unhealthy_still_serves() {
+    // A real grpc.health.v1 server whose "users" service goes NOT_SERVING.
+    let ip = loopback_ip(loopback_block(), 1);
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_service_status("users", tonic_health::ServingStatus::Serving).await;
+    let incoming = futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
+    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
+
+    let config = [
+        vpc("g-vpc"),
+        attachment("g-att", "g-vpc", &[addr.ip()], true, "g"),
+        checked_service("users", "g", addr.port(), "GRPC", "grpcService: users"),
+        route("users", "  match: {grpc: {service: grpc.health.v1.Health}}\n  destinations: [{vpcServiceRef: {name: users}}]"),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let endpoint = addr.to_string();
+    wait_metric(&gw, &format!(r#"endpoint="{endpoint}",service="default/users",state="healthy"}} 1"#), Duration::from_secs(10)).await;
+    reporter.set_service_status("users", tonic_health::ServingStatus::NotServing).await;
+    wait_metric(&gw, &format!(r#"endpoint="{endpoint}",service="default/users",state="unhealthy"}} 1"#), Duration::from_secs(10)).await;
+    assert!(
+        Client::http1()
+            .get(&gw.admin_url("/metrics"), &[])
+            .await
+            .unwrap()
+            .body
+            .contains(r#"datum_router_health_transitions_total{service="default/users",state="unhealthy"} 1"#)
+    );
+
+    // The only endpoint is unhealthy: panic mode still sends traffic to it.
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(gw.url("")).unwrap().connect().await.unwrap();
+    let r = HealthClient::new(channel).check(HealthCheckRequest { service: "users".into() }).await.unwrap();
+    assert_eq!(r.get_ref().status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
+}
