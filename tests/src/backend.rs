@@ -50,6 +50,16 @@ pub struct Backend {
     task: JoinHandle<()>,
     /// Closes every open connection when set: a killed backend answers nothing.
     dead: tokio::sync::watch::Sender<bool>,
+    faults: Arc<Faults>,
+}
+
+/// Faults a test can switch on and off while the backend runs.
+#[derive(Default)]
+struct Faults {
+    /// Answer every request with this status (0: off).
+    status: std::sync::atomic::AtomicU16,
+    /// Wait this long before answering (0: off).
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Backend {
@@ -61,6 +71,16 @@ impl Drop for Backend {
 impl Backend {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Answers every request with `status` from now on (None: normal again).
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.faults.status.store(status.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Delays every answer by `delay` from now on (zero: normal again), like a hanging backend.
+    pub fn delay(&self, delay: Duration) {
+        self.faults.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Stops accepting, closes the listener and every open connection (the backend "dies").
@@ -99,16 +119,34 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
     let body_bytes = Arc::new(AtomicUsize::new(0));
     let (name_c, hits_c, bytes_c) = (name.to_owned(), hits.clone(), body_bytes.clone());
     let dead = tokio::sync::watch::Sender::new(false);
+    let faults = Arc::new(Faults::default());
+    let faults_c = faults.clone();
     let dead_rx = dead.subscribe();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (name, hits, bytes) = (name_c.clone(), hits_c.clone(), bytes_c.clone());
+            let (name, hits, bytes, faults) = (name_c.clone(), hits_c.clone(), bytes_c.clone(), faults_c.clone());
             let mut dead = dead_rx.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(req, name.clone(), hits.clone(), bytes.clone(), addr));
+                let svc = service_fn(move |req| {
+                    let (name, hits, bytes, faults) = (name.clone(), hits.clone(), bytes.clone(), faults.clone());
+                    async move {
+                        let delay = faults.delay_ms.load(Ordering::Relaxed);
+                        if delay > 0 {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                        }
+                        let mut r = handle(req, name, hits, bytes, addr).await?;
+                        if let Some(status) = StatusCode::from_u16(faults.status.load(Ordering::Relaxed))
+                            .ok()
+                            .filter(|_| faults.status.load(Ordering::Relaxed) != 0)
+                        {
+                            *r.status_mut() = status;
+                        }
+                        Ok::<_, Infallible>(r)
+                    }
+                });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 tokio::select! {
@@ -118,7 +156,7 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
             });
         }
     });
-    Backend { name: name.to_owned(), addr, hits, body_bytes, task, dead }
+    Backend { name: name.to_owned(), addr, hits, body_bytes, task, dead, faults }
 }
 
 async fn handle(

@@ -8,6 +8,7 @@
 //! * [`balance`]: the destination split and endpoint selection strategies.
 //! * [`egress`]: VPCEgress policies for clients that use the gateway as their proxy.
 //! * [`health`]: the per-endpoint state machine of active health checks.
+//! * [`retry`]: retry classification, backoff with jitter and the retry budget.
 //! * [`snapshot`]: one immutable, self-contained routing configuration built
 //!   from API objects; the gateway swaps whole snapshots atomically.
 //!
@@ -19,6 +20,7 @@ pub mod conditions;
 pub mod egress;
 pub mod endpoint;
 pub mod health;
+pub mod retry;
 pub mod route_table;
 pub mod snapshot;
 

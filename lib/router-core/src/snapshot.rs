@@ -27,6 +27,7 @@ use crate::{
     balance::{EndpointPicker, WeightedSplit},
     conditions::Conditions,
     egress::{EgressPolicy, EgressTable},
+    retry::RetryBudget,
     route_table::{CompiledRoute, PathMatch, RouteRule, RouteTable, RuleOrder},
 };
 
@@ -114,6 +115,8 @@ pub struct RoutePolicy {
     pub hash_on: Option<HashOn>,
     pub timeouts: RouteTimeouts,
     pub retries: Option<RetryPolicy>,
+    /// Present when `retries` is: the route's budget (default 20% of requests + 10/s).
+    pub retry_budget: Option<RetryBudget>,
 }
 
 /// Problems found while building, per object, for logs, `/config` and conditions.
@@ -295,6 +298,10 @@ fn compile_route(
         split: WeightedSplit::new(&weights),
         hash_on: spec.hash_on.clone(),
         timeouts,
+        retry_budget: spec.retries.as_ref().map(|r| {
+            let (percent, min) = r.budget.as_ref().map_or((20, 10), |b| (b.percent, b.min_per_second));
+            RetryBudget::new(u32::try_from(percent).unwrap_or(20), u32::try_from(min).unwrap_or(10), std::time::Instant::now())
+        }),
         retries: spec.retries.clone(),
     });
 

@@ -35,10 +35,27 @@ use crate::proxy::{Gateway, upstream_is_http1};
 /// Data chunks the mirror may lag behind before its copy is aborted.
 const MIRROR_BACKLOG: usize = 64;
 
-/// The body of an upstream request: the client's own, or the client's teed to a mirror.
+/// The body of an upstream request: the client's own as it streams, the same
+/// teed to a mirror, or a buffered copy that can be sent again on retry.
 pub enum RequestBody {
     Direct(Incoming),
-    Teed { inner: Incoming, tx: Option<mpsc::Sender<Bytes>>, aborted: Arc<AtomicBool> },
+    Teed {
+        inner: Incoming,
+        tx: Option<mpsc::Sender<Bytes>>,
+        aborted: Arc<AtomicBool>,
+    },
+    /// Yields its bytes once; `None` once sent.
+    Replay(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// The buffered bytes, when this body can be sent again.
+    pub fn replayable(&self) -> Option<Bytes> {
+        match self {
+            Self::Replay(bytes) => Some(bytes.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
 }
 
 impl Body for RequestBody {
@@ -48,6 +65,7 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Self::Direct(inner) => Pin::new(inner).poll_frame(cx),
+            Self::Replay(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
             Self::Teed { inner, tx, aborted } => {
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 match &frame {
@@ -74,12 +92,14 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Direct(inner) | Self::Teed { inner, .. } => inner.is_end_stream(),
+            Self::Replay(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Direct(inner) | Self::Teed { inner, .. } => inner.size_hint(),
+            Self::Replay(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }
@@ -99,7 +119,12 @@ impl Error for MirrorAborted {}
 /// The body of a mirrored copy.
 pub enum MirrorBody {
     Empty,
-    Channel { rx: mpsc::Receiver<Bytes>, aborted: Arc<AtomicBool> },
+    /// A copy of a buffered body, sent once.
+    Full(Option<Bytes>),
+    Channel {
+        rx: mpsc::Receiver<Bytes>,
+        aborted: Arc<AtomicBool>,
+    },
 }
 
 impl Body for MirrorBody {
@@ -109,6 +134,7 @@ impl Body for MirrorBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, MirrorAborted>>> {
         match self.get_mut() {
             Self::Empty => Poll::Ready(None),
+            Self::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
             Self::Channel { rx, aborted } => match ready!(rx.poll_recv(cx)) {
                 Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
                 None if aborted.load(Ordering::Acquire) => Poll::Ready(Some(Err(MirrorAborted))),
@@ -118,12 +144,17 @@ impl Body for MirrorBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, Self::Empty)
+        match self {
+            Self::Empty => true,
+            Self::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Self::Channel { .. } => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Empty => SizeHint::with_exact(0),
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Channel { .. } => SizeHint::default(),
         }
     }
@@ -132,34 +163,34 @@ impl Body for MirrorBody {
 impl Gateway {
     /// Starts a mirrored copy of the request when `percent` says so, and
     /// returns the body to send upstream (teed when the copy needs it).
-    pub(crate) fn mirror(&self, target: &DestinationTarget, percent: u32, parts: &http::request::Parts, body: Incoming) -> RequestBody {
+    pub(crate) fn mirror(&self, target: &DestinationTarget, percent: u32, parts: &http::request::Parts, body: RequestBody) -> RequestBody {
         if percent == 0 || (percent < 100 && rand::random_range(0..100) >= percent) {
-            return RequestBody::Direct(body);
+            return body;
         }
         let DestinationTarget::Resolved { service, picker } = target else {
             self.metrics.mirrors.with_label_values(&["unresolved"]).inc();
-            return RequestBody::Direct(body);
+            return body;
         };
         let Some(endpoint) = picker.pick(&PickContext::default()) else {
             self.metrics.mirrors.with_label_values(&["no-endpoint"]).inc();
-            return RequestBody::Direct(body);
+            return body;
         };
         let Some(client) = self.upstreams.mirror_client(service.protocol, service.vrf_device.as_deref()) else {
-            return RequestBody::Direct(body);
+            return body;
         };
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path).build() else {
-            return RequestBody::Direct(body);
+            return body;
         };
         let aborted = Arc::new(AtomicBool::new(false));
-        let (mirror_body, upstream_body) = if body.is_end_stream() {
-            (MirrorBody::Empty, RequestBody::Direct(body))
-        } else {
-            let (tx, rx) = mpsc::channel(MIRROR_BACKLOG);
-            (
-                MirrorBody::Channel { rx, aborted: aborted.clone() },
-                RequestBody::Teed { inner: body, tx: Some(tx), aborted: aborted.clone() },
-            )
+        let (mirror_body, upstream_body) = match body {
+            RequestBody::Replay(bytes) => (MirrorBody::Full(bytes.clone()), RequestBody::Replay(bytes)),
+            RequestBody::Direct(inner) if inner.is_end_stream() => (MirrorBody::Empty, RequestBody::Direct(inner)),
+            RequestBody::Direct(inner) => {
+                let (tx, rx) = mpsc::channel(MIRROR_BACKLOG);
+                (MirrorBody::Channel { rx, aborted: aborted.clone() }, RequestBody::Teed { inner, tx: Some(tx), aborted: aborted.clone() })
+            }
+            teed @ RequestBody::Teed { .. } => return teed,
         };
         let mut req = Request::new(mirror_body);
         *req.method_mut() = parts.method.clone();

@@ -16,7 +16,7 @@ use http::{
     uri::{PathAndQuery, Scheme},
 };
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use opentelemetry::KeyValue;
@@ -25,6 +25,7 @@ use router_core::{
     balance::{PickContext, hash_key},
     endpoint::InFlightGuard,
     normalize_host,
+    retry::{self, AttemptFailure},
     snapshot::{DestinationTarget, RoutePolicy},
 };
 
@@ -44,7 +45,7 @@ use crate::{
         spans::SpanExport,
         trace::TraceContext,
     },
-    upstream::Upstreams,
+    upstream::{UpstreamClient, Upstreams},
 };
 
 /// The body of every response the gateway sends.
@@ -291,8 +292,7 @@ impl Gateway {
         let Some(endpoint) = picker.pick(&ctx) else {
             return outcome.fail(ProxyError::NoHealthyUpstream);
         };
-        let endpoint = endpoint.clone();
-        outcome.upstream = Some(endpoint.addr);
+        let mut endpoint = endpoint.clone();
         let Some(upstream) = self.upstreams.client(service.protocol, service.vrf_device.as_deref()) else {
             return outcome.fail(ProxyError::UpstreamTlsUnavailable);
         };
@@ -303,7 +303,7 @@ impl Gateway {
             (hyper::upgrade::on(&mut req), protocol)
         });
 
-        // Build the upstream request, reusing what is not rewritten.
+        // Build the upstream request head once, reusing what is not rewritten.
         let (mut parts, body) = req.into_parts();
         let path_and_query = match policy.url_rewrite.as_ref().and_then(|rw| filters::rewrite_path(parts.uri.path(), &rule.path, rw)) {
             Some(path) => {
@@ -318,10 +318,6 @@ impl Gateway {
             }
             None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
-        let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path_and_query).build()
-        else {
-            return outcome.fail(ProxyError::BadRequest);
-        };
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::set_forwarded(&mut parts.headers, client, self.scheme, host);
         if let Some(m) = &policy.request_headers {
@@ -331,7 +327,7 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_bytes(traceparent) {
             parts.headers.insert(headers::TRACEPARENT.clone(), v);
         }
-        parts.version = if is_h1 { Version::HTTP_11 } else { Version::HTTP_2 };
+        let version = if is_h1 { Version::HTTP_11 } else { Version::HTTP_2 };
         // The logical host travels in Host for HTTP/1.1 and HTTP/2 upstreams alike; an
         // HTTP/1.1 client's own Host header is kept as it came unless the route rewrites it.
         if let Some(rewritten) = policy.url_rewrite.as_ref().and_then(|rw| rw.hostname.as_deref()) {
@@ -347,36 +343,109 @@ impl Gateway {
             parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
-        parts.uri = uri;
-        let body = match &policy.mirror {
-            Some((target, percent)) => self.mirror(target, *percent, &parts, body),
-            None => RequestBody::Direct(body),
-        };
-        let upstream_req = Request::from_parts(parts, body);
 
-        let guard = endpoint.start_request();
-        let sent = Instant::now();
-        let fut = upstream.request(upstream_req);
-        let deadline = policy.timeouts.per_try.or(policy.timeouts.request);
-        let result = match deadline {
-            Some(d) => match tokio::time::timeout(d, fut).await {
-                Ok(r) => r,
-                Err(_) => {
-                    outcome.upstream_elapsed = Some(sent.elapsed());
-                    return with_attempts(outcome.fail(ProxyError::UpstreamTimeout));
+        // A request can be retried only if its body can be sent again: buffered up to a bound.
+        let retry = policy.retries.as_ref().filter(|r| r.max_retries > 0 && upgrade.is_none());
+        let body = match retry {
+            Some(_) if body.is_end_stream() => RequestBody::Replay(Some(Bytes::new())),
+            Some(_) if content_length(&parts.headers).is_some_and(|n| n <= RETRY_BUFFER_BYTES) => {
+                match Limited::new(body, RETRY_BUFFER_BYTES as usize).collect().await {
+                    Ok(collected) => RequestBody::Replay(Some(collected.to_bytes())),
+                    Err(_) => return outcome.fail(ProxyError::BadRequest),
                 }
-            },
-            None => fut.await,
+            }
+            _ => RequestBody::Direct(body),
         };
-        outcome.upstream_elapsed = Some(sent.elapsed());
-        let mut response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                let kind = if e.is_connect() { ProxyError::UpstreamConnect } else { ProxyError::UpstreamProtocol };
-                tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream request failed");
-                return with_attempts(outcome.fail(kind));
+        let mut body = match &policy.mirror {
+            Some((target, percent)) => self.mirror(target, *percent, &parts, body),
+            None => body,
+        };
+        let replay = body.replayable();
+        let max_attempts = match (retry, &replay) {
+            (Some(r), Some(_)) => 1 + u32::try_from(r.max_retries).unwrap_or(0),
+            _ => 1,
+        };
+        let idempotent = retry::is_idempotent(&parts.method);
+        let deadline = policy.timeouts.request.map(|d| tokio::time::Instant::now() + d);
+        if let Some(budget) = &policy.retry_budget {
+            budget.record_request(std::time::Instant::now());
+        }
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut attempt = 0u32;
+        let (response, guard) = loop {
+            attempt += 1;
+            outcome.upstream = Some(endpoint.addr);
+            let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return with_attempts(outcome.fail(ProxyError::UpstreamTimeout), attempt - 1);
+            }
+            let per_try = match (policy.timeouts.per_try, remaining) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Ok(uri) =
+                Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path_and_query.clone()).build()
+            else {
+                return outcome.fail(ProxyError::BadRequest);
+            };
+            let this_body = match &replay {
+                Some(bytes) => RequestBody::Replay(Some(bytes.clone())),
+                None => std::mem::replace(&mut body, RequestBody::Replay(None)),
+            };
+            let mut req = Request::new(this_body);
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = version;
+            *req.headers_mut() = if attempt == max_attempts { std::mem::take(&mut parts.headers) } else { parts.headers.clone() };
+
+            let guard = endpoint.start_request();
+            let sent = Instant::now();
+            let result = send_attempt(&upstream, req, per_try).await;
+            outcome.upstream_elapsed = Some(sent.elapsed());
+            let failure = match &result {
+                Ok(r) => effective_status(r).map(AttemptFailure::Status),
+                Err(f) => Some(*f),
+            };
+            let retry_wanted = failure.is_some_and(|f| retry.is_some_and(|r| retry::retryable(r, f, idempotent))) && attempt < max_attempts;
+            if retry_wanted {
+                let budget_ok = policy.retry_budget.as_ref().is_none_or(|b| b.try_retry(std::time::Instant::now()));
+                let label = failure.map_or("", AttemptFailure::label);
+                if budget_ok {
+                    self.metrics.retries.with_label_values(&[&*policy.label, label, "retried"]).inc();
+                    drop((result, guard));
+                    tried.push(endpoint.addr);
+                    if let Some(b) = retry.and_then(|r| r.backoff.as_ref()) {
+                        let mut wait = retry::backoff(b.base.into(), b.max.into(), attempt - 1);
+                        if let Some(d) = deadline {
+                            wait = wait.min(d.saturating_duration_since(tokio::time::Instant::now()));
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    // A different endpoint when there is one.
+                    let next = (0..picker.endpoints().len().max(1))
+                        .filter_map(|_| picker.pick(&ctx))
+                        .find(|e| !tried.contains(&e.addr))
+                        .or_else(|| picker.pick(&ctx));
+                    if let Some(next) = next {
+                        endpoint = next.clone();
+                    }
+                    continue;
+                }
+                self.metrics.retries.with_label_values(&[&*policy.label, label, "budget-exhausted"]).inc();
+            }
+            match result {
+                Ok(r) => break (r, guard),
+                Err(f) => {
+                    let kind = match f {
+                        AttemptFailure::Connect => ProxyError::UpstreamConnect,
+                        AttemptFailure::Timeout => ProxyError::UpstreamTimeout,
+                        AttemptFailure::Reset | AttemptFailure::Status(_) => ProxyError::UpstreamProtocol,
+                    };
+                    return with_attempts(outcome.fail(kind), attempt);
+                }
             }
         };
+        let mut response = response;
         if let Some((client_upgrade, _)) = upgrade
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
@@ -403,7 +472,41 @@ impl Gateway {
         {
             filters::add_origin_headers(cors, origin, &mut parts.headers);
         }
-        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard }.boxed()))
+        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard }.boxed()), attempt)
+    }
+}
+
+/// The largest request body buffered so that it can be sent again on retry;
+/// larger (or unknown-length) bodies stream and are not retried.
+pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// One upstream attempt, classified for retrying.
+async fn send_attempt(
+    client: &UpstreamClient,
+    req: Request<RequestBody>,
+    timeout: Option<Duration>,
+) -> Result<Response<Incoming>, AttemptFailure> {
+    let fut = client.request(req);
+    let result = match timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| AttemptFailure::Timeout)?,
+        None => fut.await,
+    };
+    result.map_err(|e| {
+        tracing::debug!(error = %e, "upstream attempt failed");
+        if e.is_connect() { AttemptFailure::Connect } else { AttemptFailure::Reset }
+    })
+}
+
+/// The status a response counts as for retrying: its HTTP status, or for a
+/// gRPC trailers-only error the HTTP status gRPC maps its code to
+/// (UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504, INTERNAL → 500).
+fn effective_status(r: &Response<Incoming>) -> Option<u16> {
+    let grpc = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
+    match grpc {
+        Some(14) => Some(503),
+        Some(4) => Some(504),
+        Some(13) => Some(500),
+        _ => Some(r.status().as_u16()),
     }
 }
 
@@ -422,8 +525,8 @@ pub(crate) fn upstream_is_http1(protocol: router_api::v1alpha1::ServiceProtocol)
     matches!(protocol, router_api::v1alpha1::ServiceProtocol::Http | router_api::v1alpha1::ServiceProtocol::Https)
 }
 
-fn with_attempts(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
-    r.headers_mut().insert(ATTEMPTS_HEADER, HeaderValue::from_static("1"));
+fn with_attempts(mut r: Response<ProxyBody>, attempts: u32) -> Response<ProxyBody> {
+    r.headers_mut().insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
     r
 }
 

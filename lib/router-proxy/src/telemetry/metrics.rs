@@ -25,6 +25,7 @@ pub struct Metrics {
     pub endpoint_health: IntGaugeVec,
     pub health_checks: IntCounterVec,
     pub health_transitions: IntCounterVec,
+    pub retries: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -81,6 +82,13 @@ impl Metrics {
             Opts::new("health_transitions_total", "Endpoint health state changes, by service and new state."),
             &["service", "state"],
         ));
+        let retries = must(IntCounterVec::new(
+            Opts::new(
+                "retries_total",
+                "Retry decisions, by route, the failure that asked for one, and outcome (retried, budget-exhausted).",
+            ),
+            &["route", "reason", "outcome"],
+        ));
         let mirrors = must(IntCounterVec::new(
             Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
@@ -101,6 +109,7 @@ impl Metrics {
             Box::new(endpoint_health.clone()),
             Box::new(health_checks.clone()),
             Box::new(health_transitions.clone()),
+            Box::new(retries.clone()),
         ] {
             must(registry.register(c));
         }
@@ -121,6 +130,7 @@ impl Metrics {
             endpoint_health,
             health_checks,
             health_transitions,
+            retries,
         }
     }
 
