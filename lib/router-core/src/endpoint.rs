@@ -4,7 +4,7 @@
 //! counts, health) of endpoints that were already known — a reload never
 //! makes a busy endpoint look idle.
 
-use crate::health::HealthStatus;
+use crate::{breaker::Breaker, health::HealthStatus};
 
 use std::{
     collections::HashMap,
@@ -23,6 +23,8 @@ pub struct EndpointState {
     pub authority: http::uri::Authority,
     in_flight: AtomicU32,
     health: AtomicU8,
+    /// Passive outlier detection, fed by the routes that have a circuitBreaker.
+    pub breaker: Breaker,
 }
 
 impl EndpointState {
@@ -32,6 +34,7 @@ impl EndpointState {
             authority: http::uri::Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"),
             in_flight: AtomicU32::new(0),
             health: AtomicU8::new(HealthStatus::Unknown as u8),
+            breaker: Breaker::default(),
         }
     }
 

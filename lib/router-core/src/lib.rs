@@ -7,6 +7,7 @@
 //!   query, gRPC).
 //! * [`balance`]: the destination split and endpoint selection strategies.
 //! * [`egress`]: VPCEgress policies for clients that use the gateway as their proxy.
+//! * [`breaker`]: per-endpoint circuit breaking (passive outlier detection).
 //! * [`health`]: the per-endpoint state machine of active health checks.
 //! * [`retry`]: retry classification, backoff with jitter and the retry budget.
 //! * [`snapshot`]: one immutable, self-contained routing configuration built
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod breaker;
 pub mod conditions;
 pub mod egress;
 pub mod endpoint;

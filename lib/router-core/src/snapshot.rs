@@ -18,13 +18,14 @@ use std::{
 use regex::Regex;
 use router_api::galactic::VPC;
 use router_api::v1alpha1::{
-    Cors, HashOn, HealthCheck, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol, UpstreamTls, VPCEgress,
-    VPCRoute, VPCService,
+    CircuitBreaker, Cors, HashOn, HealthCheck, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol,
+    UpstreamTls, VPCEgress, VPCRoute, VPCService,
 };
 
 use crate::{
     EndpointState, EndpointStore,
     balance::{EndpointPicker, WeightedSplit},
+    breaker::BreakerConfig,
     conditions::Conditions,
     egress::{EgressPolicy, EgressTable},
     retry::RetryBudget,
@@ -239,18 +240,32 @@ fn compile_egress(egress: &[VPCEgress], vpcs: &[VPC], report: &mut SnapshotRepor
     EgressTable::new(policies)
 }
 
+/// A route's circuitBreaker as picker settings: the per-endpoint breaker and the per-destination request limit.
+fn limits_of(cb: Option<&CircuitBreaker>) -> (Option<BreakerConfig>, Option<u32>) {
+    let Some(cb) = cb else { return (None, None) };
+    let default = BreakerConfig::default();
+    let breaker = BreakerConfig {
+        consecutive_failures: cb.consecutive_failures.and_then(|n| u32::try_from(n).ok()).unwrap_or(default.consecutive_failures),
+        open_duration: cb.open_duration.map_or(default.open_duration, Into::into),
+        half_open_requests: cb.half_open_requests.and_then(|n| u32::try_from(n).ok()).unwrap_or(default.half_open_requests),
+    };
+    (Some(breaker), cb.max_requests.and_then(|n| u32::try_from(n).ok()))
+}
+
 fn destination(
     namespace: &str,
     r: &router_api::v1alpha1::NamespacedObjectReference,
     lb: LoadBalancing,
+    limits: (Option<BreakerConfig>, Option<u32>),
     targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     problems: &mut Vec<String>,
 ) -> DestinationTarget {
     let key = ServiceKey { namespace: r.namespace_or(namespace).to_owned(), name: r.name.clone() };
     match targets.get(&key) {
-        Some(service) => {
-            DestinationTarget::Resolved { picker: EndpointPicker::new(lb, service.endpoints.clone()), service: service.clone() }
-        }
+        Some(service) => DestinationTarget::Resolved {
+            picker: EndpointPicker::new(lb, service.endpoints.clone()).with_limits(limits.0, limits.1),
+            service: service.clone(),
+        },
         None => {
             problems.push(format!("VPCService {key} not found; its share of traffic is answered with 500"));
             DestinationTarget::Unresolved { label: key.to_string().into(), service: key }
@@ -267,12 +282,15 @@ fn compile_route(
     let spec = &route.spec;
     let filters: RouteFilters = spec.filters.clone().unwrap_or_default();
     let lb = spec.load_balancing;
-    let destinations: Vec<DestinationTarget> =
-        spec.destinations.iter().map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, targets, problems)).collect();
+    let destinations: Vec<DestinationTarget> = spec
+        .destinations
+        .iter()
+        .map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, limits_of(spec.circuit_breaker.as_ref()), targets, problems))
+        .collect();
     let weights: Vec<u32> = spec.destinations.iter().map(|d| u32::try_from(d.weight).unwrap_or(0)).collect();
     let mirror = filters.mirror.as_ref().map(|m| {
         (
-            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, targets, problems),
+            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, (None, None), targets, problems),
             u32::try_from(m.percent).unwrap_or(0).min(100),
         )
     });

@@ -26,6 +26,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The service wants TLS to its endpoints, which this gateway cannot do yet: 502.
     UpstreamTlsUnavailable,
+    /// The destination is at its circuitBreaker.maxRequests: 503.
+    UpstreamOverflow,
     /// A VPCEgress policy (or the absence of one, for CONNECT) refuses the destination: 403.
     EgressDenied,
     /// The request itself is malformed (no host, bad URI): 400.
@@ -37,7 +39,7 @@ impl ProxyError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::DestinationUnresolved | Self::NoWeightedDestination => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyUpstream | Self::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTlsUnavailable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::EgressDenied => StatusCode::FORBIDDEN,
@@ -55,6 +57,7 @@ impl ProxyError {
             Self::UpstreamProtocol => "upstream-protocol-error",
             Self::UpstreamTimeout => "upstream-timeout",
             Self::UpstreamTlsUnavailable => "upstream-tls-unavailable",
+            Self::UpstreamOverflow => "upstream-overflow",
             Self::EgressDenied => "egress-denied",
             Self::BadRequest => "bad-request",
         }

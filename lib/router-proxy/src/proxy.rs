@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use opentelemetry::KeyValue;
 use router_core::{
     RequestView,
-    balance::{PickContext, hash_key},
+    balance::{ActiveRequest, PickContext, hash_key},
     endpoint::InFlightGuard,
     normalize_host,
     retry::{self, AttemptFailure},
@@ -289,6 +289,9 @@ impl Gateway {
                 }
             }),
         };
+        let Some(active) = picker.start_request() else {
+            return outcome.fail(ProxyError::UpstreamOverflow);
+        };
         let Some(endpoint) = picker.pick(&ctx) else {
             return outcome.fail(ProxyError::NoHealthyUpstream);
         };
@@ -406,6 +409,18 @@ impl Gateway {
                 Ok(r) => effective_status(r).map(AttemptFailure::Status),
                 Err(f) => Some(*f),
             };
+            if let Some(cfg) = picker.breaker() {
+                let now = std::time::Instant::now();
+                let failed = match failure {
+                    Some(AttemptFailure::Status(s)) => s >= 500,
+                    Some(_) => true,
+                    None => false,
+                };
+                if let Some(state) = endpoint.breaker.record(!failed, now, cfg, picker.may_eject(now)) {
+                    self.metrics.breaker_transitions.with_label_values(&[&*policy.label, state.as_str()]).inc();
+                    tracing::warn!(route = %policy.label, endpoint = %endpoint.addr, state = state.as_str(), "circuit breaker");
+                }
+            }
             let retry_wanted = failure.is_some_and(|f| retry.is_some_and(|r| retry::retryable(r, f, idempotent))) && attempt < max_attempts;
             if retry_wanted {
                 let budget_ok = policy.retry_budget.as_ref().is_none_or(|b| b.try_retry(std::time::Instant::now()));
@@ -472,7 +487,7 @@ impl Gateway {
         {
             filters::add_origin_headers(cors, origin, &mut parts.headers);
         }
-        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard }.boxed()), attempt)
+        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard, _active: active }.boxed()), attempt)
     }
 }
 
@@ -551,6 +566,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         _guard: InFlightGuard,
+        _active: ActiveRequest,
     }
 }
 

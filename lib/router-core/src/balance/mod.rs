@@ -15,8 +15,9 @@ use std::{
     net::IpAddr,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicUsize, Ordering},
     },
+    time::Instant,
 };
 
 pub use maglev::Maglev;
@@ -24,7 +25,10 @@ use rand::Rng;
 use router_api::v1alpha1::LoadBalancing;
 pub use split::WeightedSplit;
 
-use crate::EndpointState;
+use crate::{
+    EndpointState,
+    breaker::{BreakerConfig, BreakerStatus, MAX_EJECTED_PERCENT},
+};
 
 /// What a strategy may look at besides the endpoints.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,13 +52,61 @@ pub struct EndpointPicker {
     endpoints: Vec<Arc<EndpointState>>,
     next: AtomicUsize,
     maglev: Option<Maglev>,
+    breaker: Option<BreakerConfig>,
+    max_requests: Option<u32>,
+    active: Arc<AtomicU32>,
+}
+
+/// Counts a request against the destination's `maxRequests` until dropped.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<AtomicU32>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EndpointPicker {
     pub fn new(strategy: LoadBalancing, endpoints: Vec<Arc<EndpointState>>) -> Self {
         let maglev = matches!(strategy, LoadBalancing::ConsistentHash | LoadBalancing::SourceIpHash)
             .then(|| Maglev::new(&endpoints.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>()));
-        Self { strategy, endpoints, next: AtomicUsize::new(0), maglev }
+        Self {
+            strategy,
+            endpoints,
+            next: AtomicUsize::new(0),
+            maglev,
+            breaker: None,
+            max_requests: None,
+            active: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Circuit breaking on this destination's endpoints, and its concurrent request limit.
+    pub fn with_limits(mut self, breaker: Option<BreakerConfig>, max_requests: Option<u32>) -> Self {
+        self.breaker = breaker;
+        self.max_requests = max_requests;
+        self
+    }
+
+    pub fn breaker(&self) -> Option<&BreakerConfig> {
+        self.breaker.as_ref()
+    }
+
+    /// Admits one more request under `maxRequests`, or None when the destination is full.
+    pub fn start_request(&self) -> Option<ActiveRequest> {
+        let now = self.active.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = ActiveRequest(self.active.clone());
+        match self.max_requests {
+            Some(max) if now > max => None,
+            _ => Some(guard),
+        }
+    }
+
+    /// Whether ejecting one more endpoint keeps the ejected share within the cap.
+    pub fn may_eject(&self, now: Instant) -> bool {
+        let ejected = self.endpoints.iter().filter(|e| e.breaker.status(now) == BreakerStatus::Open).count();
+        (ejected + 1) * 100 <= self.endpoints.len() * MAX_EJECTED_PERCENT
     }
 
     /// The ready endpoints this picker chooses among.
@@ -69,7 +121,10 @@ impl EndpointPicker {
             return None;
         }
         let panic_mode = !eps.iter().any(|e| e.is_healthy());
-        let usable = |e: &EndpointState| panic_mode || e.is_healthy();
+        let now = Instant::now();
+        let usable = |e: &EndpointState| {
+            (panic_mode || e.is_healthy()) && self.breaker.as_ref().is_none_or(|cfg| e.breaker.admits(now, e.in_flight(), cfg))
+        };
         match self.strategy {
             LoadBalancing::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);

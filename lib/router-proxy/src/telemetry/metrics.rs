@@ -26,6 +26,7 @@ pub struct Metrics {
     pub health_checks: IntCounterVec,
     pub health_transitions: IntCounterVec,
     pub retries: IntCounterVec,
+    pub breaker_transitions: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -89,6 +90,10 @@ impl Metrics {
             ),
             &["route", "reason", "outcome"],
         ));
+        let breaker_transitions = must(IntCounterVec::new(
+            Opts::new("breaker_transitions_total", "Endpoint circuit breaker state changes, by route and new state (open, closed)."),
+            &["route", "state"],
+        ));
         let mirrors = must(IntCounterVec::new(
             Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
@@ -110,6 +115,7 @@ impl Metrics {
             Box::new(health_checks.clone()),
             Box::new(health_transitions.clone()),
             Box::new(retries.clone()),
+            Box::new(breaker_transitions.clone()),
         ] {
             must(registry.register(c));
         }
@@ -131,6 +137,7 @@ impl Metrics {
             health_checks,
             health_transitions,
             retries,
+            breaker_transitions,
         }
     }
 
