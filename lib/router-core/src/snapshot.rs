@@ -96,7 +96,6 @@ pub struct RouteTimeouts {
     pub request: Option<Duration>,
     pub per_try: Option<Duration>,
     pub idle: Option<Duration>,
-    pub connect: Option<Duration>,
 }
 
 /// Everything a matched request needs from its route.
@@ -294,6 +293,12 @@ fn compile_route(
             u32::try_from(m.percent).unwrap_or(0).min(100),
         )
     });
+    if let Some(cb) = &spec.circuit_breaker
+        && (cb.max_connections.is_some() || cb.max_pending_requests.is_some())
+    {
+        problems
+            .push("circuitBreaker.maxConnections and maxPendingRequests are not enforced by this gateway yet; maxRequests is".to_owned());
+    }
     if filters.redirect.is_none() && weights.iter().all(|&w| w == 0) {
         problems.push("every destination has weight 0: matching requests are answered with 500".to_owned());
     }
@@ -301,7 +306,6 @@ fn compile_route(
         request: t.request.map(Into::into),
         per_try: t.per_try.map(Into::into),
         idle: t.idle.map(Into::into),
-        connect: t.connect.map(Into::into),
     });
     let policy = Arc::new(RoutePolicy {
         key: key.clone(),

@@ -16,7 +16,7 @@ use crate::{
     error::ProxyError,
     http::headers,
     mirror::RequestBody,
-    proxy::{Gateway, Outcome, ProxyBody, empty_response},
+    proxy::{BoxError, Gateway, Outcome, ProxyBody, empty_response},
 };
 
 /// The response header naming the VPCEgress rule that refused a destination.
@@ -89,7 +89,7 @@ impl Gateway {
             Ok(r) => {
                 let (mut parts, body) = r.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+                Response::from_parts(parts, http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, BoxError::from)))
             }
             Err(e) => outcome.fail(if e.is_connect() { ProxyError::UpstreamConnect } else { ProxyError::UpstreamProtocol }),
         }

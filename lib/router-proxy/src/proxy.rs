@@ -49,7 +49,10 @@ use crate::{
 };
 
 /// The body of every response the gateway sends.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Errors of streamed bodies: the upstream's, or the idle timeout's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response header with the number of upstream attempts made.
 pub const ATTEMPTS_HEADER: &str = "x-datum-router-attempts";
@@ -487,7 +490,8 @@ impl Gateway {
         {
             filters::add_origin_headers(cors, origin, &mut parts.headers);
         }
-        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, _guard: guard, _active: active }.boxed()), attempt)
+        let idle = policy.timeouts.idle.map(|d| (d, Box::pin(tokio::time::sleep(d))));
+        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, idle, _guard: guard, _active: active }.boxed()), attempt)
     }
 }
 
@@ -565,17 +569,47 @@ pin_project_lite::pin_project! {
     struct GuardedBody {
         #[pin]
         inner: Incoming,
+        // timeouts.idle: the stream fails when no frame arrives for this long.
+        idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
         _guard: InFlightGuard,
         _active: ActiveRequest,
     }
 }
 
+/// The response body went quiet for longer than the route's `timeouts.idle`.
+#[derive(Debug)]
+pub struct IdleTimeout(Duration);
+
+impl std::fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no data from the upstream for {:?} (timeouts.idle)", self.0)
+    }
+}
+
+impl std::error::Error for IdleTimeout {}
+
 impl Body for GuardedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        self.project().inner.poll_frame(cx)
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some((d, sleep)) = this.idle.as_mut() {
+                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+                }
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Poll::Pending => {
+                if let Some((d, sleep)) = this.idle.as_mut()
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(*d)))));
+                }
+                Poll::Pending
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -410,7 +410,9 @@ pub struct HashOn {
     pub source_ip: Option<bool>,
 }
 
-/// Time limits. request covers all tries; perTry each try; idle a stream with no bytes either way.
+/// Time limits. request covers all tries up to the response head; perTry each try up to its
+/// response head; idle a response body that sends nothing for that long. Streams (gRPC
+/// streaming, WebSocket) are never cut by request or perTry once they have started.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
@@ -420,8 +422,6 @@ pub struct Timeouts {
     pub per_try: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<Duration>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect: Option<Duration>,
 }
 
 /// Retries, bounded by a budget so they cannot multiply load.

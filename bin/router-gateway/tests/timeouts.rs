@@ -1,0 +1,70 @@
+//! Stream timeouts through the real gateway: `timeouts.idle` cuts a response
+//! that goes quiet, while `timeouts.request` (which covers reaching the
+//! response head) never cuts a stream that keeps sending.
+
+use std::time::{Duration, Instant};
+
+use router_tests::{
+    backend::{loopback_block, loopback_ip},
+    client::Client,
+    gateway::{GatewayProcess, attachment, route, service, vpc},
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
+
+/// A raw HTTP/1.1 backend that answers with a chunked body: `chunks` chunks `gap` apart, then
+/// (when `stall`) nothing more, forever.
+async fn streaming_backend(chunks: usize, gap: Duration, stall: bool) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind((loopback_ip(loopback_block(), 1), 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+                for _ in 0..chunks {
+                    let _ = s.write_all(b"5\r\nchunk\r\n").await;
+                    tokio::time::sleep(gap).await;
+                }
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+fn config(addr: std::net::SocketAddr, timeouts: &str) -> String {
+    [
+        vpc("t-vpc"),
+        attachment("t-att", "t-vpc", &[addr.ip()], true, "t"),
+        service("svc", "t", addr.port(), "HTTP"),
+        route("r", &format!("  destinations: [{{vpcServiceRef: {{name: svc}}}}]\n  timeouts: {{{timeouts}}}")),
+    ]
+    .concat()
+}
+
+#[tokio::test]
+async fn a_quiet_stream_is_cut_after_the_idle_timeout() {
+    let addr = streaming_backend(1, Duration::ZERO, true).await;
+    let gw = GatewayProcess::start(BIN, &config(addr, "idle: 300ms"), &[]).await;
+    let started = Instant::now();
+    let r = Client::http1().get(&gw.url("/"), &[]).await;
+    assert!(r.is_err(), "the truncated stream is an error, not a clean end: {r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "cut after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_long_stream_outlives_the_request_timeout() {
+    // Ten chunks 100 ms apart: one second of streaming against a 300 ms request timeout.
+    let addr = streaming_backend(10, Duration::from_millis(100), false).await;
+    let gw = GatewayProcess::start(BIN, &config(addr, "request: 300ms, idle: 1s"), &[]).await;
+    let r = Client::http1().get(&gw.url("/"), &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "chunk".repeat(10));
+}
