@@ -121,9 +121,11 @@ impl EndpointPicker {
             return None;
         }
         let panic_mode = !eps.iter().any(|e| e.is_healthy());
-        let now = Instant::now();
+        // Only routes with a circuit breaker pay for reading the clock.
+        let now = self.breaker.is_some().then(Instant::now);
         let usable = |e: &EndpointState| {
-            (panic_mode || e.is_healthy()) && self.breaker.as_ref().is_none_or(|cfg| e.breaker.admits(now, e.in_flight(), cfg))
+            (panic_mode || e.is_healthy())
+                && self.breaker.as_ref().zip(now).is_none_or(|(cfg, now)| e.breaker.admits(now, e.in_flight(), cfg))
         };
         match self.strategy {
             LoadBalancing::RoundRobin => {
