@@ -90,6 +90,16 @@ impl GatewayProcess {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        Client::http1().get(&self.admin_url("/metrics"), &[]).await.expect("admin port answers").body
+    }
+
+    /// The sum of every sample whose line starts with `prefix` (a metric name and leading labels).
+    pub async fn metric_sum(&self, prefix: &str) -> u64 {
+        self.metrics().await.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    }
+
     /// Replaces the configuration the way an editor or kubectl-cp would: write aside, rename.
     pub fn write_config(&self, config: &str) {
         let tmp = self.dir.path().join(".config.yaml.tmp");

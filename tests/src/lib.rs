@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod client;
 pub mod gateway;
+pub mod grpc;
 pub mod otlp;
 
 use std::path::{Path, PathBuf};

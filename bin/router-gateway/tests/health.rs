@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use router_tests::{
-    backend::{loopback_block, loopback_ip, start_backends},
+    backend::start_backends,
     client::Client,
     gateway::{GatewayProcess, attachment, route, vpc},
 };
@@ -24,8 +24,7 @@ fn checked_service(name: &str, label: &str, port: u16, protocol: &str, check: &s
 async fn wait_metric(gw: &GatewayProcess, needle: &str, within: Duration) -> Duration {
     let started = Instant::now();
     while started.elapsed() < within {
-        let m = Client::http1().get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
-        if m.contains(needle) {
+        if gw.metrics().await.contains(needle) {
             return started.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -73,13 +72,8 @@ async fn a_dead_endpoint_leaves_the_pool_and_traffic_flows_to_the_others() {
 #[tokio::test]
 async fn grpc_not_serving_is_unhealthy_and_all_unhealthy_still_serves() {
     // A real grpc.health.v1 server whose "users" service goes NOT_SERVING.
-    let ip = loopback_ip(loopback_block(), 1);
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let (addr, reporter) = router_tests::grpc::start_health_server().await;
     reporter.set_service_status("users", tonic_health::ServingStatus::Serving).await;
-    let incoming = futures::stream::unfold(listener, |l| async move { Some((l.accept().await.map(|(s, _)| s), l)) });
-    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
 
     let config = [
         vpc("g-vpc"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use router_tests::{
-    backend::{loopback_block, loopback_ip, start_backends},
+    backend::start_backends,
     client::Client,
     gateway::{GatewayProcess, attachment, route, service, service_on, vpc},
 };
@@ -60,12 +60,8 @@ async fn large_bodies_stream_both_ways() {
 async fn grpc_end_to_end_with_trailers() {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     // A real gRPC server: tonic's grpc.health.v1 implementation.
-    let ip = loopback_ip(loopback_block(), 1);
-    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let (addr, reporter) = router_tests::grpc::start_health_server().await;
     reporter.set_service_status("users.v1.Users", tonic_health::ServingStatus::Serving).await;
-    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(tokio_stream_from(listener)));
 
     let config = [
         vpc("grpc-vpc"),
@@ -92,13 +88,6 @@ async fn grpc_end_to_end_with_trailers() {
     // A plain HTTP request does not match the gRPC route.
     let r = Client::http1().get(&gw.url("/grpc.health.v1.Health/Check"), &[]).await.unwrap();
     assert_eq!(r.status, 404);
-}
-
-fn tokio_stream_from(listener: tokio::net::TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |l| async move {
-        let r = l.accept().await.map(|(s, _)| s);
-        Some((r, l))
-    })
 }
 
 #[tokio::test]

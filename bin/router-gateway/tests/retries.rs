@@ -23,11 +23,6 @@ fn retrying_route(extra: &str) -> String {
     )
 }
 
-async fn metric(gw: &GatewayProcess, prefix: &str) -> u64 {
-    let m = Client::http1().get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
-    m.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
-}
-
 #[tokio::test]
 async fn requests_succeed_when_one_of_three_endpoints_dies() {
     let b = start_backends(&["a", "b", "c"]).await;
@@ -49,7 +44,7 @@ async fn requests_succeed_when_one_of_three_endpoints_dies() {
     }
     assert_eq!(ok, 300, "every request succeeded");
     assert!(retried >= 90, "about a third were retried after a connect failure: {retried}");
-    assert!(metric(&gw, r#"datum_router_retries_total{outcome="retried",reason="connect-failure""#).await >= 90);
+    assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="retried",reason="connect-failure""#).await >= 90);
 }
 
 #[tokio::test]
@@ -97,7 +92,7 @@ async fn a_hanging_endpoint_costs_at_most_the_per_try_timeout() {
         assert_eq!((r.status, r.backend()), (200, Some("fast")));
         assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
     }
-    assert!(metric(&gw, r#"datum_router_retries_total{outcome="retried",reason="timeout""#).await >= 2);
+    assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="retried",reason="timeout""#).await >= 2);
 }
 
 #[tokio::test]
@@ -118,6 +113,6 @@ async fn retries_stop_when_the_budget_is_spent() {
     let seconds = started.elapsed().as_secs() + 1;
     // 50 requests may add at most 3 retries per second of the test (plus one window's slack).
     assert!(attempts <= 50 + 3 * (seconds as u32 + 1), "{attempts} attempts in {seconds}s");
-    assert!(metric(&gw, r#"datum_router_retries_total{outcome="budget-exhausted""#).await >= 40);
+    assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="budget-exhausted""#).await >= 40);
     assert_eq!(b[0].hits() + b[1].hits(), attempts as usize, "the backends saw exactly the attempts reported");
 }
