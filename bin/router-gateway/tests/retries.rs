@@ -116,3 +116,79 @@ async fn retries_stop_when_the_budget_is_spent() {
     assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="budget-exhausted""#).await >= 40);
     assert_eq!(b[0].hits() + b[1].hits(), attempts as usize, "the backends saw exactly the attempts reported");
 }
+
+/// A backend on `ip:port` that reads each request and closes the connection without answering.
+async fn resetting_backend(addr: std::net::SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                // Dropping the stream closes it unanswered: the connection ends mid-request.
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn resets_are_retried_for_idempotent_requests_only() {
+    let b = start_backends(&["good"]).await;
+    let good = b[0].addr;
+    let std::net::IpAddr::V4(ip) = good.ip() else { unreachable!("test backends are IPv4") };
+    let [a, x, y, _] = ip.octets();
+    let bad = std::net::SocketAddr::from(([a, x, y, 200], good.port()));
+    resetting_backend(bad).await;
+    let mut config = router_tests::gateway::vpc("rst-vpc");
+    config += &router_tests::gateway::attachment("rst-good", "rst-vpc", &[good.ip()], true, "svc");
+    config += &router_tests::gateway::attachment("rst-bad", "rst-vpc", &[bad.ip()], true, "svc");
+    config += &router_tests::gateway::service("svc", "svc", good.port(), "HTTP");
+    config += &retrying_route("    budget: {percent: 100, minPerSecond: 100}");
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let c = Client::http1();
+    for _ in 0..20 {
+        let r = c.get(&gw.url("/"), &[]).await.unwrap();
+        assert_eq!((r.status, r.backend()), (200, Some("good")));
+    }
+    let mut post_failures = 0;
+    for _ in 0..20 {
+        let r = c.send(http::Method::POST, &gw.url("/"), &[], Bytes::from_static(b"x")).await.unwrap();
+        if r.status == 502 {
+            post_failures += 1;
+            assert_eq!(r.header("x-datum-router-error"), Some("upstream-protocol-error"));
+        }
+    }
+    assert_eq!(post_failures, 10, "a POST that may have reached the upstream is not replayed");
+    assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="retried",reason="reset""#).await >= 10);
+}
+
+#[tokio::test]
+async fn a_flapping_endpoint_is_invisible_to_clients() {
+    let b = start_backends(&["s1", "s2", "flap"]).await;
+    let config =
+        [service_on("svc", "svc", &[&b[0], &b[1], &b[2]], "HTTP"), retrying_route("    budget: {percent: 100, minPerSecond: 100}")]
+            .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let c = Client::http1();
+    let (mut total, mut ok) = (0, 0);
+    // Three seconds of traffic while the endpoint flips between 503 and healthy every 300 ms.
+    let started = Instant::now();
+    let mut failing = false;
+    let mut last_flip = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        if last_flip.elapsed() >= Duration::from_millis(300) {
+            failing = !failing;
+            b[2].fail_with(failing.then_some(503));
+            last_flip = Instant::now();
+        }
+        total += 1;
+        if c.get(&gw.url("/"), &[]).await.unwrap().status == 200 {
+            ok += 1;
+        }
+    }
+    eprintln!("flapping endpoint: {ok}/{total} succeeded");
+    assert!(total > 100, "load was applied: {total}");
+    assert_eq!(ok, total, "retries hide the flapping endpoint");
+}
