@@ -46,6 +46,11 @@ async fn a_failing_endpoint_is_ejected_then_probed_back() {
     let metrics = c.get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
     assert!(metrics.contains(r#"datum_router_breaker_transitions_total{route="default/r",state="open"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"datum_router_breaker_transitions_total{route="default/r",state="closed"} 1"#), "{metrics}");
+    let flaky = b[2].addr.to_string();
+    assert!(
+        metrics.contains(&format!(r#"datum_router_endpoint_breaker_state{{endpoint="{flaky}",route="default/r",state="closed"}} 1"#)),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

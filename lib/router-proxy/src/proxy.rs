@@ -23,6 +23,7 @@ use opentelemetry::KeyValue;
 use router_core::{
     RequestView,
     balance::{ActiveRequest, PickContext, hash_key},
+    breaker::BreakerStatus,
     endpoint::InFlightGuard,
     normalize_host,
     retry::{self, AttemptFailure},
@@ -421,6 +422,13 @@ impl Gateway {
                 };
                 if let Some(state) = endpoint.breaker.record(!failed, now, cfg, picker.may_eject(now)) {
                     self.metrics.breaker_transitions.with_label_values(&[&*policy.label, state.as_str()]).inc();
+                    let endpoint_label = endpoint.addr.to_string();
+                    for s in [BreakerStatus::Open, BreakerStatus::Closed] {
+                        self.metrics
+                            .breaker_state
+                            .with_label_values(&[&*policy.label, &endpoint_label, s.as_str()])
+                            .set(i64::from(s == state));
+                    }
                     tracing::warn!(route = %policy.label, endpoint = %endpoint.addr, state = state.as_str(), "circuit breaker");
                 }
             }

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub health_transitions: IntCounterVec,
     pub retries: IntCounterVec,
     pub breaker_transitions: IntCounterVec,
+    pub breaker_state: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -94,6 +95,10 @@ impl Metrics {
             Opts::new("breaker_transitions_total", "Endpoint circuit breaker state changes, by route and new state (open, closed)."),
             &["route", "state"],
         ));
+        let breaker_state = must(IntGaugeVec::new(
+            Opts::new("endpoint_breaker_state", "1 for each endpoint's breaker state as of its last transition (open, closed), by route."),
+            &["route", "endpoint", "state"],
+        ));
         let mirrors = must(IntCounterVec::new(
             Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
@@ -116,6 +121,7 @@ impl Metrics {
             Box::new(health_transitions.clone()),
             Box::new(retries.clone()),
             Box::new(breaker_transitions.clone()),
+            Box::new(breaker_state.clone()),
         ] {
             must(registry.register(c));
         }
@@ -138,6 +144,7 @@ impl Metrics {
             health_transitions,
             retries,
             breaker_transitions,
+            breaker_state,
         }
     }
 
