@@ -218,3 +218,29 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::new()))
         .expect("static response")
 }
+
+/// A hand-rolled backend for misbehaviour a real server would not produce:
+/// binds `addr`, and for every connection reads the request head, then hands
+/// the stream to `answer`. Returns the bound address.
+pub async fn raw_backend<F, Fut>(addr: SocketAddr, answer: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind(addr).await.expect("bind raw backend");
+    let bound = listener.local_addr().expect("bound");
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                answer(stream).await;
+            });
+        }
+    });
+    bound
+}

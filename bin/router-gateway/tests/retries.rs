@@ -117,22 +117,6 @@ async fn retries_stop_when_the_budget_is_spent() {
     assert_eq!(b[0].hits() + b[1].hits(), attempts as usize, "the backends saw exactly the attempts reported");
 }
 
-/// A backend on `ip:port` that reads each request and closes the connection without answering.
-async fn resetting_backend(addr: std::net::SocketAddr) {
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
-            tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                // Dropping the stream closes it unanswered: the connection ends mid-request.
-            });
-        }
-    });
-}
-
 #[tokio::test]
 async fn resets_are_retried_for_idempotent_requests_only() {
     let b = start_backends(&["good"]).await;
@@ -140,7 +124,8 @@ async fn resets_are_retried_for_idempotent_requests_only() {
     let std::net::IpAddr::V4(ip) = good.ip() else { unreachable!("test backends are IPv4") };
     let [a, x, y, _] = ip.octets();
     let bad = std::net::SocketAddr::from(([a, x, y, 200], good.port()));
-    resetting_backend(bad).await;
+    // Reads each request and drops the connection unanswered: it ends mid-request.
+    router_tests::backend::raw_backend(bad, |stream| async move { drop(stream) }).await;
     let mut config = router_tests::gateway::vpc("rst-vpc");
     config += &router_tests::gateway::attachment("rst-good", "rst-vpc", &[good.ip()], true, "svc");
     config += &router_tests::gateway::attachment("rst-bad", "rst-vpc", &[bad.ip()], true, "svc");

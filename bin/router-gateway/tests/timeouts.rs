@@ -5,38 +5,29 @@
 use std::time::{Duration, Instant};
 
 use router_tests::{
-    backend::{loopback_block, loopback_ip},
+    backend::{loopback_block, loopback_ip, raw_backend},
     client::Client,
     gateway::{GatewayProcess, attachment, route, service, vpc},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
 
 /// A raw HTTP/1.1 backend that answers with a chunked body: `chunks` chunks `gap` apart, then
 /// (when `stall`) nothing more, forever.
 async fn streaming_backend(chunks: usize, gap: Duration, stall: bool) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind((loopback_ip(loopback_block(), 1), 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
-                for _ in 0..chunks {
-                    let _ = s.write_all(b"5\r\nchunk\r\n").await;
-                    tokio::time::sleep(gap).await;
-                }
-                if stall {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                }
-                let _ = s.write_all(b"0\r\n\r\n").await;
-            });
+    raw_backend((loopback_ip(loopback_block(), 1), 0).into(), move |mut s| async move {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await;
+        for _ in 0..chunks {
+            let _ = s.write_all(b"5\r\nchunk\r\n").await;
+            tokio::time::sleep(gap).await;
         }
-    });
-    addr
+        if stall {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    })
+    .await
 }
 
 fn config(addr: std::net::SocketAddr, timeouts: &str) -> String {
