@@ -64,14 +64,13 @@ impl Gateway {
         outcome.route = Some(decision.policy.clone());
 
         if connect {
-            let upstream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host.as_str(), port))).await {
+            let mut upstream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((host.as_str(), port))).await {
                 Ok(Ok(s)) => s,
                 _ => return outcome.fail(ProxyError::UpstreamConnect),
             };
             outcome.upstream = upstream.peer_addr().ok();
             let on_upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
-                let mut upstream = upstream;
                 if let Ok(client) = on_upgrade.await {
                     let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut upstream).await;
                 }

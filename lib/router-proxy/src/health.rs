@@ -120,10 +120,16 @@ async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: Client<Htt
         }
     };
     gauge(endpoint.health());
+    // One lazily (re)connecting channel per loop: probes reuse its HTTP/2 connection, as HTTP probes reuse the pool.
+    let grpc = check
+        .grpc_service
+        .as_ref()
+        .and_then(|_| tonic::transport::Endpoint::from_shared(format!("http://{}", endpoint.addr)).ok())
+        .map(|e| e.connect_lazy());
     let first = interval.mul_f64(rand::rng().random_range(0.0..1.0));
     tokio::time::sleep(first).await;
     loop {
-        let passed = tokio::time::timeout(timeout, run_probe(check, &endpoint, &http)).await.unwrap_or(false);
+        let passed = tokio::time::timeout(timeout, run_probe(check, &endpoint, &http, grpc.as_ref())).await.unwrap_or(false);
         metrics.health_checks.with_label_values(&[&*probe.service, if passed { "pass" } else { "fail" }]).inc();
         if let Some(status) = state.observe(passed) {
             let from = endpoint.health();
@@ -136,7 +142,12 @@ async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: Client<Htt
     }
 }
 
-async fn run_probe(check: &HealthCheck, endpoint: &EndpointState, http: &Client<HttpConnector, Empty<Bytes>>) -> bool {
+async fn run_probe(
+    check: &HealthCheck,
+    endpoint: &EndpointState,
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    grpc: Option<&tonic::transport::Channel>,
+) -> bool {
     if let Some(path) = &check.http_path {
         let Ok(uri) = Uri::builder().scheme("http").authority(endpoint.authority.clone()).path_and_query(path.as_str()).build() else {
             return false;
@@ -152,9 +163,8 @@ async fn run_probe(check: &HealthCheck, endpoint: &EndpointState, http: &Client<
     }
     if let Some(service) = &check.grpc_service {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-        let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{}", endpoint.addr)) else { return false };
-        let Ok(channel) = channel.connect().await else { return false };
-        return HealthClient::new(channel)
+        let Some(channel) = grpc else { return false };
+        return HealthClient::new(channel.clone())
             .check(HealthCheckRequest { service: service.clone() })
             .await
             .is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32);

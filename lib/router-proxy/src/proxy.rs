@@ -1,7 +1,6 @@
 //! The per-request handler: route, filter, split, pick, forward, stream back.
 
 use std::{
-    borrow::Cow,
     convert::Infallible,
     net::SocketAddr,
     pin::Pin,
@@ -13,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use http::{
     HeaderValue, Request, Response, StatusCode, Uri, Version, header,
-    uri::{PathAndQuery, Scheme},
+    uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
@@ -39,13 +38,7 @@ use crate::{
         headers::{self, ClientInfo},
     },
     mirror::RequestBody,
-    telemetry::{
-        AccessLog, AccessRecord, Metrics,
-        metrics_labels::{method_label, status_class},
-        millis,
-        spans::SpanExport,
-        trace::TraceContext,
-    },
+    telemetry::{AccessLog, AccessRecord, Metrics, method_label, millis, spans::SpanExport, status_class, trace::TraceContext},
     upstream::{UpstreamClient, Upstreams},
 };
 
@@ -106,20 +99,47 @@ pub(crate) fn empty_response(status: StatusCode) -> Response<ProxyBody> {
     r
 }
 
-/// The request's host: the URI authority (HTTP/2, absolute-form) or the Host header,
-/// lower-cased without port. Borrowed when already normal, which it almost always is.
-fn request_host<B>(req: &Request<B>) -> Option<Cow<'_, str>> {
-    let authority = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    // The common case (lower-case name or IPv4, maybe a port) needs no allocation.
-    let without_port = match authority.rsplit_once(':') {
-        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    };
-    let plain = !without_port.bytes().any(|b| b == b':' || b == b'[' || b.is_ascii_uppercase()) && !without_port.ends_with('.');
-    Some(if plain { Cow::Borrowed(without_port) } else { Cow::Owned(normalize_host(authority)) })
+/// The request's host, lower-cased without port. It is held as a shared clone of the
+/// URI authority (HTTP/2, absolute-form) or Host header it came from, plus the host's
+/// length in it; only an unusual host (upper case, IPv6, trailing dot) is copied.
+enum RequestHost {
+    Authority(Authority, usize),
+    Header(HeaderValue, usize),
+    Normalized(String),
+}
+
+impl RequestHost {
+    fn of<B>(req: &Request<B>) -> Option<Self> {
+        let (text, source) = match req.uri().authority() {
+            Some(a) => (a.as_str(), None),
+            None => {
+                let h = req.headers().get(header::HOST)?;
+                (h.to_str().ok()?, Some(h))
+            }
+        };
+        let without_port = match text.rsplit_once(':') {
+            Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => text,
+        };
+        if without_port.bytes().any(|b| b == b':' || b == b'[' || b.is_ascii_uppercase()) || without_port.ends_with('.') {
+            return Some(Self::Normalized(normalize_host(text)));
+        }
+        let len = without_port.len();
+        Some(match (source, req.uri().authority()) {
+            (Some(h), _) => Self::Header(h.clone(), len),
+            (None, Some(a)) => Self::Authority(a.clone(), len),
+            (None, None) => Self::Normalized(without_port.to_owned()),
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Authority(a, len) => &a.as_str()[..*len],
+            // Checked visible ASCII when this was built.
+            Self::Header(h, len) => h.to_str().map_or("", |s| &s[..*len]),
+            Self::Normalized(s) => s,
+        }
+    }
 }
 
 impl Gateway {
@@ -144,7 +164,7 @@ impl Gateway {
             None => HeaderValue::from_str(&trace.trace_id_hex()).expect("hex is a valid header value"),
         };
         let request_size = content_length(req.headers());
-        let host = request_host(&req).map(Cow::into_owned);
+        let host = RequestHost::of(&req);
 
         let mut outcome = Outcome::default();
         let mut response = match &host {
@@ -156,11 +176,11 @@ impl Gateway {
                     self.egress(req, policy, &mut outcome).await
                 } else {
                     // An absolute-form request from outside any governed VPC is an ordinary request.
-                    let host = host.as_deref().unwrap_or_default();
+                    let host = host.as_ref().map_or("", RequestHost::as_str);
                     self.route_and_forward(req, &client, host, &traceparent, &request_id, &mut outcome).await
                 }
             }
-            Some(host) => self.route_and_forward(req, &client, host, &traceparent, &request_id, &mut outcome).await,
+            Some(host) => self.route_and_forward(req, &client, host.as_str(), &traceparent, &request_id, &mut outcome).await,
         };
         response.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
@@ -205,7 +225,7 @@ impl Gateway {
             self.access_log.write(&AccessRecord {
                 client: client.addr,
                 method: method.as_str(),
-                host: host.as_deref().unwrap_or_default(),
+                host: host.as_ref().map_or("", RequestHost::as_str),
                 path: &path,
                 protocol: match version {
                     Version::HTTP_2 => "HTTP/2",
@@ -410,7 +430,7 @@ impl Gateway {
             let result = send_attempt(&upstream, req, per_try).await;
             outcome.upstream_elapsed = Some(sent.elapsed());
             let failure = match &result {
-                Ok(r) => effective_status(r).map(AttemptFailure::Status),
+                Ok(r) => Some(AttemptFailure::Status(effective_status(r))),
                 Err(f) => Some(*f),
             };
             if let Some(cfg) = picker.breaker() {
@@ -527,13 +547,13 @@ async fn send_attempt(
 /// The status a response counts as for retrying: its HTTP status, or for a
 /// gRPC trailers-only error the HTTP status gRPC maps its code to
 /// (UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504, INTERNAL → 500).
-fn effective_status(r: &Response<Incoming>) -> Option<u16> {
+fn effective_status(r: &Response<Incoming>) -> u16 {
     let grpc = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
     match grpc {
-        Some(14) => Some(503),
-        Some(4) => Some(504),
-        Some(13) => Some(500),
-        _ => Some(r.status().as_u16()),
+        Some(14) => 503,
+        Some(4) => 504,
+        Some(13) => 500,
+        _ => r.status().as_u16(),
     }
 }
 

@@ -38,10 +38,10 @@ pub struct PickContext {
     pub hash_key: Option<u64>,
 }
 
-/// Hashes a key for consistent hashing; stable within one process.
-pub fn hash_key(bytes: &[u8]) -> u64 {
+/// Hashes a key for consistent hashing (header or cookie bytes, or an IP); stable within one process.
+pub fn hash_key<K: Hash + ?Sized>(key: &K) -> u64 {
     let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
+    key.hash(&mut h);
     h.finish()
 }
 
@@ -152,8 +152,8 @@ impl EndpointPicker {
             }
             LoadBalancing::SourceIpHash | LoadBalancing::ConsistentHash => {
                 let key = match self.strategy {
-                    LoadBalancing::SourceIpHash => ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes())),
-                    _ => ctx.hash_key.or_else(|| ctx.source_ip.map(|ip| hash_key(ip.to_string().as_bytes()))),
+                    LoadBalancing::SourceIpHash => ctx.source_ip.map(|ip| hash_key(&ip)),
+                    _ => ctx.hash_key.or_else(|| ctx.source_ip.map(|ip| hash_key(&ip))),
                 };
                 let table = self.maglev.as_ref().expect("built for hashing strategies");
                 match key {

@@ -9,11 +9,11 @@ use std::{
 
 use router_api::{
     galactic::{VPC, VPCAttachment},
-    manifest::{ManifestError, Object, parse_documents},
+    manifest::{DEFAULT_NAMESPACE, ManifestError, Object, parse_documents},
     schema::SchemaValidator,
     v1alpha1::{VPCEgress, VPCRoute, VPCService, VPCServiceStatus},
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput};
+use router_core::{EndpointStore, ServiceKey, Snapshot, SnapshotInput};
 
 /// Why a configuration was not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,10 @@ pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
     let mut problems = Vec::new();
     for svc in &mut objects.services {
         let resolution = router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs);
-        let key = format!("{}/{}", svc.metadata.namespace.as_deref().unwrap_or("default"), svc.metadata.name.as_deref().unwrap_or(""));
+        let key = ServiceKey {
+            namespace: svc.metadata.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            name: svc.metadata.name.clone().unwrap_or_default(),
+        };
         problems.push((key, resolution.problems.iter().map(ToString::to_string).collect::<Vec<_>>()));
         let ready = resolution.ready_endpoints();
         svc.status = Some(VPCServiceStatus {
@@ -118,9 +121,7 @@ pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
     let input = SnapshotInput { services: &objects.services, routes: &objects.routes, egress: &objects.egress, vpcs: &objects.vpcs };
     let mut snapshot = Snapshot::build(input, store);
     for (key, mut p) in problems {
-        if let Some(entry) = snapshot.report.services.iter_mut().find(|(k, _)| k.to_string() == key) {
-            entry.1.append(&mut p);
-        }
+        snapshot.report.services.entry(key).or_default().append(&mut p);
     }
     snapshot
 }

@@ -7,8 +7,4 @@ pub mod spans;
 pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogFormat, AccessRecord, millis};
-/// Label helpers shared by the request path.
-pub mod metrics_labels {
-    pub use super::metrics::{method_label, status_class};
-}
-pub use metrics::Metrics;
+pub use metrics::{Metrics, method_label, status_class};
