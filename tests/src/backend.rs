@@ -92,6 +92,15 @@ impl Backend {
 
 /// Starts backends named `names` on `ip(1)`, `ip(2)`, ... of one fresh block, all on the same port.
 pub async fn start_backends(names: &[&str]) -> Vec<Backend> {
+    start(names, None).await
+}
+
+/// As [`start_backends`], speaking TLS with `config` (HTTP/2 or HTTP/1.1 by ALPN).
+pub async fn start_tls_backends(names: &[&str], config: Arc<rustls::ServerConfig>) -> Vec<Backend> {
+    start(names, Some(tokio_rustls::TlsAcceptor::from(config))).await
+}
+
+async fn start(names: &[&str], tls: Option<tokio_rustls::TlsAcceptor>) -> Vec<Backend> {
     for _ in 0..20 {
         let block = loopback_block();
         let first = match TcpListener::bind((loopback_ip(block, 1), 0)).await {
@@ -107,13 +116,13 @@ pub async fn start_backends(names: &[&str]) -> Vec<Backend> {
             }
         }
         if listeners.len() == names.len() {
-            return listeners.into_iter().zip(names).map(|(l, n)| serve(l, n)).collect();
+            return listeners.into_iter().zip(names).map(|(l, n)| serve(l, n, tls.clone())).collect();
         }
     }
     panic!("could not bind test backends on loopback");
 }
 
-fn serve(listener: TcpListener, name: &str) -> Backend {
+fn serve(listener: TcpListener, name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
     let addr = listener.local_addr().expect("bound");
     let hits = Arc::new(AtomicUsize::new(0));
     let body_bytes = Arc::new(AtomicUsize::new(0));
@@ -129,6 +138,7 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
             };
             let (name, hits, bytes, faults) = (name_c.clone(), hits_c.clone(), bytes_c.clone(), faults_c.clone());
             let mut dead = dead_rx.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let (name, hits, bytes, faults) = (name.clone(), hits.clone(), bytes.clone(), faults.clone());
@@ -148,10 +158,23 @@ fn serve(listener: TcpListener, name: &str) -> Backend {
                     }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = dead.wait_for(|d| *d) => {}
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = dead.wait_for(|d| *d) => {}
+                        }
+                    }
+                    Some(acceptor) => {
+                        // A failed handshake (a client without the right certificate) just ends the connection.
+                        let Ok(stream) = acceptor.accept(stream).await else { return };
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = dead.wait_for(|d| *d) => {}
+                        }
+                    }
                 }
             });
         }

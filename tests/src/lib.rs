@@ -8,6 +8,7 @@ pub mod client;
 pub mod gateway;
 pub mod grpc;
 pub mod otlp;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -1,27 +1,36 @@
 //! router-gateway: Datum Router's data plane.
 //!
-//! Standalone mode (`--config`) reads VPC, VPCAttachment, VPCService and
-//! VPCRoute YAML from a file or directory, resolves endpoints in-process and
-//! reloads on change. Cluster mode (watching the Kubernetes API) is not built
+//! Standalone mode (`--config`) reads VPC, VPCAttachment, VPCService,
+//! VPCRoute, VPCIngress, VPCEgress and Secret YAML from a file or directory,
+//! resolves endpoints in-process and reloads on change. Cluster mode (watching the Kubernetes API) is not built
 //! yet and says so.
 
 mod demo;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
 
 use clap::Parser;
 use router_api::schema::SchemaValidator;
 use router_core::EndpointStore;
 use router_proxy::{
     admin::{self, Admin, Health},
-    config::{SnapshotCell, watch_and_reload},
+    config::{Reloader, SnapshotCell},
     health::HealthChecker,
+    http::headers::Entry,
+    listeners::IngressListeners,
     proxy::Gateway,
-    server::{self, ServerSettings},
+    server::{self, ListenerKind, ServerSettings},
     telemetry::{AccessLog, AccessLogFormat, Metrics, spans::SpanExport},
+    tls::{self, DefaultCertificate, TlsBuilder, accept::TlsPort},
     upstream::{UpstreamSettings, Upstreams},
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 
 /// Datum Router gateway: proxies HTTP/1.1, HTTP/2 and gRPC to services in Galactic VPCs.
 ///
@@ -37,6 +46,18 @@ struct Args {
     /// Data listener (HTTP/1.1 and h2c with prior knowledge).
     #[arg(long, env = "ROUTER_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// PEM certificate chain of the internal HTTPS listener (with --tls-key); reloaded on change.
+    #[arg(long, env = "ROUTER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the internal HTTPS listener.
+    #[arg(long, env = "ROUTER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Internal HTTPS listener, opened when --tls-cert and --tls-key are given.
+    #[arg(long, env = "ROUTER_TLS_LISTEN_ADDR", default_value = "0.0.0.0:8443")]
+    tls_listen: SocketAddr,
+    /// Address VPCIngress listener ports are opened on.
+    #[arg(long, env = "ROUTER_INGRESS_BIND_ADDR", default_value = "0.0.0.0")]
+    ingress_bind: IpAddr,
     /// Admin listener: /metrics, /healthz, /readyz, /config.
     #[arg(long, env = "ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: SocketAddr,
@@ -143,23 +164,42 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn std::error::Error>> {
-    let schemas = Arc::new(SchemaValidator::for_router_kinds()?);
-    let store = Arc::new(EndpointStore::default());
+    let provider = tls::provider();
+    let upstream_settings = UpstreamSettings {
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        max_idle_per_endpoint: args.max_idle_per_endpoint,
+        bind_vrf: args.bind_vrf,
+        ..Default::default()
+    };
+    let default_certificate = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(DefaultCertificate { cert: cert.clone(), key: key.clone() }),
+        _ => None,
+    };
+    let tls_listen = default_certificate.as_ref().map(|_| args.tls_listen);
     let cell = Arc::new(SnapshotCell::default());
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
+    let reloader = Arc::new(Reloader {
+        path: config.clone(),
+        schemas: Arc::new(SchemaValidator::for_router_kinds()?),
+        store: Arc::new(EndpointStore::default()),
+        cell: cell.clone(),
+        metrics: metrics.clone(),
+        tls: Arc::new(TlsBuilder::new(provider.clone(), upstream_settings, default_certificate)?),
+        reserved_ports: [Some(args.listen.port()), Some(args.admin_addr.port()), tls_listen.map(|a| a.port())].into_iter().flatten().collect(),
+    });
 
     // The first load must succeed: there is no last good configuration to fall back to.
-    if !router_proxy::config::reload_once(&config, &schemas, &store, &cell, &metrics) {
+    if !reloader.reload() {
         return Err(format!("{}: no valid configuration to start with", config.display()).into());
     }
     if args.demo_backends {
         demo::start_backends(&cell.load()).await?;
     }
     tokio::spawn({
-        let (config, schemas, store, cell, metrics) = (config.clone(), schemas.clone(), store.clone(), cell.clone(), metrics.clone());
+        let reloader = reloader.clone();
         async move {
-            if let Err(e) = watch_and_reload(config, schemas, store, cell, metrics).await {
+            if let Err(e) = reloader.watch().await {
                 tracing::error!(error = %e, "cannot watch the configuration; changes will not be reloaded");
             }
         }
@@ -167,22 +207,20 @@ async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Res
 
     let admin_listener = TcpListener::bind(args.admin_addr).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
     let listener = TcpListener::bind(args.listen).await.map_err(|e| format!("listener {}: {e}", args.listen))?;
-    tracing::info!(listen = %args.listen, admin = %args.admin_addr, "router-gateway serving");
+    let tls_listener = match tls_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| format!("TLS listener {addr}: {e}"))?),
+        None => None,
+    };
+    tracing::info!(listen = %args.listen, tls_listen = ?tls_listen, admin = %args.admin_addr, "router-gateway serving");
     tokio::spawn(HealthChecker::new(metrics.clone()).run(cell.clone()));
     tokio::spawn(admin::serve(admin_listener, Arc::new(Admin { cell: cell.clone(), metrics: metrics.clone(), health: health.clone() })));
 
     let gateway = Arc::new(Gateway {
         cell,
-        upstreams: Upstreams::new(UpstreamSettings {
-            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
-            max_idle_per_endpoint: args.max_idle_per_endpoint,
-            bind_vrf: args.bind_vrf,
-            ..Default::default()
-        }),
+        upstreams: Upstreams::new(upstream_settings, provider),
         metrics,
         access_log: AccessLog::new(args.access_log),
         spans,
-        scheme: "http",
     });
     let settings = ServerSettings {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
@@ -191,12 +229,25 @@ async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Res
         max_concurrent_streams: args.max_concurrent_streams,
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
     };
-    server::serve(listener, gateway, settings, async move {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: not ready, draining");
         health.start_draining();
-    })
-    .await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let ingress = tokio::spawn(IngressListeners::new(args.ingress_bind, gateway.clone(), settings).run(stopped.clone()));
+    let internal_tls = tls_listener.map(|l| {
+        tokio::spawn(server::serve(l, ListenerKind::Tls(TlsPort::Internal), gateway.clone(), settings, until_stopped(stopped.clone())))
+    });
+    server::serve(listener, ListenerKind::Cleartext(Entry::Internal), gateway, settings, until_stopped(stopped)).await;
+    if let Some(t) = internal_tls {
+        let _ = t.await;
+    }
+    let _ = ingress.await;
     Ok(())
 }
 

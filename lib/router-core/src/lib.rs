@@ -7,6 +7,7 @@
 //!   query, gRPC).
 //! * [`balance`]: the destination split and endpoint selection strategies.
 //! * [`egress`]: VPCEgress policies for clients that use the gateway as their proxy.
+//! * [`ingress`]: VPCIngress listeners, hostname intersection and route attachment.
 //! * [`breaker`]: per-endpoint circuit breaking (passive outlier detection).
 //! * [`health`]: the per-endpoint state machine of active health checks.
 //! * [`retry`]: retry classification, backoff with jitter and the retry budget.
@@ -22,6 +23,7 @@ pub mod conditions;
 pub mod egress;
 pub mod endpoint;
 pub mod health;
+pub mod ingress;
 pub mod retry;
 pub mod route_table;
 pub mod snapshot;

@@ -22,6 +22,8 @@ use router_api::v1alpha1::{RetryOn, RetryPolicy};
 pub enum AttemptFailure {
     /// The connection could not be made: nothing reached the upstream.
     Connect,
+    /// The TLS handshake failed: nothing reached the upstream either.
+    Tls,
     /// The connection broke after the request was (maybe) sent.
     Reset,
     /// The per-try timeout passed.
@@ -34,6 +36,7 @@ impl AttemptFailure {
     pub fn label(self) -> &'static str {
         match self {
             Self::Connect => "connect-failure",
+            Self::Tls => "tls-failure",
             Self::Reset => "reset",
             Self::Timeout => "timeout",
             Self::Status(_) => "status",
@@ -47,7 +50,7 @@ impl AttemptFailure {
 pub fn retryable(policy: &RetryPolicy, failure: AttemptFailure, idempotent: bool) -> bool {
     let safe = idempotent || policy.non_idempotent;
     match failure {
-        AttemptFailure::Connect => policy.retry_on.contains(&RetryOn::ConnectFailure),
+        AttemptFailure::Connect | AttemptFailure::Tls => policy.retry_on.contains(&RetryOn::ConnectFailure),
         AttemptFailure::Reset => safe && policy.retry_on.contains(&RetryOn::Reset),
         AttemptFailure::Timeout => safe && policy.retry_on.contains(&RetryOn::Timeout),
         AttemptFailure::Status(s) => safe && policy.retry_on_status.contains(&i32::from(s)),

@@ -63,10 +63,23 @@ pub struct RuleOrder {
     pub match_index: usize,
 }
 
+// Manual impls: a derive would ask `A: Clone`, but the action is shared through an Arc.
+impl<A> Clone for RouteRule<A> {
+    fn clone(&self) -> Self {
+        Self { action: self.action.clone(), path: self.path.clone(), conditions: self.conditions.clone(), order: self.order.clone() }
+    }
+}
+
 /// A route as the table compiler sees it: its hostnames and its rules.
 pub struct CompiledRoute<A> {
     pub hostnames: Vec<String>,
     pub rules: Vec<RouteRule<A>>,
+}
+
+impl<A> Clone for CompiledRoute<A> {
+    fn clone(&self) -> Self {
+        Self { hostnames: self.hostnames.clone(), rules: self.rules.clone() }
+    }
 }
 
 /// What a lookup sees of the request.

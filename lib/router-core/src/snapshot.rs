@@ -19,7 +19,7 @@ use regex::Regex;
 use router_api::galactic::VPC;
 use router_api::v1alpha1::{
     CircuitBreaker, Cors, HashOn, HealthCheck, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol,
-    UpstreamTls, VPCEgress, VPCRoute, VPCService,
+    UpstreamTls, VPCEgress, VPCIngress, VPCRoute, VPCService,
 };
 
 use crate::{
@@ -28,6 +28,7 @@ use crate::{
     breaker::BreakerConfig,
     conditions::Conditions,
     egress::{EgressPolicy, EgressTable},
+    ingress::{IngressBuilder, IngressTable, ListenerReport},
     retry::RetryBudget,
     route_table::{CompiledRoute, PathMatch, RouteRule, RouteTable, RuleOrder},
 };
@@ -126,25 +127,36 @@ pub struct SnapshotReport {
     pub services: BTreeMap<ServiceKey, Vec<String>>,
     /// VPCEgress problems, by `namespace/name`.
     pub egress: BTreeMap<String, Vec<String>>,
+    /// VPCIngress problems, by `namespace/name`.
+    pub ingresses: BTreeMap<String, Vec<String>>,
+    /// Listeners, by `namespace/ingress/listener`.
+    pub listeners: BTreeMap<String, ListenerReport>,
 }
 
 impl SnapshotReport {
     pub fn is_clean(&self) -> bool {
-        self.routes.values().all(Vec::is_empty) && self.services.values().all(Vec::is_empty) && self.egress.values().all(Vec::is_empty)
+        self.routes.values().all(Vec::is_empty)
+            && self.services.values().all(Vec::is_empty)
+            && self.egress.values().all(Vec::is_empty)
+            && self.ingresses.values().all(Vec::is_empty)
+            && self.listeners.values().all(|l| l.problems.is_empty())
     }
 }
 
 /// The whole routing configuration.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// The internal listener's routes: those without `ingressRefs`.
     pub routes: RouteTable<RoutePolicy>,
+    /// VPCIngress listeners and the routes attached to them.
+    pub ingress: IngressTable,
     pub egress: EgressTable,
     pub services: BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     pub route_count: usize,
     pub report: SnapshotReport,
 }
 
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+pub(crate) fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
     (meta.namespace.clone().unwrap_or_else(|| "default".to_owned()), meta.name.clone().unwrap_or_default())
 }
 
@@ -152,8 +164,10 @@ impl Snapshot {
     /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say
     /// where they are). Endpoint state is interned in `store`.
     pub fn build(input: SnapshotInput<'_>, store: &EndpointStore) -> Snapshot {
-        let SnapshotInput { services, routes, egress, vpcs } = input;
+        let SnapshotInput { services, routes, egress, vpcs, ingresses, reserved_ports } = input;
         let mut report = SnapshotReport::default();
+        let vpc_keys: Vec<(String, String)> = vpcs.iter().map(|v| key_of(&v.metadata)).collect();
+        let mut ingress = IngressBuilder::new(ingresses, &vpc_keys, reserved_ports, &mut report);
         let mut targets = BTreeMap::new();
         for svc in services {
             let (namespace, name) = key_of(&svc.metadata);
@@ -189,18 +203,24 @@ impl Snapshot {
         }
 
         let mut compiled = Vec::with_capacity(routes.len());
+        let mut external = 0;
         for route in routes {
             let (namespace, name) = key_of(&route.metadata);
             let key = RouteKey { namespace, name };
             let mut problems = Vec::new();
             match compile_route(route, &key, &targets, &mut problems) {
-                Ok(c) => compiled.push(c),
+                Ok(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
+                Ok(c) => {
+                    ingress.attach(&key.namespace, &route.spec.ingress_refs, &c, &mut problems);
+                    external += 1;
+                }
                 Err(e) => problems.push(format!("not served: {e}")),
             }
             report.routes.insert(key, problems);
         }
         let egress = compile_egress(egress, vpcs, &mut report);
-        Snapshot { route_count: compiled.len(), routes: RouteTable::compile(compiled), egress, services: targets, report }
+        let ingress = ingress.finish(&mut report);
+        Snapshot { route_count: compiled.len() + external, routes: RouteTable::compile(compiled), ingress, egress, services: targets, report }
     }
 }
 
@@ -211,6 +231,9 @@ pub struct SnapshotInput<'a> {
     pub routes: &'a [VPCRoute],
     pub egress: &'a [VPCEgress],
     pub vpcs: &'a [VPC],
+    pub ingresses: &'a [VPCIngress],
+    /// Ports of the gateway's own listeners, which no VPCIngress listener may claim.
+    pub reserved_ports: &'a [u16],
 }
 
 /// One policy per VPC: with several VPCEgress objects for one VPC, the first

@@ -86,11 +86,25 @@ impl Admin {
             .collect();
         let routes: serde_json::Map<String, serde_json::Value> =
             snapshot.report.routes.iter().map(|(k, problems)| (k.to_string(), json!({ "problems": problems }))).collect();
+        let listeners: serde_json::Map<String, serde_json::Value> = snapshot
+            .report
+            .listeners
+            .iter()
+            .map(|(k, l)| {
+                (
+                    k.clone(),
+                    json!({ "port": l.port, "programmed": l.programmed, "attachedRoutes": l.attached_routes, "problems": l.problems }),
+                )
+            })
+            .collect();
         serde_json::to_string_pretty(&json!({
             "generation": self.cell.generation(),
             "routesServed": snapshot.route_count,
             "routes": routes,
             "services": services,
+            "ingresses": snapshot.report.ingresses,
+            "listeners": listeners,
+            "egress": snapshot.report.egress,
         }))
         .unwrap_or_default()
     }

@@ -78,9 +78,7 @@ impl Gateway {
             return empty_response(StatusCode::OK);
         }
 
-        let Some(client) = self.upstreams.client(ServiceProtocol::Http, None) else {
-            return outcome.fail(ProxyError::UpstreamProtocol);
-        };
+        let client = self.upstreams.client(ServiceProtocol::Http, None);
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.version = Version::HTTP_11;

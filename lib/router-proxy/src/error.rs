@@ -24,8 +24,10 @@ pub enum ProxyError {
     UpstreamProtocol,
     /// The request deadline passed: 504.
     UpstreamTimeout,
-    /// The service wants TLS to its endpoints, which this gateway cannot do yet: 502.
-    UpstreamTlsUnavailable,
+    /// TLS to the endpoint failed (handshake, certificate, or no usable TLS configuration): 502.
+    UpstreamTls,
+    /// The request's host belongs to another listener than the TLS connection's SNI chose: 421.
+    Misdirected,
     /// The destination is at its circuitBreaker.maxRequests: 503.
     UpstreamOverflow,
     /// A VPCEgress policy (or the absence of one, for CONNECT) refuses the destination: 403.
@@ -40,7 +42,8 @@ impl ProxyError {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::DestinationUnresolved | Self::NoWeightedDestination => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NoHealthyUpstream | Self::UpstreamOverflow => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTlsUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect | Self::UpstreamProtocol | Self::UpstreamTls => StatusCode::BAD_GATEWAY,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::EgressDenied => StatusCode::FORBIDDEN,
             Self::BadRequest => StatusCode::BAD_REQUEST,
@@ -56,7 +59,8 @@ impl ProxyError {
             Self::UpstreamConnect => "upstream-connect-error",
             Self::UpstreamProtocol => "upstream-protocol-error",
             Self::UpstreamTimeout => "upstream-timeout",
-            Self::UpstreamTlsUnavailable => "upstream-tls-unavailable",
+            Self::UpstreamTls => "upstream-tls-error",
+            Self::Misdirected => "misdirected-request",
             Self::UpstreamOverflow => "upstream-overflow",
             Self::EgressDenied => "egress-denied",
             Self::BadRequest => "bad-request",

@@ -1,7 +1,8 @@
 //! Active health checking: one probe loop per endpoint per gateway, whatever
 //! number of routes use it, following VPCService.healthCheck.
 //!
-//! * HTTP: `GET <httpPath>`; a status in `expectedStatuses` (default 200–399) passes.
+//! * HTTP: `GET <httpPath>` (over TLS for services that want TLS, with their
+//!   own TLS client); a status in `expectedStatuses` (default 200–399) passes.
 //! * gRPC: `grpc.health.v1.Health/Check` for `grpcService`; SERVING passes.
 //! * TCP (the default): a connect within the timeout passes.
 //!
@@ -29,13 +30,30 @@ use router_core::{
 };
 use tokio::task::JoinHandle;
 
-use crate::{config::SnapshotCell, telemetry::Metrics};
+use crate::{
+    config::SnapshotCell,
+    mirror::RequestBody,
+    telemetry::Metrics,
+    tls::{self, TlsState},
+    upstream::UpstreamClient,
+};
 
 /// What one endpoint is probed with.
 #[derive(Debug, Clone, PartialEq)]
 struct Probe {
     service: Arc<str>,
     check: HealthCheck,
+    tls: bool,
+}
+
+/// How HTTP probes reach an endpoint.
+#[derive(Clone)]
+enum ProbeClient {
+    Cleartext(Client<HttpConnector, Empty<Bytes>>),
+    /// The service's own TLS client (its CA, server name and client certificate).
+    Tls(UpstreamClient),
+    /// The service wants TLS but has no usable TLS configuration: HTTP probes fail.
+    TlsUnavailable,
 }
 
 struct Running {
@@ -61,7 +79,7 @@ impl HealthChecker {
     pub async fn run(mut self, cell: Arc<SnapshotCell>) {
         let mut published = cell.subscribe();
         loop {
-            self.reconcile(&cell.load());
+            self.reconcile(&cell.load(), &cell.tls());
             if published.changed().await.is_err() {
                 return;
             }
@@ -70,26 +88,34 @@ impl HealthChecker {
 
     /// Starts, keeps or stops probe loops so that exactly the checked endpoints of `snapshot` have one.
     /// An endpoint shared by services with different checks is probed with the first service's check.
-    pub fn reconcile(&mut self, snapshot: &Snapshot) {
-        let mut wanted: HashMap<SocketAddr, (Probe, Arc<EndpointState>)> = HashMap::new();
+    pub fn reconcile(&mut self, snapshot: &Snapshot, tls_state: &TlsState) {
+        let mut wanted: HashMap<SocketAddr, (Probe, Arc<EndpointState>, ProbeClient)> = HashMap::new();
         for svc in snapshot.services.values() {
             let Some(check) = &svc.health_check else { continue };
+            let tls = tls::wants_tls(svc);
+            let client = match tls_state.upstream.get(&svc.key) {
+                _ if !tls => ProbeClient::Cleartext(self.http.clone()),
+                Some(Ok(c)) => ProbeClient::Tls(c.client.clone()),
+                _ => ProbeClient::TlsUnavailable,
+            };
             for ep in &svc.endpoints {
-                wanted.entry(ep.addr).or_insert_with(|| (Probe { service: svc.label.clone(), check: check.clone() }, ep.clone()));
+                wanted
+                    .entry(ep.addr)
+                    .or_insert_with(|| (Probe { service: svc.label.clone(), check: check.clone(), tls }, ep.clone(), client.clone()));
             }
         }
         self.running.retain(|addr, running| {
-            let keep = wanted.get(addr).is_some_and(|(probe, _)| *probe == running.probe);
+            let keep = wanted.get(addr).is_some_and(|(probe, _, _)| *probe == running.probe);
             if !keep {
                 running.task.abort();
             }
             keep
         });
-        for (addr, (probe, endpoint)) in wanted {
+        for (addr, (probe, endpoint, client)) in wanted {
             if self.running.contains_key(&addr) {
                 continue;
             }
-            let task = tokio::spawn(probe_loop(probe.clone(), endpoint, self.http.clone(), self.metrics.clone()));
+            let task = tokio::spawn(probe_loop(probe.clone(), endpoint, client, self.metrics.clone()));
             self.running.insert(addr, Running { probe, task });
         }
     }
@@ -107,7 +133,7 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.9..1.1))
 }
 
-async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: Client<HttpConnector, Empty<Bytes>>, metrics: Arc<Metrics>) {
+async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: ProbeClient, metrics: Arc<Metrics>) {
     let check = &probe.check;
     let interval = Duration::from_secs(u64::try_from(check.interval_seconds).unwrap_or(10).max(1));
     let timeout = Duration::from_secs(u64::try_from(check.timeout_seconds).unwrap_or(2).max(1));
@@ -145,21 +171,28 @@ async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: Client<Htt
 async fn run_probe(
     check: &HealthCheck,
     endpoint: &EndpointState,
-    http: &Client<HttpConnector, Empty<Bytes>>,
+    http: &ProbeClient,
     grpc: Option<&tonic::transport::Channel>,
 ) -> bool {
     if let Some(path) = &check.http_path {
-        let Ok(uri) = Uri::builder().scheme("http").authority(endpoint.authority.clone()).path_and_query(path.as_str()).build() else {
+        let scheme = if matches!(http, ProbeClient::Cleartext(_)) { "http" } else { "https" };
+        let Ok(uri) = Uri::builder().scheme(scheme).authority(endpoint.authority.clone()).path_and_query(path.as_str()).build() else {
             return false;
         };
-        let Ok(req) = Request::get(uri).header(http::header::USER_AGENT, "datum-router-health-check").body(Empty::new()) else {
-            return false;
+        let req = Request::get(uri).header(http::header::USER_AGENT, "datum-router-health-check");
+        let status = match http {
+            ProbeClient::Cleartext(c) => match req.body(Empty::new()) {
+                Ok(req) => c.request(req).await.map(|r| r.status()).ok(),
+                Err(_) => None,
+            },
+            ProbeClient::Tls(c) => match req.body(RequestBody::Replay(Some(Bytes::new()))) {
+                Ok(req) => c.request(req).await.map(|r| r.status()).ok(),
+                Err(_) => None,
+            },
+            ProbeClient::TlsUnavailable => None,
         };
         let (min, max) = check.expected_statuses.map_or((200, 399), |r| (r.min, r.max));
-        return match http.request(req).await {
-            Ok(resp) => (min..=max).contains(&i32::from(resp.status().as_u16())),
-            Err(_) => false,
-        };
+        return status.is_some_and(|s| (min..=max).contains(&i32::from(s.as_u16())));
     }
     if let Some(service) = &check.grpc_service {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};

@@ -12,6 +12,8 @@
 //! * [`egress`]: the gateway as the HTTP proxy of VPC clients, under VPCEgress.
 //! * [`health`]: active health checks, one loop per endpoint, following the snapshots.
 //! * [`upstream`]: pooled clients per upstream protocol.
+//! * [`tls`]: TLS termination (SNI, ALPN, client certificates) and TLS to upstreams, from Secrets.
+//! * [`listeners`]: the VPCIngress ports, opened and closed as snapshots change.
 //! * [`telemetry`]: Prometheus metrics, access log and W3C trace context.
 //! * [`admin`]: /metrics, /healthz, /readyz and /config on their own port.
 #![forbid(unsafe_code)]
@@ -22,8 +24,10 @@ pub mod egress;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod listeners;
 pub mod mirror;
 pub mod proxy;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -30,7 +30,10 @@ use hyper::body::Incoming;
 use router_core::{balance::PickContext, snapshot::DestinationTarget};
 use tokio::sync::mpsc;
 
-use crate::proxy::{Gateway, upstream_is_http1};
+use crate::{
+    proxy::{Gateway, upstream_is_http1},
+    tls,
+};
 
 /// Data chunks the mirror may lag behind before its copy is aborted.
 const MIRROR_BACKLOG: usize = 64;
@@ -175,11 +178,16 @@ impl Gateway {
             self.metrics.mirrors.with_label_values(&["no-endpoint"]).inc();
             return body;
         };
-        let Some(client) = self.upstreams.mirror_client(service.protocol, service.vrf_device.as_deref()) else {
+        let (client, scheme) = if !tls::wants_tls(service) {
+            (self.upstreams.mirror_client(service.protocol, service.vrf_device.as_deref()), Scheme::HTTP)
+        } else if let Some(Ok(clients)) = self.cell.tls().upstream.get(&service.key) {
+            (clients.mirror.clone(), Scheme::HTTPS)
+        } else {
+            self.metrics.mirrors.with_label_values(&["failed"]).inc();
             return body;
         };
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let Ok(uri) = Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path).build() else {
+        let Ok(uri) = Uri::builder().scheme(scheme).authority(endpoint.authority.clone()).path_and_query(path).build() else {
             return body;
         };
         let aborted = Arc::new(AtomicBool::new(false));

@@ -26,7 +26,7 @@ use router_core::{
     endpoint::InFlightGuard,
     normalize_host,
     retry::{self, AttemptFailure},
-    snapshot::{DestinationTarget, RoutePolicy},
+    snapshot::{DestinationTarget, RoutePolicy, ServiceTarget},
 };
 
 use crate::{
@@ -35,10 +35,11 @@ use crate::{
     error::{ERROR_HEADER, ProxyError},
     http::{
         filters,
-        headers::{self, ClientInfo},
+        headers::{self, ClientInfo, Entry},
     },
     mirror::RequestBody,
     telemetry::{AccessLog, AccessRecord, Metrics, method_label, millis, spans::SpanExport, status_class, trace::TraceContext},
+    tls,
     upstream::{UpstreamClient, Upstreams},
 };
 
@@ -59,8 +60,6 @@ pub struct Gateway {
     pub access_log: AccessLog,
     /// Span export over OTLP, when configured.
     pub spans: Option<Arc<SpanExport>>,
-    /// `http` or `https`: what X-Forwarded-Proto says.
-    pub scheme: &'static str,
 }
 
 /// What the access log and metrics need about the outcome.
@@ -202,7 +201,7 @@ impl Gateway {
                 ProxyError::UpstreamConnect
                     | ProxyError::UpstreamProtocol
                     | ProxyError::UpstreamTimeout
-                    | ProxyError::UpstreamTlsUnavailable
+                    | ProxyError::UpstreamTls
             )
         {
             self.metrics.upstream_errors.with_label_values(&[service_label, e.label()]).inc();
@@ -255,9 +254,25 @@ impl Gateway {
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         let snapshot = self.cell.load();
+        // Routing may match on the verified client identity, so it is settled before the lookup.
+        headers::set_client_identity(req.headers_mut(), client);
+        let table = match &client.entry {
+            Entry::Internal => &snapshot.routes,
+            Entry::Ingress { port, tls_listener } => {
+                let Some(listener) = snapshot.ingress.ports.get(port).and_then(|p| p.select(Some(host))) else {
+                    return outcome.fail(ProxyError::NoRoute);
+                };
+                // A connection belongs to the listener its SNI chose (its certificate, its client
+                // validation): a request for another listener's host, as HTTP/2 coalescing sends, is misdirected.
+                if tls_listener.as_ref().is_some_and(|sni| *sni != listener.label) {
+                    return outcome.fail(ProxyError::Misdirected);
+                }
+                &listener.routes
+            }
+        };
         let rule = {
             let view = RequestView { host, path: req.uri().path(), query: req.uri().query(), method: req.method(), headers: req.headers() };
-            match snapshot.routes.lookup(&view) {
+            match table.lookup(&view) {
                 Some(rule) => rule.clone(),
                 None => return outcome.fail(ProxyError::NoRoute),
             }
@@ -282,7 +297,7 @@ impl Gateway {
                     .and_then(|(_, p)| p.parse().ok())
             });
             let (status, location) =
-                filters::redirect_location(redirect, self.scheme, host, port, (req.uri().path(), req.uri().query()), &rule.path);
+                filters::redirect_location(redirect, client.scheme, host, port, (req.uri().path(), req.uri().query()), &rule.path);
             let mut r = empty_response(status);
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
@@ -320,8 +335,9 @@ impl Gateway {
             return outcome.fail(ProxyError::NoHealthyUpstream);
         };
         let mut endpoint = endpoint.clone();
-        let Some(upstream) = self.upstreams.client(service.protocol, service.vrf_device.as_deref()) else {
-            return outcome.fail(ProxyError::UpstreamTlsUnavailable);
+        let (upstream, scheme) = match self.upstream_client(service) {
+            Ok(u) => u,
+            Err(e) => return outcome.fail(e),
         };
         let is_h1 = upstream_is_http1(service.protocol);
         // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.
@@ -346,7 +362,7 @@ impl Gateway {
             None => parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::set_forwarded(&mut parts.headers, client, self.scheme, host);
+        headers::set_forwarded(&mut parts.headers, client, client.scheme, host);
         if let Some(m) = &policy.request_headers {
             headers::apply_modifier(&mut parts.headers, m);
         }
@@ -411,7 +427,7 @@ impl Gateway {
                 (a, b) => a.or(b),
             };
             let Ok(uri) =
-                Uri::builder().scheme(Scheme::HTTP).authority(endpoint.authority.clone()).path_and_query(path_and_query.clone()).build()
+                Uri::builder().scheme(scheme.clone()).authority(endpoint.authority.clone()).path_and_query(path_and_query.clone()).build()
             else {
                 return outcome.fail(ProxyError::BadRequest);
             };
@@ -484,6 +500,7 @@ impl Gateway {
                 Err(f) => {
                     let kind = match f {
                         AttemptFailure::Connect => ProxyError::UpstreamConnect,
+                        AttemptFailure::Tls => ProxyError::UpstreamTls,
                         AttemptFailure::Timeout => ProxyError::UpstreamTimeout,
                         AttemptFailure::Reset | AttemptFailure::Status(_) => ProxyError::UpstreamProtocol,
                     };
@@ -523,6 +540,20 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The client and URI scheme for a service's endpoints: its own TLS client
+    /// when it wants TLS (502 upstream-tls-error when that could not be built).
+    pub(crate) fn upstream_client(&self, service: &ServiceTarget) -> Result<(UpstreamClient, Scheme), ProxyError> {
+        if !tls::wants_tls(service) {
+            return Ok((self.upstreams.client(service.protocol, service.vrf_device.as_deref()), Scheme::HTTP));
+        }
+        match self.cell.tls().upstream.get(&service.key) {
+            Some(Ok(clients)) => Ok((clients.client.clone(), Scheme::HTTPS)),
+            _ => Err(ProxyError::UpstreamTls),
+        }
+    }
+}
+
 /// The largest request body buffered so that it can be sent again on retry;
 /// larger (or unknown-length) bodies stream and are not retried.
 pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
@@ -540,8 +571,26 @@ async fn send_attempt(
     };
     result.map_err(|e| {
         tracing::debug!(error = %e, "upstream attempt failed");
-        if e.is_connect() { AttemptFailure::Connect } else { AttemptFailure::Reset }
+        if is_tls_failure(&e) {
+            AttemptFailure::Tls
+        } else if e.is_connect() {
+            AttemptFailure::Connect
+        } else {
+            AttemptFailure::Reset
+        }
     })
+}
+
+/// Whether an upstream error came from TLS (a handshake, a certificate), anywhere in its causes.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() || c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The status a response counts as for retrying: its HTTP status, or for a

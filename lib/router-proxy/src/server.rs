@@ -1,10 +1,10 @@
 //! Client-facing listeners: HTTP/1.1 and h2c (prior knowledge) on one port,
-//! with the limits that keep a slow or hostile client from holding the
+//! or TLS first (the listener chosen by SNI, HTTP/2 or HTTP/1.1 by ALPN), with the limits that keep a slow or hostile client from holding the
 //! gateway (header read timeout, header count and size, concurrent HTTP/2
 //! streams) and a graceful drain on shutdown (stop accepting, HTTP/2 GOAWAY,
 //! let in-flight requests finish up to the drain timeout).
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use hyper::service::service_fn;
 use hyper_util::{
@@ -13,7 +13,20 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
-use crate::{http::headers::ClientInfo, proxy::Gateway};
+use crate::{
+    http::headers::{ClientInfo, Entry},
+    proxy::Gateway,
+    tls::accept::{Accepted, TlsPort, handshake},
+};
+
+/// How connections on a listening socket start.
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// HTTP/1.1 and h2c straight away.
+    Cleartext(Entry),
+    /// A TLS handshake first; its time counts against the header read timeout.
+    Tls(TlsPort),
+}
 
 /// Limits and timeouts of the client side.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +71,13 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: ServerSettings, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    kind: ListenerKind,
+    gateway: Arc<Gateway>,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+) {
     let builder = builder(&settings);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -75,7 +94,48 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, settings: Serve
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                serve_connection(&builder, &graceful, stream, peer, gateway.clone());
+                match &kind {
+                    ListenerKind::Cleartext(entry) => {
+                        let client = ClientInfo::new(peer).with_entry(entry.clone());
+                        serve_connection(&builder, &graceful, stream, client, gateway.clone());
+                    }
+                    ListenerKind::Tls(port) => {
+                        let (builder, watcher, gateway, port) = (builder.clone(), graceful.watcher(), gateway.clone(), *port);
+                        let timeout = settings.header_read_timeout;
+                        tokio::spawn(async move {
+                            let accepted = match handshake(stream, port, &gateway.cell, timeout).await {
+                                Ok(a) => a,
+                                Err(e) => {
+                                    gateway.metrics.tls_handshake_errors.with_label_values(&[e.label()]).inc();
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                            };
+                            let Accepted { stream, listener, identity } = accepted;
+                            let (_, conn) = stream.get_ref();
+                            let version = conn.protocol_version().map_or("unknown", |v| v.as_str().unwrap_or("unknown"));
+                            let alpn = match conn.alpn_protocol() {
+                                Some(b"h2") => "h2",
+                                Some(b"http/1.1") => "http/1.1",
+                                _ => "none",
+                            };
+                            gateway.metrics.tls_handshakes.with_label_values(&[version, alpn]).inc();
+                            let entry = match port {
+                                TlsPort::Internal => Entry::Internal,
+                                TlsPort::Ingress(port) => Entry::Ingress { port, tls_listener: listener },
+                            };
+                            let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(identity.as_ref()));
+                            let metrics = gateway.metrics.clone();
+                            let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            metrics.active_connections.inc();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                            }
+                            metrics.active_connections.dec();
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -92,11 +152,12 @@ fn serve_connection(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    client: ClientInfo,
     gateway: Arc<Gateway>,
 ) {
     let metrics = gateway.metrics.clone();
-    let client = Arc::new(ClientInfo::new(peer));
+    let peer = client.addr;
+    let client = Arc::new(client);
     let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
     let conn = graceful.watch(conn);

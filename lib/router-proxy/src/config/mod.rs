@@ -9,4 +9,4 @@ pub mod standalone;
 mod watch;
 
 pub use cell::SnapshotCell;
-pub use watch::{reload as reload_once, watch_and_reload};
+pub use watch::Reloader;

@@ -11,9 +11,11 @@ use router_api::{
     galactic::{VPC, VPCAttachment},
     manifest::{DEFAULT_NAMESPACE, ManifestError, Object, parse_documents},
     schema::SchemaValidator,
-    v1alpha1::{VPCEgress, VPCRoute, VPCService, VPCServiceStatus},
+    v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, VPCServiceStatus},
 };
 use router_core::{EndpointStore, ServiceKey, Snapshot, SnapshotInput};
+
+use crate::tls::secrets::Secrets;
 
 /// Why a configuration was not loaded.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub struct Objects {
     pub services: Vec<VPCService>,
     pub routes: Vec<VPCRoute>,
     pub egress: Vec<VPCEgress>,
+    pub ingresses: Vec<VPCIngress>,
+    /// TLS material of listeners and services (`kubernetes.io/tls` and CA Secrets).
+    pub secrets: Secrets,
     /// Objects read but not used by the gateway (kind namespace/name).
     pub ignored: Vec<String>,
 }
@@ -90,8 +95,9 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                 Object::VpcService(o) => objects.services.push(o),
                 Object::VpcRoute(o) => objects.routes.push(o),
                 Object::VpcEgress(o) => objects.egress.push(o),
-                // Listeners and bindings are served by later parts of the gateway;
-                // until then they are read (and so validated) but not acted on.
+                Object::VpcIngress(o) => objects.ingresses.push(o),
+                Object::Secret(o) => objects.secrets.insert(&o),
+                // ServiceBindings need a cluster (Services and Pods): router-controller syncs them.
                 _ => objects.ignored.push(format!("{kind} {namespace}/{name}")),
             }
         }
@@ -101,7 +107,8 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
 
 /// Resolves every VPCService's endpoints from the VPCs and attachments, the
 /// way service-discovery would write them to status, and builds a snapshot.
-pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
+/// `reserved_ports` are the gateway's own listeners, which VPCIngress listeners may not claim.
+pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16]) -> Snapshot {
     let mut problems = Vec::new();
     for svc in &mut objects.services {
         let resolution = router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs);
@@ -118,7 +125,14 @@ pub fn build(mut objects: Objects, store: &EndpointStore) -> Snapshot {
             ..Default::default()
         });
     }
-    let input = SnapshotInput { services: &objects.services, routes: &objects.routes, egress: &objects.egress, vpcs: &objects.vpcs };
+    let input = SnapshotInput {
+        services: &objects.services,
+        routes: &objects.routes,
+        egress: &objects.egress,
+        vpcs: &objects.vpcs,
+        ingresses: &objects.ingresses,
+        reserved_ports,
+    };
     let mut snapshot = Snapshot::build(input, store);
     for (key, mut p) in problems {
         snapshot.report.services.entry(key).or_default().append(&mut p);

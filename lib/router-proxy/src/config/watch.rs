@@ -1,75 +1,116 @@
-//! Reload on change: a filesystem watch on the configuration path, debounced
-//! so an editor's write-rename-chmod burst is one reload. A configuration
-//! that fails to read or validate is logged and the last good snapshot stays.
+//! Reload on change: a filesystem watch on the configuration path (and on the
+//! internal listener's PEM files), debounced so an editor's
+//! write-rename-chmod burst is one reload. A configuration that fails to read
+//! or validate is logged and the last good snapshot stays.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use router_api::schema::SchemaValidator;
 use router_core::EndpointStore;
 use tokio::sync::mpsc;
 
 use super::{SnapshotCell, standalone};
-use crate::telemetry::Metrics;
+use crate::{telemetry::Metrics, tls::TlsBuilder};
 
-/// Reads `path`, builds a snapshot and publishes it. Returns whether it was published.
-pub fn reload(path: &std::path::Path, schemas: &SchemaValidator, store: &EndpointStore, cell: &SnapshotCell, metrics: &Metrics) -> bool {
-    match standalone::read(path, schemas) {
-        Ok(objects) => {
-            for ignored in &objects.ignored {
-                tracing::debug!(object = %ignored, "not used by the gateway in standalone mode");
-            }
-            let snapshot = standalone::build(objects, store);
-            for (route, problems) in &snapshot.report.routes {
-                for p in problems {
-                    tracing::warn!(%route, problem = %p, "VPCRoute");
+/// Everything a standalone reload needs.
+pub struct Reloader {
+    pub path: PathBuf,
+    pub schemas: Arc<SchemaValidator>,
+    pub store: Arc<EndpointStore>,
+    pub cell: Arc<SnapshotCell>,
+    pub metrics: Arc<Metrics>,
+    pub tls: Arc<TlsBuilder>,
+    /// The gateway's own ports, which VPCIngress listeners may not claim.
+    pub reserved_ports: Vec<u16>,
+}
+
+impl Reloader {
+    /// Reads the configuration, builds a snapshot and publishes it. Returns whether it was published.
+    pub fn reload(&self) -> bool {
+        let path = &self.path;
+        match standalone::read(path, &self.schemas) {
+            Ok(mut objects) => {
+                for ignored in &objects.ignored {
+                    tracing::debug!(object = %ignored, "not used by the gateway in standalone mode");
                 }
+                let mut snapshot = standalone::build(&mut objects, &self.store, &self.reserved_ports);
+                let tls = self.tls.build(&mut snapshot, &objects.secrets);
+                log_problems(&snapshot.report);
+                self.metrics.record_snapshot(&snapshot);
+                let routes = snapshot.route_count;
+                let services = snapshot.services.len();
+                let listeners = snapshot.ingress.ports.values().map(|p| p.listeners.len()).sum::<usize>();
+                let generation = self.cell.publish(snapshot, tls);
+                self.metrics.reloads.with_label_values(&["success"]).inc();
+                tracing::info!(generation, routes, services, listeners, path = %path.display(), "configuration loaded");
+                true
             }
-            for (service, problems) in &snapshot.report.services {
-                for p in problems {
-                    tracing::warn!(%service, problem = %p, "VPCService");
-                }
+            Err(e) => {
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(error = %e, path = %path.display(), "configuration rejected; keeping the last good one");
+                false
             }
-            metrics.record_snapshot(&snapshot);
-            let routes = snapshot.route_count;
-            let services = snapshot.services.len();
-            let generation = cell.publish(snapshot);
-            metrics.reloads.with_label_values(&["success"]).inc();
-            tracing::info!(generation, routes, services, path = %path.display(), "configuration loaded");
-            true
         }
-        Err(e) => {
-            metrics.reloads.with_label_values(&["failure"]).inc();
-            tracing::error!(error = %e, path = %path.display(), "configuration rejected; keeping the last good one");
-            false
+    }
+
+    /// Watches the configuration and reloads on every change until the process ends.
+    pub async fn watch(self: Arc<Self>) -> notify::Result<()> {
+        use notify::{RecursiveMode, Watcher};
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })?;
+        let mut watched = vec![directory_of(&self.path)];
+        if let Some(files) = self.tls.default_certificate() {
+            watched.extend([directory_of(&files.cert), directory_of(&files.key)]);
         }
+        watched.sort();
+        watched.dedup();
+        for dir in &watched {
+            watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        }
+        while rx.recv().await.is_some() {
+            // Debounce: wait for the burst to settle, then drain what queued meanwhile.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            let this = self.clone();
+            // Parsing and compiling are CPU work: keep them off the request threads.
+            let _ = tokio::task::spawn_blocking(move || this.reload()).await;
+        }
+        Ok(())
     }
 }
 
-/// Watches `path` and reloads on every change until the process ends.
-pub async fn watch_and_reload(
-    path: PathBuf,
-    schemas: Arc<SchemaValidator>,
-    store: Arc<EndpointStore>,
-    cell: Arc<SnapshotCell>,
-    metrics: Arc<Metrics>,
-) -> notify::Result<()> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
+/// The directory to watch for a path: editors and Kubernetes volume updates replace files by rename.
+fn directory_of(path: &Path) -> PathBuf {
+    if path.is_dir() { path.to_owned() } else { path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from) }
+}
+
+fn log_problems(report: &router_core::SnapshotReport) {
+    for (route, problems) in &report.routes {
+        for p in problems {
+            tracing::warn!(%route, problem = %p, "VPCRoute");
         }
-    })?;
-    // Watch the directory holding a single file: editors replace files by rename.
-    let watched = if path.is_file() { path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")) } else { path.clone() };
-    watcher.watch(&watched, RecursiveMode::NonRecursive)?;
-    while rx.recv().await.is_some() {
-        // Debounce: wait for the burst to settle, then drain what queued meanwhile.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        while rx.try_recv().is_ok() {}
-        let (path, schemas, store, cell, metrics) = (path.clone(), schemas.clone(), store.clone(), cell.clone(), metrics.clone());
-        // Parsing and compiling are CPU work: keep them off the request threads.
-        let _ = tokio::task::spawn_blocking(move || reload(&path, &schemas, &store, &cell, &metrics)).await;
     }
-    Ok(())
+    for (service, problems) in &report.services {
+        for p in problems {
+            tracing::warn!(%service, problem = %p, "VPCService");
+        }
+    }
+    for (ingress, problems) in &report.ingresses {
+        for p in problems {
+            tracing::warn!(%ingress, problem = %p, "VPCIngress");
+        }
+    }
+    for (listener, r) in &report.listeners {
+        for p in &r.problems {
+            tracing::warn!(%listener, problem = %p, "listener");
+        }
+    }
 }

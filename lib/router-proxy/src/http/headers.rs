@@ -1,9 +1,11 @@
 //! Hop-by-hop headers, forwarding headers and the route's header modifiers.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use router_api::v1alpha1::HeaderModifier;
+
+use crate::tls::material::ClientIdentity;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus the de-facto ones proxies also drop.
@@ -55,23 +57,78 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// What the forwarding headers say about one client connection, computed once per connection.
+pub static X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-datum-client-cert-subject");
+pub static X_CLIENT_CERT_SANS: HeaderName = HeaderName::from_static("x-datum-client-cert-sans");
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The internal listener (cleartext or HTTPS): routes without ingressRefs.
+    Internal,
+    /// A VPCIngress port; over TLS, the listener its SNI chose.
+    Ingress { port: u16, tls_listener: Option<Arc<str>> },
+}
+
+/// What one client connection tells every request on it, computed once per connection.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub addr: SocketAddr,
     ip: HeaderValue,
     /// The RFC 7239 node: the IP, quoted and bracketed for IPv6.
     node: String,
+    /// `http` or `https`: what X-Forwarded-Proto says.
+    pub scheme: &'static str,
+    pub entry: Entry,
+    /// The verified client certificate's subject and SANs, as header values.
+    identity: Option<(HeaderValue, Option<HeaderValue>)>,
 }
 
 impl ClientInfo {
+    /// A cleartext connection on the internal listener.
     pub fn new(addr: SocketAddr) -> Self {
         let ip = addr.ip().to_string();
         let node = match addr.ip() {
             std::net::IpAddr::V4(_) => ip.clone(),
             std::net::IpAddr::V6(_) => format!("\"[{ip}]\""),
         };
-        Self { addr, ip: HeaderValue::from_str(&ip).expect("an IP is a valid header value"), node }
+        Self {
+            addr,
+            ip: HeaderValue::from_str(&ip).expect("an IP is a valid header value"),
+            node,
+            scheme: "http",
+            entry: Entry::Internal,
+            identity: None,
+        }
+    }
+
+    pub fn with_entry(mut self, entry: Entry) -> Self {
+        self.entry = entry;
+        self
+    }
+
+    /// Marks the connection as TLS, with the client's verified identity if it presented a certificate.
+    pub fn with_tls(mut self, identity: Option<&ClientIdentity>) -> Self {
+        self.scheme = "https";
+        self.identity = identity.and_then(|id| {
+            let subject = HeaderValue::from_str(&id.subject).ok()?;
+            let sans = (!id.sans.is_empty()).then(|| HeaderValue::from_str(&id.sans.join(",")).ok()).flatten();
+            Some((subject, sans))
+        });
+        self
+    }
+}
+
+/// Replaces whatever the client sent as its certificate identity with what the
+/// TLS handshake verified (nothing, on connections without a client certificate):
+/// routes and upstreams can trust these headers.
+pub fn set_client_identity(headers: &mut HeaderMap, client: &ClientInfo) {
+    headers.remove(&X_CLIENT_CERT_SUBJECT);
+    headers.remove(&X_CLIENT_CERT_SANS);
+    if let Some((subject, sans)) = &client.identity {
+        headers.insert(X_CLIENT_CERT_SUBJECT.clone(), subject.clone());
+        if let Some(sans) = sans {
+            headers.insert(X_CLIENT_CERT_SANS.clone(), sans.clone());
+        }
     }
 }
 
@@ -158,6 +215,23 @@ mod tests {
             h[header::FORWARDED],
             "for=10.0.0.1;proto=http;host=api.example.com, for=\"[2001:db8::1]\";proto=http;host=api.example.com"
         );
+    }
+
+    #[test]
+    fn client_identity_headers_are_the_handshakes_never_the_clients() {
+        let mut h = HeaderMap::new();
+        h.insert(X_CLIENT_CERT_SUBJECT.clone(), "CN=admin".parse().unwrap());
+        h.insert(X_CLIENT_CERT_SANS.clone(), "DNS:forged".parse().unwrap());
+        let plain = ClientInfo::new("10.0.0.1:5555".parse().unwrap());
+        set_client_identity(&mut h, &plain);
+        assert!(h.get(&X_CLIENT_CERT_SUBJECT).is_none() && h.get(&X_CLIENT_CERT_SANS).is_none());
+        let id = ClientIdentity { subject: "CN=billing".into(), sans: vec!["DNS:billing.internal".into(), "URI:spiffe://x/billing".into()] };
+        let verified = plain.with_tls(Some(&id));
+        h.insert(X_CLIENT_CERT_SUBJECT.clone(), "CN=admin".parse().unwrap());
+        set_client_identity(&mut h, &verified);
+        assert_eq!(h[&X_CLIENT_CERT_SUBJECT], "CN=billing");
+        assert_eq!(h[&X_CLIENT_CERT_SANS], "DNS:billing.internal,URI:spiffe://x/billing");
+        assert_eq!(verified.scheme, "https");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub breaker_transitions: IntCounterVec,
     pub breaker_state: IntGaugeVec,
+    pub tls_handshakes: IntCounterVec,
+    pub tls_handshake_errors: IntCounterVec,
+    pub listeners: IntGaugeVec,
+    pub listener_bind_errors: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -103,8 +107,28 @@ impl Metrics {
             Opts::new("mirrored_requests_total", "Mirror filter copies, by outcome (sent, failed, skipped-body, no-endpoint, unresolved)."),
             &["outcome"],
         ));
+        let tls_handshakes = must(IntCounterVec::new(
+            Opts::new("tls_handshakes_total", "Completed client TLS handshakes, by protocol version and ALPN protocol."),
+            &["version", "alpn"],
+        ));
+        let tls_handshake_errors = must(IntCounterVec::new(
+            Opts::new("tls_handshake_errors_total", "Failed client TLS handshakes, by reason (handshake, timeout, no-listener)."),
+            &["reason"],
+        ));
+        let listeners = must(IntGaugeVec::new(
+            Opts::new("listeners", "Open listening sockets, by port and protocol (HTTP, HTTPS)."),
+            &["port", "protocol"],
+        ));
+        let listener_bind_errors = must(IntCounterVec::new(
+            Opts::new("listener_bind_errors_total", "VPCIngress ports that could not be opened, by port."),
+            &["port"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_handshakes.clone()),
+            Box::new(tls_handshake_errors.clone()),
+            Box::new(listeners.clone()),
+            Box::new(listener_bind_errors.clone()),
             Box::new(duration.clone()),
             Box::new(request_size.clone()),
             Box::new(response_size.clone()),
@@ -145,6 +169,10 @@ impl Metrics {
             retries,
             breaker_transitions,
             breaker_state,
+            tls_handshakes,
+            tls_handshake_errors,
+            listeners,
+            listener_bind_errors,
         }
     }
 
