@@ -169,13 +169,7 @@ pub struct TlsOptions<'a> {
 
 impl<'a> TlsOptions<'a> {
     pub fn new(server_name: &'a str, ca: &Pki) -> Self {
-        Self {
-            server_name,
-            roots: ca.roots(),
-            alpn: &[b"h2", b"http/1.1"],
-            client_cert: None,
-            versions: rustls::DEFAULT_VERSIONS,
-        }
+        Self { server_name, roots: ca.roots(), alpn: &[b"h2", b"http/1.1"], client_cert: None, versions: rustls::DEFAULT_VERSIONS }
     }
 }
 

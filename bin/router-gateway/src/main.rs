@@ -186,7 +186,10 @@ async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Res
         cell: cell.clone(),
         metrics: metrics.clone(),
         tls: Arc::new(TlsBuilder::new(provider.clone(), upstream_settings, default_certificate)?),
-        reserved_ports: [Some(args.listen.port()), Some(args.admin_addr.port()), tls_listen.map(|a| a.port())].into_iter().flatten().collect(),
+        reserved_ports: [Some(args.listen.port()), Some(args.admin_addr.port()), tls_listen.map(|a| a.port())]
+            .into_iter()
+            .flatten()
+            .collect(),
     });
 
     // The first load must succeed: there is no last good configuration to fall back to.

@@ -130,9 +130,8 @@ pub fn intersect_hostnames(listener: &[String], route: &[String]) -> Option<Vec<
     for l in listener {
         for r in route {
             let r = r.to_ascii_lowercase();
-            let common = if *l == r {
-                Some(r)
-            } else if wildcard_covers(l, &r) {
+            // Equal, or the listener's wildcard covers the route's name: the route's (narrower) name.
+            let common = if *l == r || wildcard_covers(l, &r) {
                 Some(r)
             } else if wildcard_covers(&r, l) {
                 Some(l.clone())
@@ -206,9 +205,10 @@ impl IngressBuilder {
                         } else if d.listener.hostnames.is_empty() && hostnames.is_empty() {
                             Some(format!("hostname conflict: listener {} already serves every host on port {}", d.listener.label, r.port))
                         } else {
-                            hostnames.iter().find(|h| d.listener.hostnames.contains(h)).map(|h| {
-                                format!("hostname conflict: listener {} already serves {h} on port {}", d.listener.label, r.port)
-                            })
+                            hostnames
+                                .iter()
+                                .find(|h| d.listener.hostnames.contains(h))
+                                .map(|h| format!("hostname conflict: listener {} already serves {h} on port {}", d.listener.label, r.port))
                         }
                     })
                 };
@@ -243,7 +243,13 @@ impl IngressBuilder {
     }
 
     /// Attaches a route to the listeners of the VPCIngresses it names.
-    pub(crate) fn attach(&mut self, namespace: &str, refs: &[LocalObjectReference], route: &CompiledRoute<RoutePolicy>, problems: &mut Vec<String>) {
+    pub(crate) fn attach(
+        &mut self,
+        namespace: &str,
+        refs: &[LocalObjectReference],
+        route: &CompiledRoute<RoutePolicy>,
+        problems: &mut Vec<String>,
+    ) {
         for r in refs {
             let key = (namespace.to_owned(), r.name.clone());
             if !self.ingresses.contains(&key) {
@@ -346,5 +352,102 @@ mod tests {
         assert_eq!(pick(None).as_deref(), Some("any"));
         let no_catch_all = PortListeners { protocol: ListenerProtocol::Https, listeners: vec![listener("exact", &["www.example.com"])] };
         assert!(no_catch_all.select(Some("other.org")).is_none());
+    }
+
+    fn object<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("valid test object")
+    }
+
+    fn route(name: &str, ingress_refs: &[&str], hostnames: &[&str]) -> router_api::v1alpha1::VPCRoute {
+        let refs: Vec<_> = ingress_refs.iter().map(|r| serde_json::json!({"name": r})).collect();
+        object(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCRoute",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"ingressRefs": refs, "hostnames": hostnames, "destinations": [{"vpcServiceRef": {"name": "missing"}}]}
+        }))
+    }
+
+    #[test]
+    fn listeners_conflicts_and_route_attachment_in_a_snapshot() {
+        use crate::{EndpointStore, RequestView, Snapshot, SnapshotInput};
+        let vpc: router_api::galactic::VPC = object(serde_json::json!({
+            "apiVersion": "galactic.datumapis.com/v1alpha", "kind": "VPC",
+            "metadata": {"name": "vpc", "namespace": "default"}, "spec": {"networks": ["10.0.0.0/8"]}
+        }));
+        let ingress = |name: &str, vpc: &str, listeners: serde_json::Value| -> VPCIngress {
+            object(serde_json::json!({
+                "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCIngress",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"vpcRef": {"name": vpc}, "listeners": listeners}
+            }))
+        };
+        let tls = serde_json::json!({"certificateRefs": [{"name": "cert"}], "clientValidation": {"caCertificateRef": {"name": "ca"}}});
+        let ingresses = [
+            ingress(
+                "public",
+                "vpc",
+                serde_json::json!([
+                    {"name": "https", "port": 8443, "protocol": "HTTPS", "hostnames": ["*.example.com"], "tls": tls},
+                    {"name": "reserved", "port": 9090, "protocol": "HTTP"},
+                ]),
+            ),
+            ingress(
+                "zz-late",
+                "vpc",
+                serde_json::json!([
+                    {"name": "plain", "port": 8443, "protocol": "HTTP"},
+                    {"name": "dup", "port": 8443, "protocol": "HTTPS", "hostnames": ["*.example.com"], "tls": tls},
+                    {"name": "other", "port": 8443, "protocol": "HTTPS", "hostnames": ["other.org"], "tls": tls},
+                ]),
+            ),
+            ingress("lost", "no-such-vpc", serde_json::json!([{"name": "http", "port": 8081, "protocol": "HTTP"}])),
+        ];
+        let routes = [
+            route("api", &["public"], &["api.example.com"]),
+            route("everywhere", &["public", "zz-late"], &[]),
+            route("dangling", &["nope"], &[]),
+            route("elsewhere", &["public"], &["api.example.net"]),
+            route("internal", &[], &["api.example.com"]),
+        ];
+        let vpcs = [vpc];
+        let input =
+            SnapshotInput { routes: &routes, vpcs: &vpcs, ingresses: &ingresses, reserved_ports: &[8080, 9090], ..Default::default() };
+        let s = Snapshot::build(input, &EndpointStore::default());
+        let l = |name: &str| s.report.listeners.get(name).cloned().unwrap_or_else(|| panic!("{name} reported"));
+
+        assert!(l("default/public/https").programmed && l("default/public/https").problems.is_empty());
+        assert!(l("default/public/reserved").problems[0].contains("used by the gateway itself"));
+        assert!(
+            l("default/zz-late/plain").problems[0]
+                .contains("protocol conflict: port 8443 is already HTTPS for listener default/public/https")
+        );
+        assert!(
+            l("default/zz-late/dup").problems[0].contains("hostname conflict: listener default/public/https already serves *.example.com")
+        );
+        assert!(l("default/zz-late/other").programmed, "another hostname on the same port and protocol is fine");
+        assert!(!l("default/lost/http").programmed);
+        assert!(s.report.ingresses["default/lost"][0].contains("VPC default/no-such-vpc not found"));
+
+        assert_eq!(l("default/public/https").attached_routes, 2, "api and everywhere");
+        assert_eq!(l("default/zz-late/other").attached_routes, 1, "everywhere");
+        let problems = |r: &str| s.report.routes.iter().find(|(k, _)| k.name == r).map(|(_, p)| p.join("; ")).unwrap();
+        assert!(problems("dangling").contains("VPCIngress default/nope not found"));
+        assert!(problems("elsewhere").contains("no programmed listener of VPCIngress default/public accepts"));
+        let port = &s.ingress.ports[&8443];
+        assert_eq!(port.protocol, ListenerProtocol::Https);
+        let https = port.select(Some("api.example.com")).unwrap();
+        assert_eq!(https.tls.as_ref().unwrap().client_ca.as_ref().unwrap().to_string(), "default/ca");
+        let headers = http::HeaderMap::new();
+        let view = |host| RequestView { host, path: "/", query: None, method: &http::Method::GET, headers: &headers };
+        let served = |table: &RouteTable<RoutePolicy>, host| table.lookup(&view(host)).map(|r| r.action.key.name.clone());
+        assert_eq!(served(&https.routes, "api.example.com").as_deref(), Some("api"));
+        assert_eq!(served(&https.routes, "www.example.com").as_deref(), Some("everywhere"), "the listener's hostnames, intersected");
+        assert_eq!(served(&https.routes, "api.example.net"), None);
+        assert_eq!(
+            served(&s.routes, "api.example.com").as_deref(),
+            Some("internal"),
+            "routes with ingressRefs stay off the internal listener"
+        );
+        assert_eq!(s.route_count, 5, "every compiled route counts as served");
     }
 }

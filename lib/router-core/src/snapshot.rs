@@ -220,7 +220,14 @@ impl Snapshot {
         }
         let egress = compile_egress(egress, vpcs, &mut report);
         let ingress = ingress.finish(&mut report);
-        Snapshot { route_count: compiled.len() + external, routes: RouteTable::compile(compiled), ingress, egress, services: targets, report }
+        Snapshot {
+            route_count: compiled.len() + external,
+            routes: RouteTable::compile(compiled),
+            ingress,
+            egress,
+            services: targets,
+            report,
+        }
     }
 }
 

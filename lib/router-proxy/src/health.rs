@@ -168,12 +168,7 @@ async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: ProbeClien
     }
 }
 
-async fn run_probe(
-    check: &HealthCheck,
-    endpoint: &EndpointState,
-    http: &ProbeClient,
-    grpc: Option<&tonic::transport::Channel>,
-) -> bool {
+async fn run_probe(check: &HealthCheck, endpoint: &EndpointState, http: &ProbeClient, grpc: Option<&tonic::transport::Channel>) -> bool {
     if let Some(path) = &check.http_path {
         let scheme = if matches!(http, ProbeClient::Cleartext(_)) { "http" } else { "https" };
         let Ok(uri) = Uri::builder().scheme(scheme).authority(endpoint.authority.clone()).path_and_query(path.as_str()).build() else {

@@ -198,10 +198,7 @@ impl Gateway {
         if let Some(e) = outcome.error
             && matches!(
                 e,
-                ProxyError::UpstreamConnect
-                    | ProxyError::UpstreamProtocol
-                    | ProxyError::UpstreamTimeout
-                    | ProxyError::UpstreamTls
+                ProxyError::UpstreamConnect | ProxyError::UpstreamProtocol | ProxyError::UpstreamTimeout | ProxyError::UpstreamTls
             )
         {
             self.metrics.upstream_errors.with_label_values(&[service_label, e.label()]).inc();
@@ -582,15 +579,15 @@ async fn send_attempt(
 }
 
 /// Whether an upstream error came from TLS (a handshake, a certificate), anywhere in its causes.
+/// io::Error needs its own step: its `source()` skips the error it wraps.
 fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if c.is::<rustls::Error>() || c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|i| i.is::<rustls::Error>()) {
-            return true;
-        }
-        cause = c.source();
+    if e.is::<rustls::Error>() {
+        return true;
     }
-    false
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        return is_tls_failure(inner);
+    }
+    e.source().is_some_and(is_tls_failure)
 }
 
 /// The status a response counts as for retrying: its HTTP status, or for a

@@ -77,7 +77,12 @@ fn cleartext_connector(settings: &UpstreamSettings, device: Option<&str>, provid
         .expect("the provider supports the default versions")
         .with_root_certificates(RootCertStore::empty())
         .with_no_client_auth();
-    HttpsConnectorBuilder::new().with_tls_config(unused).https_or_http().enable_http1().enable_http2().wrap_connector(tcp_connector(settings, device))
+    HttpsConnectorBuilder::new()
+        .with_tls_config(unused)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp_connector(settings, device))
 }
 
 /// A TLS connector for one service: ALPN offers h2 only, or h2 and http/1.1,
@@ -174,7 +179,9 @@ impl Upstreams {
             Some(device) => {
                 let clients = {
                     let mut map = self.by_device.lock().unwrap_or_else(|p| p.into_inner());
-                    map.entry(device.to_owned()).or_insert_with(|| Arc::new(Clients::new(&self.settings, Some(device), &self.provider))).clone()
+                    map.entry(device.to_owned())
+                        .or_insert_with(|| Arc::new(Clients::new(&self.settings, Some(device), &self.provider)))
+                        .clone()
                 };
                 f(&clients)
             }

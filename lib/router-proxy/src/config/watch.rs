@@ -89,7 +89,11 @@ impl Reloader {
 
 /// The directory to watch for a path: editors and Kubernetes volume updates replace files by rename.
 fn directory_of(path: &Path) -> PathBuf {
-    if path.is_dir() { path.to_owned() } else { path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from) }
+    if path.is_dir() {
+        path.to_owned()
+    } else {
+        path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from)
+    }
 }
 
 fn log_problems(report: &router_core::SnapshotReport) {

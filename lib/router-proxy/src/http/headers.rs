@@ -225,7 +225,8 @@ mod tests {
         let plain = ClientInfo::new("10.0.0.1:5555".parse().unwrap());
         set_client_identity(&mut h, &plain);
         assert!(h.get(&X_CLIENT_CERT_SUBJECT).is_none() && h.get(&X_CLIENT_CERT_SANS).is_none());
-        let id = ClientIdentity { subject: "CN=billing".into(), sans: vec!["DNS:billing.internal".into(), "URI:spiffe://x/billing".into()] };
+        let id =
+            ClientIdentity { subject: "CN=billing".into(), sans: vec!["DNS:billing.internal".into(), "URI:spiffe://x/billing".into()] };
         let verified = plain.with_tls(Some(&id));
         h.insert(X_CLIENT_CERT_SUBJECT.clone(), "CN=admin".parse().unwrap());
         set_client_identity(&mut h, &verified);

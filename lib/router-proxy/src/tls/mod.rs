@@ -161,23 +161,30 @@ impl TlsBuilder {
         };
         let roots = |cache: &mut Cache, key: &SecretKey, problems: &mut Vec<String>| {
             let content = secrets.get(key, CA_CERT).map(<[u8]>::to_vec);
-            last_good(&mut cache.roots, key, content, |pem| ca_roots(pem, CA_CERT).map(Arc::unwrap_or_clone).map_err(|e| e.to_string()), problems)
+            last_good(
+                &mut cache.roots,
+                key,
+                content,
+                |pem| ca_roots(pem, CA_CERT).map(Arc::unwrap_or_clone).map_err(|e| e.to_string()),
+                problems,
+            )
         };
 
         for port in snapshot.ingress.ports.values() {
             for listener in &port.listeners {
                 let Some(plan) = &listener.tls else { continue };
                 let mut problems = Vec::new();
-                let certs: Vec<Arc<Certificate>> = plan.certificates.iter().filter_map(|k| certificate(&mut cache, k, &mut problems)).collect();
+                let certs: Vec<Arc<Certificate>> =
+                    plan.certificates.iter().filter_map(|k| certificate(&mut cache, k, &mut problems)).collect();
                 let client_ca = match &plan.client_ca {
                     None => Ok(None),
                     Some(k) => roots(&mut cache, k, &mut problems).map(Some).ok_or(()),
                 };
                 match (SniResolver::new(certs), client_ca) {
                     (None, _) => problems.push("no usable certificate: every TLS handshake on this listener fails".to_owned()),
-                    (_, Err(())) => {
-                        problems.push("no usable client CA: every TLS handshake on this listener fails rather than admit unverified clients".to_owned())
-                    }
+                    (_, Err(())) => problems.push(
+                        "no usable client CA: every TLS handshake on this listener fails rather than admit unverified clients".to_owned(),
+                    ),
                     (Some(resolver), Ok(ca)) => match server_config(&self.session, resolver, plan.min_version, ca) {
                         Ok(config) => {
                             state.listeners.insert(listener.label.clone(), config);
@@ -263,7 +270,13 @@ impl TlsBuilder {
         state
     }
 
-    fn clients(&self, service: &ServiceTarget, config: rustls::ClientConfig, server_name: Option<ServerName<'static>>, device: Option<&str>) -> UpstreamTls {
+    fn clients(
+        &self,
+        service: &ServiceTarget,
+        config: rustls::ClientConfig,
+        server_name: Option<ServerName<'static>>,
+        device: Option<&str>,
+    ) -> UpstreamTls {
         // HTTP/2 and gRPC services must speak h2; HTTPS lets ALPN choose.
         let http2_only = matches!(service.protocol, ServiceProtocol::Http2 | ServiceProtocol::Grpc);
         let connector = tls_connector(&self.settings, device, config, server_name, http2_only);

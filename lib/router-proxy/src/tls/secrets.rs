@@ -61,7 +61,7 @@ mod tests {
         let key = SecretKey { namespace: "default".into(), name: "cert".into() };
         assert_eq!(secrets.get(&key, TLS_CERT).unwrap(), b"new");
         assert_eq!(secrets.get(&key, TLS_KEY).unwrap_err(), "Secret default/cert has no tls.key");
-        assert!(secrets.by_key[&key].get("password").is_none());
+        assert!(!secrets.by_key[&key].contains_key("password"));
         assert_eq!(secrets.get(&SecretKey { namespace: "x".into(), name: "y".into() }, CA_CERT).unwrap_err(), "Secret x/y not found");
     }
 }

@@ -102,8 +102,11 @@ mod tests {
 
     fn cert(names: &[&str]) -> Arc<Certificate> {
         let key = rcgen::KeyPair::generate().unwrap();
-        let c = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap().self_signed(&key).unwrap();
-        Arc::new(Certificate::from_pem(c.pem().as_bytes(), key.serialize_pem().as_bytes(), &rustls::crypto::ring::default_provider()).unwrap())
+        let c =
+            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap().self_signed(&key).unwrap();
+        Arc::new(
+            Certificate::from_pem(c.pem().as_bytes(), key.serialize_pem().as_bytes(), &rustls::crypto::ring::default_provider()).unwrap(),
+        )
     }
 
     #[test]

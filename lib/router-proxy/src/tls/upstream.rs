@@ -7,12 +7,7 @@
 use std::sync::Arc;
 
 use router_api::v1alpha1::TlsVersion;
-use rustls::{
-    ClientConfig, RootCertStore, SignatureScheme,
-    client::ResolvesClientCert,
-    crypto::CryptoProvider,
-    sign::CertifiedKey,
-};
+use rustls::{ClientConfig, RootCertStore, SignatureScheme, client::ResolvesClientCert, crypto::CryptoProvider, sign::CertifiedKey};
 
 use super::{material::Certificate, server::versions};
 
