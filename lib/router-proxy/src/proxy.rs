@@ -163,7 +163,11 @@ impl Gateway {
             None => HeaderValue::from_str(&trace.trace_id_hex()).expect("hex is a valid header value"),
         };
         let request_size = content_length(req.headers());
-        let host = RequestHost::of(&req);
+        // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
+        // which only routes without hostnames match.
+        let host = RequestHost::of(&req).or_else(|| {
+            (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default()))
+        });
 
         let mut outcome = Outcome::default();
         let mut response = match &host {

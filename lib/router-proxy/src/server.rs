@@ -111,7 +111,7 @@ pub async fn serve(
                                     return;
                                 }
                             };
-                            let Accepted { stream, listener, identity } = accepted;
+                            let Accepted { stream, listener, sni, identity } = accepted;
                             let (_, conn) = stream.get_ref();
                             let version = conn.protocol_version().map_or("unknown", |v| v.as_str().unwrap_or("unknown"));
                             let alpn = match conn.alpn_protocol() {
@@ -124,7 +124,7 @@ pub async fn serve(
                                 TlsPort::Internal => Entry::Internal,
                                 TlsPort::Ingress(port) => Entry::Ingress { port, tls_listener: listener },
                             };
-                            let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(identity.as_ref()));
+                            let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(sni, identity.as_ref()));
                             let metrics = gateway.metrics.clone();
                             let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();

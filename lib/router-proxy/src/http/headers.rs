@@ -79,6 +79,8 @@ pub struct ClientInfo {
     /// `http` or `https`: what X-Forwarded-Proto says.
     pub scheme: &'static str,
     pub entry: Entry,
+    /// The TLS server name the client asked for.
+    pub sni: Option<String>,
     /// The verified client certificate's subject and SANs, as header values.
     identity: Option<(HeaderValue, Option<HeaderValue>)>,
 }
@@ -97,6 +99,7 @@ impl ClientInfo {
             node,
             scheme: "http",
             entry: Entry::Internal,
+            sni: None,
             identity: None,
         }
     }
@@ -106,9 +109,10 @@ impl ClientInfo {
         self
     }
 
-    /// Marks the connection as TLS, with the client's verified identity if it presented a certificate.
-    pub fn with_tls(mut self, identity: Option<&ClientIdentity>) -> Self {
+    /// Marks the connection as TLS, with its server name and the client's verified identity if it presented a certificate.
+    pub fn with_tls(mut self, sni: Option<String>, identity: Option<&ClientIdentity>) -> Self {
         self.scheme = "https";
+        self.sni = sni;
         self.identity = identity.and_then(|id| {
             let subject = HeaderValue::from_str(&id.subject).ok()?;
             let sans = (!id.sans.is_empty()).then(|| HeaderValue::from_str(&id.sans.join(",")).ok()).flatten();
@@ -227,7 +231,7 @@ mod tests {
         assert!(h.get(&X_CLIENT_CERT_SUBJECT).is_none() && h.get(&X_CLIENT_CERT_SANS).is_none());
         let id =
             ClientIdentity { subject: "CN=billing".into(), sans: vec!["DNS:billing.internal".into(), "URI:spiffe://x/billing".into()] };
-        let verified = plain.with_tls(Some(&id));
+        let verified = plain.with_tls(None, Some(&id));
         h.insert(X_CLIENT_CERT_SUBJECT.clone(), "CN=admin".parse().unwrap());
         set_client_identity(&mut h, &verified);
         assert_eq!(h[&X_CLIENT_CERT_SUBJECT], "CN=billing");

@@ -25,6 +25,8 @@ pub struct Accepted {
     pub stream: TlsStream<TcpStream>,
     /// The listener SNI chose (ingress ports only).
     pub listener: Option<Arc<str>>,
+    /// The server name the client asked for, lower-case.
+    pub sni: Option<String>,
     /// The verified client certificate's identity, on listeners that ask for one.
     pub identity: Option<ClientIdentity>,
 }
@@ -69,7 +71,7 @@ pub async fn handshake(stream: TcpStream, port: TlsPort, cell: &SnapshotCell, ti
         let Some(config) = config else { return Err(HandshakeError::NoListener(sni)) };
         let stream = start.into_stream(config).await.map_err(HandshakeError::Tls)?;
         let identity = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(ClientIdentity::of);
-        Ok(Accepted { stream, listener, identity })
+        Ok(Accepted { stream, listener, sni, identity })
     };
     tokio::time::timeout(timeout, run).await.unwrap_or(Err(HandshakeError::Timeout(timeout)))
 }
