@@ -165,9 +165,8 @@ impl Gateway {
         let request_size = content_length(req.headers());
         // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
         // which only routes without hostnames match.
-        let host = RequestHost::of(&req).or_else(|| {
-            (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default()))
-        });
+        let host = RequestHost::of(&req)
+            .or_else(|| (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default())));
 
         let mut outcome = Outcome::default();
         let mut response = match &host {
