@@ -1,22 +1,41 @@
-//! service-discovery: walks Galactic VPCs and VPCAttachments and writes the
-//! endpoints each VPCService resolves to.
+//! service-discovery: resolves every VPCService's endpoints from Galactic
+//! VPCs and VPCAttachments (or the ServiceBinding that targets it) and writes
+//! them to the VPCService's status.
 //!
-//! Not implemented yet (issue 6): the flags below are the interface it will
-//! have; running it says so and exits non-zero rather than pretending to work.
+//! Watches keep its caches current and wake a walk on every change; a full
+//! walk also runs every `DISCOVERY_INTERVAL_SECS` whatever happens. Replicas
+//! elect a leader on a Lease: all keep warm caches, only the leader writes,
+//! and a status is written only when it changes (docs/ownership.md).
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+mod discover;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
+use k8s_openapi::{api::coordination::v1::Lease, jiff::Timestamp};
+use kube::{Api, Client, runtime::watcher};
+use router_api::{
+    galactic::{VPC, VPCAttachment},
+    v1alpha1::{ServiceBinding, VPCService},
+};
+use router_kube::{
+    admin::{self, Readiness},
+    cache::{self, Cache},
+    lease::{self, LeaseSettings},
+    metrics::KubeMetrics,
+    shutdown, status,
+};
+use tokio::sync::{Notify, watch};
 
-/// Datum Router service discovery — NOT YET IMPLEMENTED: exits with status 2.
-///
-/// Will resolve VPCService endpoints from Galactic VPCs and VPCAttachments
-/// and write them to VPCService status, with leader election across replicas.
+/// The field manager of every status write.
+const MANAGER: &str = "datum-router-discovery";
+
+/// Datum Router service discovery: writes VPCService endpoints from Galactic.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Kubeconfig to use; in-cluster configuration when unset.
-    #[arg(long, env = "KUBECONFIG")]
+    /// Kubeconfig to use; the usual inference (KUBECONFIG, ~/.kube/config, in-cluster) when unset.
+    #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Seconds between full walks of VPCs and attachments (watches react in between).
     #[arg(long, env = "DISCOVERY_INTERVAL_SECS", default_value_t = 30)]
@@ -27,13 +46,116 @@ struct Args {
     /// Admin listener for /metrics, /healthz and /readyz.
     #[arg(long, env = "ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
     admin_addr: SocketAddr,
-    /// Log filter (tracing-subscriber EnvFilter syntax).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
-    log: String,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "datum-router")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Diagnostic log format on stderr: text or json (filter with RUST_LOG).
+    #[arg(long, env = "ROUTER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
-fn main() -> ExitCode {
-    let _args = Args::parse();
-    eprintln!("service-discovery: not yet implemented (tracked as the control-plane issue); no endpoints were resolved");
-    ExitCode::from(2)
+struct Caches {
+    vpcs: Cache<VPC>,
+    attachments: Cache<VPCAttachment>,
+    services: Cache<VPCService>,
+    bindings: Cache<ServiceBinding>,
+}
+
+impl Caches {
+    fn synced(&self) -> bool {
+        self.vpcs.is_synced() && self.attachments.is_synced() && self.services.is_synced() && self.bindings.is_synced()
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    router_kube::init_logging(&args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "service-discovery failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let client = router_kube::connect(args.kubeconfig.as_deref()).await?;
+    let metrics = Arc::new(KubeMetrics::new("discovery"));
+    let ready = Arc::new(Readiness::default());
+    admin::serve(args.admin_addr, metrics.clone(), ready.clone()).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
+    let stop = shutdown::on_signal();
+
+    let changes = Arc::new(Notify::new());
+    let watch_all = || watcher::Config::default();
+    let caches = Caches {
+        vpcs: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "VPC"),
+        attachments: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "VPCAttachment"),
+        services: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "VPCService"),
+        bindings: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "ServiceBinding"),
+    };
+
+    let (leader_tx, mut leader) = watch::channel(false);
+    let settings = LeaseSettings {
+        namespace: args.lease_namespace.clone(),
+        name: "service-discovery".to_owned(),
+        identity: args.identity.clone().unwrap_or_else(router_kube::lease::default_identity),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(5),
+    };
+    let election =
+        tokio::spawn(lease::run(Api::<Lease>::namespaced(client.clone(), &args.lease_namespace), settings, leader_tx, stop.clone()));
+
+    let interval = Duration::from_secs(args.discovery_interval_secs.max(1));
+    let mut stopping = stop.clone();
+    loop {
+        tokio::select! {
+            () = changes.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+            _ = leader.changed() => {}
+            _ = stopping.wait_for(|s| *s) => break,
+        }
+        // Let a burst of events settle into one walk.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let synced = caches.synced();
+        ready.set(synced);
+        let is_leader = *leader.borrow();
+        metrics.leader.set(i64::from(is_leader));
+        if synced && is_leader {
+            walk(&client, &caches, args.max_endpoints, &metrics).await;
+        }
+    }
+    ready.set(false);
+    let _ = election.await;
+    Ok(())
+}
+
+/// One pass over every VPCService: write the statuses that changed.
+async fn walk(client: &Client, caches: &Caches, max_endpoints: usize, metrics: &KubeMetrics) {
+    let timer = metrics.reconcile_duration.with_label_values(&["VPCService"]).start_timer();
+    let (vpcs, attachments, bindings) = (caches.vpcs.cloned(), caches.attachments.cloned(), caches.bindings.cloned());
+    let now = Timestamp::now();
+    let mut failed = false;
+    for svc in caches.services.objects() {
+        let Some(owned) = discover::desired(&svc, &attachments, &vpcs, &bindings, max_endpoints, now) else { continue };
+        let (namespace, name) = (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
+        let api: Api<VPCService> = Api::namespaced(client.clone(), &namespace);
+        match status::apply(&api, &name, MANAGER, &owned).await {
+            Ok(()) => {
+                metrics.status_writes.with_label_values(&["VPCService", "applied"]).inc();
+                tracing::info!(service = %format!("{namespace}/{name}"), endpoints = owned.endpoints.len(), ready = owned.ready_endpoints, "endpoints written");
+            }
+            Err(e) => {
+                failed = true;
+                metrics.status_writes.with_label_values(&["VPCService", "error"]).inc();
+                tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "status write failed; retried on the next walk");
+            }
+        }
+    }
+    timer.observe_duration();
+    metrics.reconciles.with_label_values(&["VPCService", if failed { "error" } else { "success" }]).inc();
 }

@@ -1,0 +1,51 @@
+//! The metrics every control-plane component exposes. Labels are kinds and
+//! results, never object names: a cluster's object count must not become
+//! the metric's cardinality.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+pub struct KubeMetrics {
+    pub registry: Registry,
+    /// Reconcile passes (a walk, or one kind's recomputation), by kind and result.
+    pub reconciles: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    /// Status patches sent, by kind and result (applied, error).
+    pub status_writes: IntCounterVec,
+    /// Watches that failed and were restarted, by kind.
+    pub watch_restarts: IntCounterVec,
+    /// 1 while this replica holds the lease.
+    pub leader: IntGauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    r.expect("static metric definition")
+}
+
+impl KubeMetrics {
+    /// Metrics named `datum_router_<component>_*`.
+    pub fn new(component: &str) -> Self {
+        let registry = Registry::new_custom(Some(format!("datum_router_{component}")), None).expect("static prefix");
+        let reconciles =
+            must(IntCounterVec::new(Opts::new("reconciles_total", "Reconcile passes, by kind and result."), &["kind", "result"]));
+        let reconcile_duration = must(HistogramVec::new(
+            HistogramOpts::new("reconcile_duration_seconds", "Time of a reconcile pass, by kind.")
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            &["kind"],
+        ));
+        let status_writes =
+            must(IntCounterVec::new(Opts::new("status_writes_total", "Status patches, by kind and result."), &["kind", "result"]));
+        let watch_restarts =
+            must(IntCounterVec::new(Opts::new("watch_restarts_total", "Watches that failed and were restarted, by kind."), &["kind"]));
+        let leader = must(IntGauge::new("leader", "1 while this replica holds the leader lease."));
+        for c in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconcile_duration.clone()),
+            Box::new(status_writes.clone()),
+            Box::new(watch_restarts.clone()),
+            Box::new(leader.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        Self { registry, reconciles, reconcile_duration, status_writes, watch_restarts, leader }
+    }
+}
