@@ -148,13 +148,18 @@ mod tests {
         s.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
 
-    /// (case, VPC ready, attachments (name, ip, ready), selector, max) → (Discovered, reason, Ready, reason, endpoints, ready endpoints)
+    /// Attachments as (name, ip, ready).
+    type Attachments = Vec<(&'static str, &'static str, bool)>;
+    /// (Discovered, reason, Ready, reason, endpoints, ready endpoints).
+    type Expected = (&'static str, &'static str, &'static str, &'static str, usize, i32);
+
+    /// (case, VPC ready, attachments, selector, max) → expected.
     #[test]
     fn desired_status_table() {
         let selector = serde_json::json!({"matchLabels": {"app": "api"}});
         let nothing = serde_json::json!({"matchLabels": {"app": "nothing"}});
         let bad = serde_json::json!({"matchExpressions": [{"key": "app", "operator": "Bogus"}]});
-        let cases: Vec<(&str, bool, Vec<(&str, &str, bool)>, serde_json::Value, usize, (&str, &str, &str, &str, usize, i32))> = vec![
+        let cases: Vec<(&str, bool, Attachments, serde_json::Value, usize, Expected)> = vec![
             (
                 "all ready",
                 true,
