@@ -18,9 +18,10 @@ use std::{
 use clap::Parser;
 use router_api::schema::SchemaValidator;
 use router_core::EndpointStore;
+use router_kube::shutdown::stopped;
 use router_proxy::{
     admin::{self, Admin, Health},
-    config::{Reloader, SnapshotCell},
+    config::{ClusterSource, Reloader, SnapshotCell},
     health::HealthChecker,
     http::headers::Entry,
     listeners::IngressListeners,
@@ -30,19 +31,21 @@ use router_proxy::{
     tls::{self, DefaultCertificate, TlsBuilder, accept::TlsPort},
     upstream::{UpstreamSettings, Upstreams},
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 
 /// Datum Router gateway: proxies HTTP/1.1, HTTP/2 and gRPC to services in Galactic VPCs.
 ///
 /// With --config it runs standalone from YAML files (the same objects you would
-/// `kubectl apply`). Without --config it would watch the Kubernetes API; that
-/// mode is not implemented yet and exits with status 2.
+/// `kubectl apply`). Without --config it watches the Kubernetes API (cluster mode).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
     /// A YAML file or a directory of YAML files (VPC, VPCAttachment, VPCService, VPCRoute, ...); reloaded on change.
     #[arg(long, env = "ROUTER_CONFIG")]
     config: Option<PathBuf>,
+    /// Cluster mode: the kubeconfig to use; the usual inference (KUBECONFIG, ~/.kube/config, in-cluster) when unset.
+    #[arg(long, conflicts_with = "config")]
+    kubeconfig: Option<PathBuf>,
     /// Data listener (HTTP/1.1 and h2c with prior knowledge).
     #[arg(long, env = "ROUTER_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -106,23 +109,9 @@ struct Args {
     demo_backends: bool,
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(&args.log_format);
-    let Some(config) = args.config.clone() else {
-        eprintln!("router-gateway: cluster mode (watching the Kubernetes API) is not implemented yet; run with --config <file-or-dir>");
-        return ExitCode::from(2);
-    };
+    router_kube::init_logging(&args.log_format);
     let workers = args
         .worker_threads
         .or_else(|| std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|v| v.parse().ok()))
@@ -149,7 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(args, config, spans.clone()));
+    let result = runtime.block_on(run(args, spans.clone()));
     drop(runtime);
     if let Some(spans) = spans {
         spans.shutdown();
@@ -163,7 +152,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn std::error::Error>> {
     let provider = tls::provider();
     let upstream_settings = UpstreamSettings {
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
@@ -179,34 +168,43 @@ async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Res
     let cell = Arc::new(SnapshotCell::default());
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let reloader = Arc::new(Reloader {
-        path: config.clone(),
-        schemas: Arc::new(SchemaValidator::for_router_kinds()?),
-        store: Arc::new(EndpointStore::default()),
-        cell: cell.clone(),
-        metrics: metrics.clone(),
-        tls: Arc::new(TlsBuilder::new(provider.clone(), upstream_settings, default_certificate)?),
-        reserved_ports: [Some(args.listen.port()), Some(args.admin_addr.port()), tls_listen.map(|a| a.port())]
-            .into_iter()
-            .flatten()
-            .collect(),
-    });
+    let store = Arc::new(EndpointStore::default());
+    let tls = Arc::new(TlsBuilder::new(provider.clone(), upstream_settings, default_certificate)?);
+    let reserved_ports: Vec<u16> =
+        [Some(args.listen.port()), Some(args.admin_addr.port()), tls_listen.map(|a| a.port())].into_iter().flatten().collect();
+    let stop = router_kube::shutdown::on_signal();
 
-    // The first load must succeed: there is no last good configuration to fall back to.
-    if !reloader.reload() {
-        return Err(format!("{}: no valid configuration to start with", config.display()).into());
-    }
-    if args.demo_backends {
-        demo::start_backends(&cell.load()).await?;
-    }
-    tokio::spawn({
-        let reloader = reloader.clone();
-        async move {
-            if let Err(e) = reloader.watch().await {
-                tracing::error!(error = %e, "cannot watch the configuration; changes will not be reloaded");
+    match &args.config {
+        Some(config) => {
+            let reloader = Arc::new(Reloader {
+                path: config.clone(),
+                schemas: Arc::new(SchemaValidator::for_router_kinds()?),
+                store,
+                cell: cell.clone(),
+                metrics: metrics.clone(),
+                tls,
+                reserved_ports,
+            });
+            // The first load must succeed: there is no last good configuration to fall back to.
+            if !reloader.reload() {
+                return Err(format!("{}: no valid configuration to start with", config.display()).into());
             }
+            if args.demo_backends {
+                demo::start_backends(&cell.load()).await?;
+            }
+            tokio::spawn(async move {
+                if let Err(e) = reloader.watch().await {
+                    tracing::error!(error = %e, "cannot watch the configuration; changes will not be reloaded");
+                }
+            });
         }
-    });
+        None => {
+            let client = router_kube::connect(args.kubeconfig.as_deref()).await?;
+            tracing::info!("cluster mode: watching the Kubernetes API; ready after the first full sync");
+            let source = ClusterSource { client, store, cell: cell.clone(), metrics: metrics.clone(), tls, reserved_ports };
+            tokio::spawn(source.run(stop.clone()));
+        }
+    }
 
     let admin_listener = TcpListener::bind(args.admin_addr).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
     let listener = TcpListener::bind(args.listen).await.map_err(|e| format!("listener {}: {e}", args.listen))?;
@@ -232,39 +230,21 @@ async fn run(args: Args, config: PathBuf, spans: Option<Arc<SpanExport>>) -> Res
         max_concurrent_streams: args.max_concurrent_streams,
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
     };
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested: not ready, draining");
-        health.start_draining();
-        let _ = stop.send(true);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            stopped(stop).await;
+            tracing::info!("not ready, draining");
+            health.start_draining();
+        }
     });
-    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let ingress = tokio::spawn(IngressListeners::new(args.ingress_bind, gateway.clone(), settings).run(stopped.clone()));
-    let internal_tls = tls_listener.map(|l| {
-        tokio::spawn(server::serve(l, ListenerKind::Tls(TlsPort::Internal), gateway.clone(), settings, until_stopped(stopped.clone())))
-    });
-    server::serve(listener, ListenerKind::Cleartext(Entry::Internal), gateway, settings, until_stopped(stopped)).await;
+    let ingress = tokio::spawn(IngressListeners::new(args.ingress_bind, gateway.clone(), settings).run(stop.clone()));
+    let internal_tls = tls_listener
+        .map(|l| tokio::spawn(server::serve(l, ListenerKind::Tls(TlsPort::Internal), gateway.clone(), settings, stopped(stop.clone()))));
+    server::serve(listener, ListenerKind::Cleartext(Entry::Internal), gateway, settings, stopped(stop)).await;
     if let Some(t) = internal_tls {
         let _ = t.await;
     }
     let _ = ingress.await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

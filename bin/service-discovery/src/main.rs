@@ -93,10 +93,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let changes = Arc::new(Notify::new());
     let watch_all = || watcher::Config::default();
     let caches = Caches {
-        vpcs: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "VPC"),
-        attachments: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "VPCAttachment"),
-        services: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "VPCService"),
-        bindings: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.clone(), "ServiceBinding"),
+        vpcs: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "VPC"),
+        attachments: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "VPCAttachment"),
+        services: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "VPCService"),
+        bindings: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "ServiceBinding"),
     };
 
     let (leader_tx, mut leader) = watch::channel(false);

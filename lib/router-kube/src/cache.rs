@@ -18,12 +18,20 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
-use crate::metrics::KubeMetrics;
+use prometheus::IntCounterVec;
+use tokio::task::JoinHandle;
 
-/// A kind's objects as last seen.
+/// A kind's objects as last seen. Dropping it stops its watch.
 pub struct Cache<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     synced: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+impl<K: Resource<DynamicType = ()> + 'static> Drop for Cache<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
@@ -43,15 +51,16 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
     }
 }
 
-/// Starts watching `api` with `config`; every change wakes `changes`.
-pub fn spawn<K>(api: Api<K>, config: watcher::Config, changes: Arc<Notify>, metrics: Arc<KubeMetrics>, kind: &'static str) -> Cache<K>
+/// Starts watching `api` with `config`; every change wakes `changes`, every
+/// watch failure counts in `restarts` (labelled `kind`).
+pub fn spawn<K>(api: Api<K>, config: watcher::Config, changes: Arc<Notify>, restarts: IntCounterVec, kind: &'static str) -> Cache<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let (synced_tx, synced) = watch::channel(false);
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             match event {
@@ -64,11 +73,11 @@ where
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
                 Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => changes.notify_one(),
                 Err(e) => {
-                    metrics.watch_restarts.with_label_values(&[kind]).inc();
+                    restarts.with_label_values(&[kind]).inc();
                     tracing::warn!(kind, error = %e, "watch failed; keeping the last state and retrying with backoff");
                 }
             }
         }
     });
-    Cache { store, synced }
+    Cache { store, synced, task }
 }

@@ -13,7 +13,7 @@ use router_api::schema::SchemaValidator;
 use router_core::EndpointStore;
 use tokio::sync::mpsc;
 
-use super::{SnapshotCell, standalone};
+use super::{SnapshotCell, log_problems, standalone};
 use crate::{telemetry::Metrics, tls::TlsBuilder};
 
 /// Everything a standalone reload needs.
@@ -93,28 +93,5 @@ fn directory_of(path: &Path) -> PathBuf {
         path.to_owned()
     } else {
         path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from)
-    }
-}
-
-fn log_problems(report: &router_core::SnapshotReport) {
-    for (route, problems) in &report.routes {
-        for p in problems {
-            tracing::warn!(%route, problem = %p, "VPCRoute");
-        }
-    }
-    for (service, problems) in &report.services {
-        for p in problems {
-            tracing::warn!(%service, problem = %p, "VPCService");
-        }
-    }
-    for (ingress, problems) in &report.ingresses {
-        for p in problems {
-            tracing::warn!(%ingress, problem = %p, "VPCIngress");
-        }
-    }
-    for (listener, r) in &report.listeners {
-        for p in &r.problems {
-            tracing::warn!(%listener, problem = %p, "listener");
-        }
     }
 }

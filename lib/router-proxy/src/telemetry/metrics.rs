@@ -32,6 +32,7 @@ pub struct Metrics {
     pub tls_handshake_errors: IntCounterVec,
     pub listeners: IntGaugeVec,
     pub listener_bind_errors: IntCounterVec,
+    pub watch_restarts: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -123,8 +124,13 @@ impl Metrics {
             Opts::new("listener_bind_errors_total", "VPCIngress ports that could not be opened, by port."),
             &["port"],
         ));
+        let watch_restarts = must(IntCounterVec::new(
+            Opts::new("watch_restarts_total", "Cluster mode: watches of the API server that failed and were restarted, by kind."),
+            &["kind"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(watch_restarts.clone()),
             Box::new(tls_handshakes.clone()),
             Box::new(tls_handshake_errors.clone()),
             Box::new(listeners.clone()),
@@ -173,6 +179,7 @@ impl Metrics {
             tls_handshake_errors,
             listeners,
             listener_bind_errors,
+            watch_restarts,
         }
     }
 

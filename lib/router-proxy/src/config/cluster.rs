@@ -1,0 +1,143 @@
+//! Cluster mode: the gateway reads the registry (the Kubernetes API) with
+//! reflectors, read-only, and builds a snapshot from it after a short
+//! debounce. It watches the kinds it serves and, one watch per name, only the
+//! Secrets its listeners and services reference. Nothing is published before
+//! every cache has its first full list, so `/readyz` means "serving the
+//! cluster's configuration"; when the API server goes away the caches keep
+//! their last state and the gateway keeps serving it.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client, runtime::watcher};
+use router_api::{
+    galactic::VPC,
+    v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService},
+};
+use router_core::{EndpointStore, Snapshot, SnapshotInput, ingress::SecretKey};
+use router_kube::cache::{self, Cache};
+use tokio::sync::{Notify, watch};
+
+use super::SnapshotCell;
+use crate::{
+    telemetry::Metrics,
+    tls::{TlsBuilder, secrets::Secrets},
+};
+
+/// How long changes settle before a rebuild.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Everything cluster mode needs.
+pub struct ClusterSource {
+    pub client: Client,
+    pub store: Arc<EndpointStore>,
+    pub cell: Arc<SnapshotCell>,
+    pub metrics: Arc<Metrics>,
+    pub tls: Arc<TlsBuilder>,
+    /// The gateway's own ports, which VPCIngress listeners may not claim.
+    pub reserved_ports: Vec<u16>,
+}
+
+struct Kinds {
+    vpcs: Cache<VPC>,
+    services: Cache<VPCService>,
+    routes: Cache<VPCRoute>,
+    ingresses: Cache<VPCIngress>,
+    egress: Cache<VPCEgress>,
+}
+
+/// The Secrets a snapshot refers to: listener certificates and CAs, service TLS material.
+fn referenced_secrets(snapshot: &Snapshot) -> BTreeSet<SecretKey> {
+    let mut out = BTreeSet::new();
+    for port in snapshot.ingress.ports.values() {
+        for tls in port.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            out.extend(tls.certificates.iter().cloned());
+            out.extend(tls.client_ca.iter().cloned());
+        }
+    }
+    for service in snapshot.services.values() {
+        if let Some(tls) = &service.tls {
+            let refs = tls.ca_certificate_ref.iter().chain(tls.client_certificate_ref.iter());
+            out.extend(refs.map(|r| SecretKey::local(&service.key.namespace, r)));
+        }
+    }
+    out
+}
+
+impl ClusterSource {
+    /// Watches and rebuilds until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let changes = Arc::new(Notify::new());
+        let restarts = self.metrics.watch_restarts.clone();
+        let all = || watcher::Config::default();
+        let kinds = Kinds {
+            vpcs: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPC"),
+            services: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCService"),
+            routes: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCRoute"),
+            ingresses: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCIngress"),
+            egress: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCEgress"),
+        };
+        let mut secrets: HashMap<SecretKey, Cache<Secret>> = HashMap::new();
+        loop {
+            tokio::select! {
+                () = changes.notified() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+            let synced = kinds.vpcs.is_synced()
+                && kinds.services.is_synced()
+                && kinds.routes.is_synced()
+                && kinds.ingresses.is_synced()
+                && kinds.egress.is_synced();
+            if !synced {
+                continue;
+            }
+            let mut snapshot = self.build(&kinds);
+            // Follow exactly the referenced Secrets: start watches for new references, drop the rest.
+            let wanted = referenced_secrets(&snapshot);
+            secrets.retain(|k, _| wanted.contains(k));
+            for key in wanted {
+                secrets.entry(key.clone()).or_insert_with(|| {
+                    let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
+                    let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+                    cache::spawn(api, config, changes.clone(), restarts.clone(), "Secret")
+                });
+            }
+            // A Secret not listed yet would look missing: wait for its first list (its watch wakes us).
+            if !secrets.values().all(Cache::is_synced) {
+                continue;
+            }
+            let mut material = Secrets::default();
+            for cache in secrets.values() {
+                for s in cache.objects() {
+                    material.insert(&s);
+                }
+            }
+            let tls = self.tls.build(&mut snapshot, &material);
+            super::log_problems(&snapshot.report);
+            self.metrics.record_snapshot(&snapshot);
+            let (routes, services) = (snapshot.route_count, snapshot.services.len());
+            let generation = self.cell.publish(snapshot, tls);
+            self.metrics.reloads.with_label_values(&["success"]).inc();
+            tracing::info!(generation, routes, services, "configuration from the cluster");
+        }
+    }
+
+    fn build(&self, kinds: &Kinds) -> Snapshot {
+        let (vpcs, services, routes) = (kinds.vpcs.cloned(), kinds.services.cloned(), kinds.routes.cloned());
+        let (ingresses, egress) = (kinds.ingresses.cloned(), kinds.egress.cloned());
+        let input = SnapshotInput {
+            services: &services,
+            routes: &routes,
+            egress: &egress,
+            vpcs: &vpcs,
+            ingresses: &ingresses,
+            reserved_ports: &self.reserved_ports,
+        };
+        Snapshot::build(input, &self.store)
+    }
+}
