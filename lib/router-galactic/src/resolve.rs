@@ -145,7 +145,8 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
     out
 }
 
-fn family_allows(family: AddressFamily, ip: IpAddr) -> bool {
+/// Whether a VPCService of `family` uses an address.
+pub fn family_allows(family: AddressFamily, ip: IpAddr) -> bool {
     match family {
         AddressFamily::DualStack => true,
         AddressFamily::IPv4 => ip.is_ipv4(),

@@ -81,3 +81,46 @@ where
     });
     Cache { store, synced, task }
 }
+
+/// Watches of individual objects by namespace/name (a `metadata.name` field
+/// selector each), for objects that are wanted by reference only — Secrets:
+/// a component sees the ones it needs and nothing else.
+pub struct ByName<K: Resource<DynamicType = ()> + 'static> {
+    client: kube::Client,
+    kind: &'static str,
+    watches: std::collections::BTreeMap<(String, String), Cache<K>>,
+}
+
+impl<K> ByName<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    pub fn new(client: kube::Client, kind: &'static str) -> Self {
+        Self { client, kind, watches: Default::default() }
+    }
+
+    /// Watches exactly `wanted`: new names start a watch, names no longer wanted stop theirs.
+    pub fn follow(&mut self, wanted: impl IntoIterator<Item = (String, String)>, changes: &Arc<Notify>, restarts: &IntCounterVec) {
+        let wanted: std::collections::BTreeSet<(String, String)> = wanted.into_iter().collect();
+        self.watches.retain(|k, _| wanted.contains(k));
+        for (namespace, name) in wanted {
+            if self.watches.contains_key(&(namespace.clone(), name.clone())) {
+                continue;
+            }
+            let api: Api<K> = Api::namespaced(self.client.clone(), &namespace);
+            let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+            let cache = spawn(api, config, changes.clone(), restarts.clone(), self.kind);
+            self.watches.insert((namespace, name), cache);
+        }
+    }
+
+    /// Whether every watch has listed once (a missing object then really is missing).
+    pub fn is_synced(&self) -> bool {
+        self.watches.values().all(Cache::is_synced)
+    }
+
+    /// The objects found.
+    pub fn cloned(&self) -> Vec<K> {
+        self.watches.values().flat_map(Cache::cloned).collect()
+    }
+}

@@ -46,6 +46,8 @@ pub mod reasons {
     pub const VPC_NOT_READY: &str = "VPCNotReady";
     pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
     pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
+    /// A VPCRoute names VPCIngresses, but no listener of theirs accepts its hostnames.
+    pub const NO_MATCHING_LISTENER: &str = "NoMatchingListenerHostname";
 }
 
 /// The three values of `metav1.ConditionStatus`.

@@ -6,11 +6,7 @@
 //! cluster's configuration"; when the API server goes away the caches keep
 //! their last state and the gateway keeps serving it.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, runtime::watcher};
@@ -19,7 +15,7 @@ use router_api::{
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService},
 };
 use router_core::{EndpointStore, Snapshot, SnapshotInput, ingress::SecretKey};
-use router_kube::cache::{self, Cache};
+use router_kube::cache::{self, ByName, Cache};
 use tokio::sync::{Notify, watch};
 
 use super::SnapshotCell;
@@ -81,7 +77,7 @@ impl ClusterSource {
             ingresses: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCIngress"),
             egress: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCEgress"),
         };
-        let mut secrets: HashMap<SecretKey, Cache<Secret>> = HashMap::new();
+        let mut secrets: ByName<Secret> = ByName::new(self.client.clone(), "Secret");
         loop {
             tokio::select! {
                 () = changes.notified() => {}
@@ -98,24 +94,14 @@ impl ClusterSource {
             }
             let mut snapshot = self.build(&kinds);
             // Follow exactly the referenced Secrets: start watches for new references, drop the rest.
-            let wanted = referenced_secrets(&snapshot);
-            secrets.retain(|k, _| wanted.contains(k));
-            for key in wanted {
-                secrets.entry(key.clone()).or_insert_with(|| {
-                    let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
-                    let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
-                    cache::spawn(api, config, changes.clone(), restarts.clone(), "Secret")
-                });
-            }
+            secrets.follow(referenced_secrets(&snapshot).into_iter().map(|k| (k.namespace, k.name)), &changes, &restarts);
             // A Secret not listed yet would look missing: wait for its first list (its watch wakes us).
-            if !secrets.values().all(Cache::is_synced) {
+            if !secrets.is_synced() {
                 continue;
             }
             let mut material = Secrets::default();
-            for cache in secrets.values() {
-                for s in cache.objects() {
-                    material.insert(&s);
-                }
+            for s in secrets.cloned() {
+                material.insert(&s);
             }
             let tls = self.tls.build(&mut snapshot, &material);
             super::log_problems(&snapshot.report);

@@ -1,0 +1,156 @@
+//! VPCService (the controller's conditions: Accepted, ResolvedRefs),
+//! VPCIngress (Accepted, ResolvedRefs, Programmed and per-listener status)
+//! and VPCEgress (Accepted, Programmed) statuses.
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
+use router_api::v1alpha1::{
+    ListenerStatus, VPCEgress, VPCEgressStatus, VPCIngress, VPCIngressStatus, VPCService, condition_types, reasons,
+};
+use router_core::{ServiceKey, Snapshot};
+
+use crate::world::{Desired, World, key, merge_conditions};
+
+fn resolved(missing: Vec<String>) -> Desired<'static> {
+    Desired {
+        type_: condition_types::RESOLVED_REFS,
+        status: missing.is_empty(),
+        reason: if missing.is_empty() { reasons::RESOLVED_REFS } else { reasons::REF_NOT_FOUND },
+        message: if missing.is_empty() { "every reference resolves".to_owned() } else { missing.join("; ") },
+    }
+}
+
+/// The controller's conditions on a VPCService, and only them: service-discovery owns the
+/// rest of the status, and applying a default `readyEndpoints` would take it over.
+pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timestamp) -> Option<Vec<Condition>> {
+    let (namespace, name) = key(&svc.metadata);
+    let mut missing = Vec::new();
+    if let Some(r) = &svc.spec.vpc_attachment_ref
+        && !world.attachments.iter().any(|a| key(&a.metadata) == (namespace.clone(), r.name.clone()))
+    {
+        missing.push(format!("VPCAttachment {namespace}/{} not found", r.name));
+    }
+    if let Some(tls) = &svc.spec.tls {
+        if let Some(r) = &tls.ca_certificate_ref {
+            missing.extend(world.secret_problem(&namespace, &r.name, &["ca.crt"]));
+        }
+        if let Some(r) = &tls.client_certificate_ref {
+            missing.extend(world.secret_problem(&namespace, &r.name, &["tls.crt", "tls.key"]));
+        }
+    }
+    let notes = snapshot.report.services.get(&ServiceKey { namespace, name }).cloned().unwrap_or_default();
+    let accepted = Desired {
+        type_: condition_types::ACCEPTED,
+        status: true,
+        reason: reasons::ACCEPTED,
+        message: if notes.is_empty() { "accepted".to_owned() } else { format!("accepted; {}", notes.join("; ")) },
+    };
+    let stored = svc.status.clone().unwrap_or_default();
+    let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved(missing)], svc.metadata.generation, now);
+    changed.then_some(conditions)
+}
+
+/// A VPCIngress: its VPC, its certificate Secrets, and what the gateways program of its listeners.
+pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timestamp) -> Option<VPCIngressStatus> {
+    let (namespace, name) = key(&ing.metadata);
+    let label = format!("{namespace}/{name}");
+    let mut missing = Vec::new();
+    if world.vpc(&namespace, &ing.spec.vpc_ref.name).is_none() {
+        missing.push(format!("VPC {namespace}/{} not found", ing.spec.vpc_ref.name));
+    }
+    for tls in ing.spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        for c in &tls.certificate_refs {
+            missing.extend(world.secret_problem(&namespace, &c.name, &["tls.crt", "tls.key"]));
+        }
+        if let Some(v) = &tls.client_validation {
+            missing.extend(world.secret_problem(&namespace, &v.ca_certificate_ref.name, &["ca.crt"]));
+        }
+    }
+    missing.dedup();
+    let vpc_found = world.vpc(&namespace, &ing.spec.vpc_ref.name).is_some();
+    let mut listeners = Vec::new();
+    let mut programmed = 0;
+    for l in &ing.spec.listeners {
+        let report = snapshot.report.listeners.get(&format!("{label}/{}", l.name)).cloned().unwrap_or_default();
+        let conflicted = report.problems.iter().any(|p| p.contains("conflict") || p.contains("used by the gateway itself"));
+        let (ok, reason) = match (report.programmed, conflicted) {
+            (true, _) => (true, reasons::PROGRAMMED),
+            (false, true) => (false, reasons::CONFLICTED),
+            (false, false) => (false, reasons::PENDING),
+        };
+        programmed += usize::from(ok);
+        let message = if report.problems.is_empty() { "programmed".to_owned() } else { report.problems.join("; ") };
+        let stored = ing
+            .status
+            .as_ref()
+            .and_then(|s| s.listeners.iter().find(|x| x.name == l.name))
+            .map(|x| x.conditions.clone())
+            .unwrap_or_default();
+        let (conditions, _) = merge_conditions(
+            &stored,
+            vec![Desired { type_: condition_types::PROGRAMMED, status: ok, reason, message }],
+            ing.metadata.generation,
+            now,
+        );
+        listeners.push(ListenerStatus {
+            name: l.name.clone(),
+            attached_routes: i32::try_from(report.attached_routes).unwrap_or(i32::MAX),
+            conditions,
+        });
+    }
+    let accepted = if vpc_found {
+        Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
+    } else {
+        Desired {
+            type_: condition_types::ACCEPTED,
+            status: false,
+            reason: reasons::REF_NOT_FOUND,
+            message: format!("VPC {namespace}/{} not found", ing.spec.vpc_ref.name),
+        }
+    };
+    let total = ing.spec.listeners.len();
+    let programmed = Desired {
+        type_: condition_types::PROGRAMMED,
+        status: programmed > 0,
+        reason: if programmed == total {
+            reasons::PROGRAMMED
+        } else if programmed > 0 {
+            reasons::CONFLICTED
+        } else {
+            reasons::PENDING
+        },
+        message: format!("{programmed} of {total} listeners programmed"),
+    };
+    let stored = ing.status.clone().unwrap_or_default();
+    let (conditions, changed) =
+        merge_conditions(&stored.conditions, vec![accepted, resolved(missing), programmed], ing.metadata.generation, now);
+    (changed || stored.listeners != listeners).then_some(VPCIngressStatus { conditions, listeners })
+}
+
+/// A VPCEgress: its VPC exists and it is the policy the gateways enforce for that VPC.
+pub fn egress(e: &VPCEgress, snapshot: &Snapshot, now: Timestamp) -> Option<VPCEgressStatus> {
+    let (namespace, name) = key(&e.metadata);
+    let problems = snapshot.report.egress.get(&format!("{namespace}/{name}")).cloned().unwrap_or_default();
+    let not_enforced = problems.iter().find(|p| p.ends_with("not enforced"));
+    let (accepted, programmed) = match not_enforced {
+        Some(p) if p.contains("not found") => (
+            Desired { type_: condition_types::ACCEPTED, status: false, reason: reasons::REF_NOT_FOUND, message: p.clone() },
+            Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::PENDING, message: "not accepted".to_owned() },
+        ),
+        Some(p) => (
+            Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() },
+            Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::CONFLICTED, message: p.clone() },
+        ),
+        None => (
+            Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() },
+            Desired {
+                type_: condition_types::PROGRAMMED,
+                status: true,
+                reason: reasons::PROGRAMMED,
+                message: if problems.is_empty() { "enforced".to_owned() } else { format!("enforced; {}", problems.join("; ")) },
+            },
+        ),
+    };
+    let stored = e.status.clone().unwrap_or_default();
+    let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, programmed], e.metadata.generation, now);
+    changed.then_some(VPCEgressStatus { conditions })
+}

@@ -1,0 +1,171 @@
+//! VPCRoute status: Accepted (the route compiles and, with ingressRefs,
+//! attaches to a listener), ResolvedRefs (every VPCService and VPCIngress it
+//! names exists), Programmed (the data plane serves it: not when every match
+//! is shadowed by a route that takes precedence, which the message names),
+//! and per-destination ready endpoint counts.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use router_api::v1alpha1::{DestinationStatus, RouteMatch, VPCRoute, VPCRouteStatus, condition_types, reasons};
+use router_core::{RouteKey, Snapshot};
+
+use crate::world::{Desired, World, key, merge_conditions};
+
+/// Identical matches on identical hostnames: the same requests.
+fn match_keys(route: &VPCRoute) -> Vec<String> {
+    let mut hosts: Vec<String> = route.spec.hostnames.iter().map(|h| h.to_ascii_lowercase()).collect();
+    hosts.sort();
+    let matches: Vec<RouteMatch> = match (&route.spec.r#match, route.spec.matches.is_empty()) {
+        (Some(m), _) => vec![m.clone()],
+        (None, false) => route.spec.matches.clone(),
+        (None, true) => vec![RouteMatch::default()],
+    };
+    matches
+        .into_iter()
+        .map(|mut m| {
+            m.methods.sort_by_key(|x| format!("{x:?}"));
+            m.headers.sort_by_key(|h| serde_json::to_string(h).unwrap_or_default());
+            m.query_params.sort_by_key(|q| serde_json::to_string(q).unwrap_or_default());
+            if m.path.is_none() && m.path_regex.is_none() && m.grpc.is_none() {
+                // No path condition and pathPrefix "/" are the same thing.
+                m.path_prefix = Some(m.path_prefix.unwrap_or_else(|| "/".to_owned()).trim_end_matches('/').to_owned());
+            }
+            format!("{}|{}", hosts.join(","), serde_json::to_string(&m).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Precedence among identical matches: the oldest route, then namespace/name (Gateway API).
+fn precedence(route: &VPCRoute) -> (i64, (String, String)) {
+    (route.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second()), key(&route.metadata))
+}
+
+/// For each route (namespace, name): the winners that shadow each of its matches (None: not shadowed).
+pub fn shadowing(routes: &[VPCRoute]) -> BTreeMap<(String, String), Vec<Option<(String, String)>>> {
+    let mut winner_of: BTreeMap<String, &VPCRoute> = BTreeMap::new();
+    for r in routes {
+        for k in match_keys(r) {
+            winner_of
+                .entry(k)
+                .and_modify(|w| {
+                    if precedence(r) < precedence(w) {
+                        *w = r
+                    }
+                })
+                .or_insert(r);
+        }
+    }
+    routes
+        .iter()
+        .map(|r| {
+            let shadowed = match_keys(r)
+                .iter()
+                .map(|k| winner_of.get(k).filter(|w| key(&w.metadata) != key(&r.metadata)).map(|w| key(&w.metadata)))
+                .collect();
+            (key(&r.metadata), shadowed)
+        })
+        .collect()
+}
+
+/// The status the controller owns on `route`, or None when it is already stored.
+pub fn desired(
+    route: &VPCRoute,
+    world: &World,
+    snapshot: &Snapshot,
+    shadows: &BTreeMap<(String, String), Vec<Option<(String, String)>>>,
+    now: Timestamp,
+) -> Option<VPCRouteStatus> {
+    let (namespace, name) = key(&route.metadata);
+    let problems = snapshot.report.routes.get(&RouteKey { namespace: namespace.clone(), name: name.clone() }).cloned().unwrap_or_default();
+
+    let mut missing = Vec::new();
+    let refs = route
+        .spec
+        .destinations
+        .iter()
+        .map(|d| &d.vpc_service_ref)
+        .chain(route.spec.filters.iter().filter_map(|f| f.mirror.as_ref()).map(|m| &m.vpc_service_ref));
+    for r in refs {
+        let ns = r.namespace_or(&namespace);
+        if world.service(ns, &r.name).is_none() {
+            missing.push(format!("VPCService {ns}/{} not found", r.name));
+        }
+    }
+    for r in &route.spec.ingress_refs {
+        if !world.ingresses.iter().any(|i| key(&i.metadata) == (namespace.clone(), r.name.clone())) {
+            missing.push(format!("VPCIngress {namespace}/{} not found", r.name));
+        }
+    }
+    let resolved = Desired {
+        type_: condition_types::RESOLVED_REFS,
+        status: missing.is_empty(),
+        reason: if missing.is_empty() { reasons::RESOLVED_REFS } else { reasons::REF_NOT_FOUND },
+        message: if missing.is_empty() { "every reference resolves".to_owned() } else { missing.join("; ") },
+    };
+
+    let invalid = problems.iter().find(|p| p.starts_with("not served:"));
+    let unattached = problems.iter().filter(|p| p.starts_with("no programmed listener") || p.starts_with("VPCIngress")).count();
+    let detached = !route.spec.ingress_refs.is_empty() && unattached >= route.spec.ingress_refs.len();
+    let accepted = match (invalid, detached) {
+        (Some(p), _) => Desired { type_: condition_types::ACCEPTED, status: false, reason: reasons::INVALID, message: p.clone() },
+        (None, true) => Desired {
+            type_: condition_types::ACCEPTED,
+            status: false,
+            reason: reasons::NO_MATCHING_LISTENER,
+            message: problems.iter().filter(|p| p.contains("VPCIngress")).cloned().collect::<Vec<_>>().join("; "),
+        },
+        (None, false) => {
+            Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
+        }
+    };
+
+    let shadowed = shadows.get(&(namespace.clone(), name.clone())).cloned().unwrap_or_default();
+    let describe = |w: &(String, String)| format!("{}/{}", w.0, w.1);
+    let programmed = if !accepted.status {
+        Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::PENDING, message: "not accepted".to_owned() }
+    } else if !shadowed.is_empty() && shadowed.iter().all(Option::is_some) {
+        let winners: Vec<String> = shadowed.iter().flatten().map(describe).collect();
+        Desired {
+            type_: condition_types::PROGRAMMED,
+            status: false,
+            reason: reasons::SHADOWED,
+            message: format!(
+                "every match is also matched by {}, which takes precedence (older, or first by namespace/name)",
+                winners.join(", ")
+            ),
+        }
+    } else {
+        let mut notes: Vec<String> = shadowed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| w.as_ref().map(|w| format!("match {i} is shadowed by VPCRoute {}", describe(w))))
+            .collect();
+        notes.extend(
+            problems.iter().filter(|p| !p.starts_with("not served:") && !p.contains("VPCIngress") && !p.contains("not found")).cloned(),
+        );
+        let message = if notes.is_empty() { "served".to_owned() } else { format!("served; {}", notes.join("; ")) };
+        Desired { type_: condition_types::PROGRAMMED, status: true, reason: reasons::PROGRAMMED, message }
+    };
+
+    let destinations: Vec<DestinationStatus> = route
+        .spec
+        .destinations
+        .iter()
+        .map(|d| {
+            let ns = d.vpc_service_ref.namespace_or(&namespace);
+            DestinationStatus {
+                name: d.vpc_service_ref.name.clone(),
+                namespace: d.vpc_service_ref.namespace.clone(),
+                weight: d.weight,
+                ready_endpoints: world
+                    .service(ns, &d.vpc_service_ref.name)
+                    .and_then(|s| s.status.as_ref())
+                    .map_or(0, |s| s.ready_endpoints),
+            }
+        })
+        .collect();
+    let stored = route.status.clone().unwrap_or_default();
+    let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved, programmed], route.metadata.generation, now);
+    (changed || stored.destinations != destinations).then_some(VPCRouteStatus { conditions, destinations })
+}
