@@ -14,6 +14,9 @@ mod objects;
 mod routes;
 mod world;
 
+#[cfg(test)]
+mod tests;
+
 use std::{fmt::Debug, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;

@@ -37,12 +37,18 @@ fn match_keys(route: &VPCRoute) -> Vec<String> {
 }
 
 /// Precedence among identical matches: the oldest route, then namespace/name (Gateway API).
-fn precedence(route: &VPCRoute) -> (i64, (String, String)) {
+fn precedence(route: &VPCRoute) -> (i64, Key) {
     (route.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second()), key(&route.metadata))
 }
 
-/// For each route (namespace, name): the winners that shadow each of its matches (None: not shadowed).
-pub fn shadowing(routes: &[VPCRoute]) -> BTreeMap<(String, String), Vec<Option<(String, String)>>> {
+/// (namespace, name) of an object.
+type Key = (String, String);
+
+/// For each route: per match, the route that shadows it (None: not shadowed).
+pub type Shadows = BTreeMap<Key, Vec<Option<Key>>>;
+
+/// Which matches of which routes are shadowed, and by whom.
+pub fn shadowing(routes: &[VPCRoute]) -> Shadows {
     let mut winner_of: BTreeMap<String, &VPCRoute> = BTreeMap::new();
     for r in routes {
         for k in match_keys(r) {
@@ -69,13 +75,7 @@ pub fn shadowing(routes: &[VPCRoute]) -> BTreeMap<(String, String), Vec<Option<(
 }
 
 /// The status the controller owns on `route`, or None when it is already stored.
-pub fn desired(
-    route: &VPCRoute,
-    world: &World,
-    snapshot: &Snapshot,
-    shadows: &BTreeMap<(String, String), Vec<Option<(String, String)>>>,
-    now: Timestamp,
-) -> Option<VPCRouteStatus> {
+pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &Shadows, now: Timestamp) -> Option<VPCRouteStatus> {
     let (namespace, name) = key(&route.metadata);
     let problems = snapshot.report.routes.get(&RouteKey { namespace: namespace.clone(), name: name.clone() }).cloned().unwrap_or_default();
 
@@ -121,7 +121,7 @@ pub fn desired(
     };
 
     let shadowed = shadows.get(&(namespace.clone(), name.clone())).cloned().unwrap_or_default();
-    let describe = |w: &(String, String)| format!("{}/{}", w.0, w.1);
+    let describe = |w: &Key| format!("{}/{}", w.0, w.1);
     let programmed = if !accepted.status {
         Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::PENDING, message: "not accepted".to_owned() }
     } else if !shadowed.is_empty() && shadowed.iter().all(Option::is_some) {
