@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod cluster;
 pub mod gateway;
 pub mod grpc;
 pub mod otlp;
