@@ -213,17 +213,64 @@ pub fn build_binaries() -> PathBuf {
 }
 
 /// Polls `check` until it returns Some, or panics with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match wait_for_opt(timeout, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// A kubeconfig whose API server refuses every connection (port 1 on loopback).
+pub fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
+    let path = dir.join("unreachable.kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: dead, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: dead, user: u}}]\ncurrent-context: c\n",
+    )
+    .expect("write kubeconfig");
+    path
+}
+
+/// Starts `binary` against an unreachable API server and checks what an
+/// operator would see: alive, not ready, every watch counted as restarting
+/// (at least `watches` series under `restarts_metric`), still running.
+pub async fn check_survives_unreachable_api(binary: &Path, args: &[&str], restarts_metric: &str, watches: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let mut all_args = vec!["--kubeconfig".to_owned(), kubeconfig.display().to_string()];
+    all_args.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut c = Component::start(binary, "component", &all_args, &[("TOKIO_WORKER_THREADS", "1".to_owned())], dir.path());
+    let http = crate::client::Client::http1();
+    let url = |p: &str| format!("http://{}{p}", c.admin);
+    let found = wait_for_opt(Duration::from_secs(20), || async {
+        let m = http.get(&url("/metrics"), &[]).await.ok()?;
+        (m.body.lines().filter(|l| l.starts_with(restarts_metric)).count() >= watches).then_some(())
+    })
+    .await;
+    assert!(found.is_some(), "every watch reports its failures; log:\n{}", c.log_text());
+    assert_eq!(http.get(&url("/healthz"), &[]).await.expect("admin answers").status, 200);
+    assert_eq!(http.get(&url("/readyz"), &[]).await.expect("admin answers").status, 503, "not ready without a first sync");
+    assert!(c.child.try_wait().expect("process state").is_none(), "still running; log:\n{}", c.log_text());
+    c.kill();
+}
+
+/// Polls `check` until it returns Some, or gives None after `timeout`.
+pub async fn wait_for_opt<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
     let deadline = Instant::now() + timeout;
-    loop {
+    while Instant::now() < deadline {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    None
 }
