@@ -18,6 +18,7 @@ where
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": { "name": name },
         "status": status,
     });
     // force: a field this component owns is its alone, even if another manager touched it by hand.
