@@ -93,6 +93,28 @@ async fn a_hanging_endpoint_costs_at_most_the_per_try_timeout() {
         assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
     }
     assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="retried",reason="timeout""#).await >= 2);
+    assert!(gw.metric_sum(r#"datum_router_timeouts_total{kind="per-try""#).await >= 2, "per-try timeouts are counted by kind");
+}
+
+#[tokio::test]
+async fn concurrent_retries_are_capped_by_max_retries() {
+    let b = start_backends(&["failing", "slow"]).await;
+    let config = [
+        service_on("svc", "svc", &[&b[0], &b[1]], "HTTP"),
+        retrying_route("    budget: {percent: 100, minPerSecond: 100}\n  circuitBreaker: {maxRetries: 1, consecutiveFailures: 100}"),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    b[0].fail_with(Some(503));
+    b[1].delay(Duration::from_millis(800));
+    let c = Client::http1();
+    // Twelve at once: about half start on the failing endpoint and want a retry, which takes 800 ms;
+    // only one of those retries may be in flight.
+    let url = gw.url("/");
+    let replies = futures::future::join_all((0..12).map(|_| c.get(&url, &[]))).await;
+    let refused = replies.iter().map(|r| r.as_ref().unwrap()).filter(|r| r.status == 503).count();
+    assert!(refused >= 2, "requests whose retry would exceed maxRetries get the upstream's 503: {refused}");
+    assert!(gw.metric_sum(r#"datum_router_retries_total{outcome="overflow""#).await >= 2);
 }
 
 #[tokio::test]

@@ -48,6 +48,7 @@ async fn a_quiet_stream_is_cut_after_the_idle_timeout() {
     let r = Client::http1().get(&gw.url("/"), &[]).await;
     assert!(r.is_err(), "the truncated stream is an error, not a clean end: {r:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "cut after {:?}", started.elapsed());
+    assert_eq!(gw.metric_sum(r#"datum_router_timeouts_total{kind="idle""#).await, 1, "counted as an idle timeout");
 }
 
 #[tokio::test]

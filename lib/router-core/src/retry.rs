@@ -22,6 +22,8 @@ use router_api::v1alpha1::{RetryOn, RetryPolicy};
 pub enum AttemptFailure {
     /// The connection could not be made: nothing reached the upstream.
     Connect,
+    /// The connection was not accepted within the connect timeout: nothing reached the upstream.
+    ConnectTimeout,
     /// The TLS handshake failed: nothing reached the upstream either.
     Tls,
     /// The connection broke after the request was (maybe) sent.
@@ -36,6 +38,7 @@ impl AttemptFailure {
     pub fn label(self) -> &'static str {
         match self {
             Self::Connect => "connect-failure",
+            Self::ConnectTimeout => "connect-timeout",
             Self::Tls => "tls-failure",
             Self::Reset => "reset",
             Self::Timeout => "timeout",
@@ -50,7 +53,9 @@ impl AttemptFailure {
 pub fn retryable(policy: &RetryPolicy, failure: AttemptFailure, idempotent: bool) -> bool {
     let safe = idempotent || policy.non_idempotent;
     match failure {
-        AttemptFailure::Connect | AttemptFailure::Tls => policy.retry_on.contains(&RetryOn::ConnectFailure),
+        AttemptFailure::Connect | AttemptFailure::ConnectTimeout | AttemptFailure::Tls => {
+            policy.retry_on.contains(&RetryOn::ConnectFailure)
+        }
         AttemptFailure::Reset => safe && policy.retry_on.contains(&RetryOn::Reset),
         AttemptFailure::Timeout => safe && policy.retry_on.contains(&RetryOn::Timeout),
         AttemptFailure::Status(s) => safe && policy.retry_on_status.contains(&i32::from(s)),

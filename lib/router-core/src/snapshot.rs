@@ -24,7 +24,7 @@ use router_api::v1alpha1::{
 
 use crate::{
     EndpointState, EndpointStore,
-    balance::{EndpointPicker, WeightedSplit},
+    balance::{DestinationLimits, EndpointPicker, WeightedSplit},
     breaker::BreakerConfig,
     conditions::Conditions,
     egress::{EgressPolicy, EgressTable},
@@ -269,30 +269,34 @@ fn compile_egress(egress: &[VPCEgress], vpcs: &[VPC], report: &mut SnapshotRepor
     EgressTable::new(policies)
 }
 
-/// A route's circuitBreaker as picker settings: the per-endpoint breaker and the per-destination request limit.
-fn limits_of(cb: Option<&CircuitBreaker>) -> (Option<BreakerConfig>, Option<u32>) {
-    let Some(cb) = cb else { return (None, None) };
+/// A route's circuitBreaker as picker settings: the per-endpoint breaker and the per-destination limits.
+fn limits_of(cb: Option<&CircuitBreaker>) -> DestinationLimits {
+    let Some(cb) = cb else { return DestinationLimits::default() };
     let default = BreakerConfig::default();
     let breaker = BreakerConfig {
         consecutive_failures: cb.consecutive_failures.and_then(|n| u32::try_from(n).ok()).unwrap_or(default.consecutive_failures),
         open_duration: cb.open_duration.map_or(default.open_duration, Into::into),
         half_open_requests: cb.half_open_requests.and_then(|n| u32::try_from(n).ok()).unwrap_or(default.half_open_requests),
     };
-    (Some(breaker), cb.max_requests.and_then(|n| u32::try_from(n).ok()))
+    DestinationLimits {
+        breaker: Some(breaker),
+        max_requests: cb.max_requests.and_then(|n| u32::try_from(n).ok()),
+        max_retries: cb.max_retries.and_then(|n| u32::try_from(n).ok()),
+    }
 }
 
 fn destination(
     namespace: &str,
     r: &router_api::v1alpha1::NamespacedObjectReference,
     lb: LoadBalancing,
-    limits: (Option<BreakerConfig>, Option<u32>),
+    limits: DestinationLimits,
     targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     problems: &mut Vec<String>,
 ) -> DestinationTarget {
     let key = ServiceKey { namespace: r.namespace_or(namespace).to_owned(), name: r.name.clone() };
     match targets.get(&key) {
         Some(service) => DestinationTarget::Resolved {
-            picker: EndpointPicker::new(lb, service.endpoints.clone()).with_limits(limits.0, limits.1),
+            picker: EndpointPicker::new(lb, service.endpoints.clone()).with_limits(limits),
             service: service.clone(),
         },
         None => {
@@ -319,7 +323,7 @@ fn compile_route(
     let weights: Vec<u32> = spec.destinations.iter().map(|d| u32::try_from(d.weight).unwrap_or(0)).collect();
     let mirror = filters.mirror.as_ref().map(|m| {
         (
-            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, (None, None), targets, problems),
+            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, DestinationLimits::default(), targets, problems),
             u32::try_from(m.percent).unwrap_or(0).min(100),
         )
     });

@@ -415,11 +415,14 @@ impl Gateway {
         }
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut attempt = 0u32;
+        // Held while a retry is in flight: counts against the destination's maxRetries.
+        let mut retry_slot = None;
         let (response, guard) = loop {
             attempt += 1;
             outcome.upstream = Some(endpoint.addr);
             let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
             if remaining == Some(Duration::ZERO) {
+                self.metrics.timeouts.with_label_values(&[&*policy.label, "request"]).inc();
                 return with_attempts(outcome.fail(ProxyError::UpstreamTimeout), attempt - 1);
             }
             let per_try = match (policy.timeouts.per_try, remaining) {
@@ -445,6 +448,16 @@ impl Gateway {
             let sent = Instant::now();
             let result = send_attempt(&upstream, req, per_try).await;
             outcome.upstream_elapsed = Some(sent.elapsed());
+            let timed_out = match result {
+                // Whichever was shorter fired: the per-try timeout, or what was left of the request deadline.
+                Err(AttemptFailure::Timeout) if policy.timeouts.per_try.is_some_and(|p| remaining.is_none_or(|r| p < r)) => Some("per-try"),
+                Err(AttemptFailure::Timeout) => Some("request"),
+                Err(AttemptFailure::ConnectTimeout) => Some("connect"),
+                _ => None,
+            };
+            if let Some(kind) = timed_out {
+                self.metrics.timeouts.with_label_values(&[&*policy.label, kind]).inc();
+            }
             let failure = match &result {
                 Ok(r) => Some(AttemptFailure::Status(effective_status(r))),
                 Err(f) => Some(*f),
@@ -470,9 +483,14 @@ impl Gateway {
             }
             let retry_wanted = failure.is_some_and(|f| retry.is_some_and(|r| retry::retryable(r, f, idempotent))) && attempt < max_attempts;
             if retry_wanted {
-                let budget_ok = policy.retry_budget.as_ref().is_none_or(|b| b.try_retry(std::time::Instant::now()));
                 let label = failure.map_or("", AttemptFailure::label);
-                if budget_ok {
+                // maxRetries first: a retry refused for concurrency should not spend budget.
+                let slot = picker.start_retry();
+                let budget_ok = slot.is_some() && policy.retry_budget.as_ref().is_none_or(|b| b.try_retry(std::time::Instant::now()));
+                if slot.is_none() {
+                    self.metrics.retries.with_label_values(&[&*policy.label, label, "overflow"]).inc();
+                } else if budget_ok {
+                    retry_slot = slot;
                     self.metrics.retries.with_label_values(&[&*policy.label, label, "retried"]).inc();
                     drop((result, guard));
                     tried.push(endpoint.addr);
@@ -492,14 +510,15 @@ impl Gateway {
                         endpoint = next.clone();
                     }
                     continue;
+                } else {
+                    self.metrics.retries.with_label_values(&[&*policy.label, label, "budget-exhausted"]).inc();
                 }
-                self.metrics.retries.with_label_values(&[&*policy.label, label, "budget-exhausted"]).inc();
             }
             match result {
                 Ok(r) => break (r, guard),
                 Err(f) => {
                     let kind = match f {
-                        AttemptFailure::Connect => ProxyError::UpstreamConnect,
+                        AttemptFailure::Connect | AttemptFailure::ConnectTimeout => ProxyError::UpstreamConnect,
                         AttemptFailure::Tls => ProxyError::UpstreamTls,
                         AttemptFailure::Timeout => ProxyError::UpstreamTimeout,
                         AttemptFailure::Reset | AttemptFailure::Status(_) => ProxyError::UpstreamProtocol,
@@ -535,8 +554,15 @@ impl Gateway {
         {
             filters::add_origin_headers(cors, origin, &mut parts.headers);
         }
-        let idle = policy.timeouts.idle.map(|d| (d, Box::pin(tokio::time::sleep(d))));
-        with_attempts(Response::from_parts(parts, GuardedBody { inner: body, idle, _guard: guard, _active: active }.boxed()), attempt)
+        let idle = policy.timeouts.idle.map(|d| IdleTimer {
+            limit: d,
+            sleep: Box::pin(tokio::time::sleep(d)),
+            fired: self.metrics.timeouts.with_label_values(&[&*policy.label, "idle"]),
+        });
+        with_attempts(
+            Response::from_parts(parts, GuardedBody { inner: body, idle, _guard: guard, _active: active, _retry: retry_slot }.boxed()),
+            attempt,
+        )
     }
 }
 
@@ -573,12 +599,22 @@ async fn send_attempt(
         tracing::debug!(error = %e, "upstream attempt failed");
         if is_tls_failure(&e) {
             AttemptFailure::Tls
+        } else if e.is_connect() && is_timeout(&e) {
+            AttemptFailure::ConnectTimeout
         } else if e.is_connect() {
             AttemptFailure::Connect
         } else {
             AttemptFailure::Reset
         }
     })
+}
+
+/// Whether a connect error is the connect timeout.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+        return true;
+    }
+    e.source().is_some_and(is_timeout)
 }
 
 /// Whether an upstream error came from TLS (a handshake, a certificate), anywhere in its causes.
@@ -647,10 +683,19 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         // timeouts.idle: the stream fails when no frame arrives for this long.
-        idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+        idle: Option<IdleTimer>,
         _guard: InFlightGuard,
         _active: ActiveRequest,
+        // A retry stays in flight (maxRetries) until its response is done.
+        _retry: Option<ActiveRequest>,
     }
+}
+
+/// The route's `timeouts.idle` on one response body, and the counter it bumps when it fires.
+struct IdleTimer {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    fired: prometheus::IntCounter,
 }
 
 /// The response body went quiet for longer than the route's `timeouts.idle`.
@@ -673,16 +718,17 @@ impl Body for GuardedBody {
         let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                if let Some((d, sleep)) = this.idle.as_mut() {
-                    sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.sleep.as_mut().reset(tokio::time::Instant::now() + idle.limit);
                 }
                 Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }
             Poll::Pending => {
-                if let Some((d, sleep)) = this.idle.as_mut()
-                    && sleep.as_mut().poll(cx).is_ready()
+                if let Some(idle) = this.idle.as_mut()
+                    && idle.sleep.as_mut().poll(cx).is_ready()
                 {
-                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(*d)))));
+                    idle.fired.inc();
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(idle.limit)))));
                 }
                 Poll::Pending
             }

@@ -495,6 +495,10 @@ pub struct CircuitBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_requests: Option<i32>,
+    /// Retries in flight to this destination at once; a retry beyond it is not made (Envoy's max_retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_retries: Option<i32>,
 }
 
 /// Observed state of a VPCRoute, written by router-controller.

@@ -45,6 +45,23 @@ pub fn hash_key<K: Hash + ?Sized>(key: &K) -> u64 {
     h.finish()
 }
 
+/// A destination's circuit breaking settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DestinationLimits {
+    pub breaker: Option<BreakerConfig>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+fn admit(counter: &Arc<AtomicU32>, max: Option<u32>) -> Option<ActiveRequest> {
+    let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
+    let guard = ActiveRequest(counter.clone());
+    match max {
+        Some(max) if now > max => None,
+        _ => Some(guard),
+    }
+}
+
 /// Endpoint selection for one destination of one route.
 #[derive(Debug)]
 pub struct EndpointPicker {
@@ -55,9 +72,11 @@ pub struct EndpointPicker {
     breaker: Option<BreakerConfig>,
     max_requests: Option<u32>,
     active: Arc<AtomicU32>,
+    max_retries: Option<u32>,
+    retrying: Arc<AtomicU32>,
 }
 
-/// Counts a request against the destination's `maxRequests` until dropped.
+/// Counts a request (or a retry) against a destination limit until dropped.
 #[derive(Debug)]
 pub struct ActiveRequest(Arc<AtomicU32>);
 
@@ -79,13 +98,16 @@ impl EndpointPicker {
             breaker: None,
             max_requests: None,
             active: Arc::new(AtomicU32::new(0)),
+            max_retries: None,
+            retrying: Arc::new(AtomicU32::new(0)),
         }
     }
 
-    /// Circuit breaking on this destination's endpoints, and its concurrent request limit.
-    pub fn with_limits(mut self, breaker: Option<BreakerConfig>, max_requests: Option<u32>) -> Self {
-        self.breaker = breaker;
-        self.max_requests = max_requests;
+    /// Circuit breaking on this destination's endpoints, and its concurrent request and retry limits.
+    pub fn with_limits(mut self, limits: DestinationLimits) -> Self {
+        self.breaker = limits.breaker;
+        self.max_requests = limits.max_requests;
+        self.max_retries = limits.max_retries;
         self
     }
 
@@ -95,12 +117,12 @@ impl EndpointPicker {
 
     /// Admits one more request under `maxRequests`, or None when the destination is full.
     pub fn start_request(&self) -> Option<ActiveRequest> {
-        let now = self.active.fetch_add(1, Ordering::AcqRel) + 1;
-        let guard = ActiveRequest(self.active.clone());
-        match self.max_requests {
-            Some(max) if now > max => None,
-            _ => Some(guard),
-        }
+        admit(&self.active, self.max_requests)
+    }
+
+    /// Admits one more retry under `maxRetries`, or None when that many retries are in flight.
+    pub fn start_retry(&self) -> Option<ActiveRequest> {
+        admit(&self.retrying, self.max_retries)
     }
 
     /// Whether ejecting one more endpoint keeps the ejected share within the cap.
@@ -181,6 +203,26 @@ mod tests {
             *c.entry(picker.pick(&ctx(i)).unwrap().addr.port()).or_default() += 1;
         }
         c
+    }
+
+    #[test]
+    fn request_and_retry_limits_admit_up_to_the_cap_and_free_on_drop() {
+        let p = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(2)).with_limits(DestinationLimits {
+            max_requests: Some(2),
+            max_retries: Some(1),
+            ..Default::default()
+        });
+        let (a, b) = (p.start_request().unwrap(), p.start_request().unwrap());
+        assert!(p.start_request().is_none(), "a third request exceeds maxRequests");
+        drop(a);
+        assert!(p.start_request().is_some(), "a finished request frees its place");
+        let retry = p.start_retry().unwrap();
+        assert!(p.start_retry().is_none(), "one retry in flight at a time");
+        drop((retry, b));
+        assert!(p.start_retry().is_some());
+        let unlimited = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(1));
+        let held: Vec<_> = (0..100).map(|_| unlimited.start_retry().unwrap()).collect();
+        assert_eq!(held.len(), 100, "no limit without maxRetries");
     }
 
     #[test]

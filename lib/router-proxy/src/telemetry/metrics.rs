@@ -33,6 +33,7 @@ pub struct Metrics {
     pub listeners: IntGaugeVec,
     pub listener_bind_errors: IntCounterVec,
     pub watch_restarts: IntCounterVec,
+    pub timeouts: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -128,8 +129,16 @@ impl Metrics {
             Opts::new("watch_restarts_total", "Cluster mode: watches of the API server that failed and were restarted, by kind."),
             &["kind"],
         ));
+        let timeouts = must(IntCounterVec::new(
+            Opts::new(
+                "timeouts_total",
+                "Timeouts, by route and kind: connect (the endpoint did not accept in time), per-try, request (the deadline across tries), idle (a response stream went quiet).",
+            ),
+            &["route", "kind"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(timeouts.clone()),
             Box::new(watch_restarts.clone()),
             Box::new(tls_handshakes.clone()),
             Box::new(tls_handshake_errors.clone()),
@@ -180,6 +189,7 @@ impl Metrics {
             listeners,
             listener_bind_errors,
             watch_restarts,
+            timeouts,
         }
     }
 
