@@ -1,6 +1,7 @@
 //! Circuit breaking through the real gateway: a failing endpoint is ejected
 //! after consecutive failures and probed back in, ejection never empties a
-//! pool, and maxRequests sheds load with a fast, labelled 503.
+//! pool, maxRequests sheds load with a fast, labelled 503, and maxConnections
+//! queues up to maxPendingRequests before shedding.
 
 use std::time::Duration;
 
@@ -86,4 +87,30 @@ async fn max_requests_sheds_excess_load_fast() {
     assert_eq!(shed.len(), 3, "two in flight, three shed");
     assert!(shed.iter().all(|r| r.header("x-datum-router-error") == Some("upstream-overflow")));
     assert_eq!(results.iter().filter(|r| r.status == 200).count(), 2);
+}
+
+#[tokio::test]
+async fn max_connections_queues_up_to_max_pending_requests_and_sheds_the_rest() {
+    let b = start_backends(&["slow"]).await;
+    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), breaker_route("maxConnections: 2, maxPendingRequests: 1")].concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    b[0].delay(Duration::from_millis(600));
+    let c = Client::http1();
+    let results = futures::future::join_all((0..6).map(|_| {
+        let (c, url) = (c.clone(), gw.url("/"));
+        async move {
+            let started = std::time::Instant::now();
+            let r = c.get(&url, &[]).await.unwrap();
+            (r, started.elapsed())
+        }
+    }))
+    .await;
+    let shed: Vec<_> = results.iter().filter(|(r, _)| r.status == 503).collect();
+    assert_eq!(shed.len(), 3, "two connections busy, one request waiting, three shed");
+    assert!(shed.iter().all(|(r, _)| r.header("x-datum-router-error") == Some("upstream-overflow")));
+    let mut served: Vec<Duration> = results.iter().filter(|(r, _)| r.status == 200).map(|(_, t)| *t).collect();
+    served.sort();
+    assert_eq!(served.len(), 3);
+    assert!(served[2] >= Duration::from_millis(1200), "the pending request waited for a connection: {served:?}");
+    assert_eq!(b[0].hits(), 3, "the backend saw only what the limits admitted");
 }

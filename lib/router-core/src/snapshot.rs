@@ -282,6 +282,8 @@ fn limits_of(cb: Option<&CircuitBreaker>) -> DestinationLimits {
         breaker: Some(breaker),
         max_requests: cb.max_requests.and_then(|n| u32::try_from(n).ok()),
         max_retries: cb.max_retries.and_then(|n| u32::try_from(n).ok()),
+        max_connections: cb.max_connections.and_then(|n| u32::try_from(n).ok()),
+        max_pending: cb.max_pending_requests.and_then(|n| u32::try_from(n).ok()),
     }
 }
 
@@ -328,10 +330,10 @@ fn compile_route(
         )
     });
     if let Some(cb) = &spec.circuit_breaker
-        && (cb.max_connections.is_some() || cb.max_pending_requests.is_some())
+        && cb.max_pending_requests.is_some()
+        && cb.max_connections.is_none()
     {
-        problems
-            .push("circuitBreaker.maxConnections and maxPendingRequests are not enforced by this gateway yet; maxRequests is".to_owned());
+        problems.push("circuitBreaker.maxPendingRequests has no effect without maxConnections: nothing waits for a connection".to_owned());
     }
     if filters.redirect.is_none() && weights.iter().all(|&w| w == 0) {
         problems.push("every destination has weight 0: matching requests are answered with 500".to_owned());

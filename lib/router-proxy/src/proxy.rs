@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use opentelemetry::KeyValue;
 use router_core::{
     RequestView,
-    balance::{ActiveRequest, PickContext, hash_key},
+    balance::{ActiveRequest, PendingOverflow, PickContext, hash_key},
     breaker::BreakerStatus,
     endpoint::InFlightGuard,
     normalize_host,
@@ -331,6 +331,19 @@ impl Gateway {
         let Some(active) = picker.start_request() else {
             return outcome.fail(ProxyError::UpstreamOverflow);
         };
+        // maxConnections: wait for a connection slot (bounded by the request timeout), or overflow.
+        let slot = match policy.timeouts.request {
+            Some(limit) => tokio::time::timeout(limit, picker.connection_slot()).await,
+            None => Ok(picker.connection_slot().await),
+        };
+        let connection = match slot {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(PendingOverflow)) => return outcome.fail(ProxyError::UpstreamOverflow),
+            Err(_) => {
+                self.metrics.timeouts.with_label_values(&[&*policy.label, "pending"]).inc();
+                return outcome.fail(ProxyError::UpstreamTimeout);
+            }
+        };
         let Some(endpoint) = picker.pick(&ctx) else {
             return outcome.fail(ProxyError::NoHealthyUpstream);
         };
@@ -533,7 +546,7 @@ impl Gateway {
         {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
-                let _guard = guard;
+                let _held = (guard, connection);
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
                     Ok((c, u)) => {
                         let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
@@ -560,7 +573,10 @@ impl Gateway {
             fired: self.metrics.timeouts.with_label_values(&[&*policy.label, "idle"]),
         });
         with_attempts(
-            Response::from_parts(parts, GuardedBody { inner: body, idle, _guard: guard, _active: active, _retry: retry_slot }.boxed()),
+            Response::from_parts(
+                parts,
+                GuardedBody { inner: body, idle, _guard: guard, _active: active, _retry: retry_slot, _connection: connection }.boxed(),
+            ),
             attempt,
         )
     }
@@ -688,6 +704,8 @@ pin_project_lite::pin_project! {
         _active: ActiveRequest,
         // A retry stays in flight (maxRetries) until its response is done.
         _retry: Option<ActiveRequest>,
+        // The destination's connection slot (maxConnections), held until the exchange is over.
+        _connection: Option<tokio::sync::OwnedSemaphorePermit>,
     }
 }
 

@@ -51,7 +51,14 @@ pub struct DestinationLimits {
     pub breaker: Option<BreakerConfig>,
     pub max_requests: Option<u32>,
     pub max_retries: Option<u32>,
+    pub max_connections: Option<u32>,
+    /// Only with max_connections: how many requests may wait for one.
+    pub max_pending: Option<u32>,
 }
+
+/// The destination is at maxConnections with maxPendingRequests already waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingOverflow;
 
 fn admit(counter: &Arc<AtomicU32>, max: Option<u32>) -> Option<ActiveRequest> {
     let now = counter.fetch_add(1, Ordering::AcqRel) + 1;
@@ -74,6 +81,9 @@ pub struct EndpointPicker {
     active: Arc<AtomicU32>,
     max_retries: Option<u32>,
     retrying: Arc<AtomicU32>,
+    connections: Option<Arc<tokio::sync::Semaphore>>,
+    max_pending: Option<u32>,
+    pending: Arc<AtomicU32>,
 }
 
 /// Counts a request (or a retry) against a destination limit until dropped.
@@ -100,6 +110,9 @@ impl EndpointPicker {
             active: Arc::new(AtomicU32::new(0)),
             max_retries: None,
             retrying: Arc::new(AtomicU32::new(0)),
+            connections: None,
+            max_pending: None,
+            pending: Arc::new(AtomicU32::new(0)),
         }
     }
 
@@ -108,7 +121,25 @@ impl EndpointPicker {
         self.breaker = limits.breaker;
         self.max_requests = limits.max_requests;
         self.max_retries = limits.max_retries;
+        self.connections = limits.max_connections.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
+        self.max_pending = limits.max_pending;
         self
+    }
+
+    /// One of the destination's `maxConnections` upstream connections for a
+    /// request's exchange (an HTTP/1.1 connection carries one exchange at a
+    /// time; on HTTP/2 this caps concurrent streams). When all are taken the
+    /// request waits, unless `maxPendingRequests` are waiting already. Ok(None):
+    /// the destination has no connection limit.
+    pub async fn connection_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, PendingOverflow> {
+        let Some(connections) = &self.connections else { return Ok(None) };
+        if let Ok(permit) = connections.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        let waiting = admit(&self.pending, self.max_pending).ok_or(PendingOverflow)?;
+        let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
+        drop(waiting);
+        Ok(Some(permit))
     }
 
     pub fn breaker(&self) -> Option<&BreakerConfig> {
@@ -223,6 +254,32 @@ mod tests {
         let unlimited = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(1));
         let held: Vec<_> = (0..100).map(|_| unlimited.start_retry().unwrap()).collect();
         assert_eq!(held.len(), 100, "no limit without maxRetries");
+    }
+
+    #[tokio::test]
+    async fn connection_slots_queue_up_to_max_pending_then_overflow() {
+        let p = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(1)).with_limits(DestinationLimits {
+            max_connections: Some(1),
+            max_pending: Some(1),
+            ..Default::default()
+        });
+        let first = p.connection_slot().await.unwrap().expect("a slot");
+        let mut waiting = Box::pin(p.connection_slot());
+        assert!(futures_poll(&mut waiting).is_none(), "the second waits");
+        assert_eq!(p.connection_slot().await.unwrap_err(), PendingOverflow, "a third finds the queue full");
+        drop(first);
+        assert!(waiting.await.unwrap().is_some(), "the waiter gets the freed slot");
+        let unlimited = EndpointPicker::new(LoadBalancing::RoundRobin, endpoints(1));
+        assert!(unlimited.connection_slot().await.unwrap().is_none(), "no limit, no slot");
+    }
+
+    /// Polls a future once.
+    fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        match std::pin::Pin::new(f).poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
     }
 
     #[test]

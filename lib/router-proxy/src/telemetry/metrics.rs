@@ -132,7 +132,7 @@ impl Metrics {
         let timeouts = must(IntCounterVec::new(
             Opts::new(
                 "timeouts_total",
-                "Timeouts, by route and kind: connect (the endpoint did not accept in time), per-try, request (the deadline across tries), idle (a response stream went quiet).",
+                "Timeouts, by route and kind: connect (the endpoint did not accept in time), per-try, request (the deadline across tries), idle (a response stream went quiet), pending (waiting for one of maxConnections).",
             ),
             &["route", "kind"],
         ));
