@@ -114,3 +114,74 @@ async fn max_connections_queues_up_to_max_pending_requests_and_sheds_the_rest() 
     assert!(served[2] >= Duration::from_millis(1200), "the pending request waited for a connection: {served:?}");
     assert_eq!(b[0].hits(), 3, "the backend saw only what the limits admitted");
 }
+
+/// An h2c gRPC endpoint that answers every call with one message and then
+/// `grpc-status` in real trailers (not a trailers-only answer).
+async fn grpc_trailers_backend(ip: std::net::IpAddr, port: u16, name: &'static str, grpc_status: &'static str) -> std::net::SocketAddr {
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let listener = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static(grpc_status));
+                    let frames = vec![
+                        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                        Ok(Frame::trailers(trailers)),
+                    ];
+                    let body = StreamBody::new(futures::stream::iter(frames));
+                    let r =
+                        http::Response::builder().header("content-type", "application/grpc").header("x-backend", name).body(body).unwrap();
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_errors_in_trailers_count_for_the_breaker() {
+    use router_tests::{
+        backend::{loopback_block, loopback_ip},
+        gateway::{attachment, service, vpc},
+    };
+    let block = loopback_block();
+    let bad = grpc_trailers_backend(loopback_ip(block, 1), 0, "bad", "14").await;
+    // The same port on another address: a VPCService has one port.
+    let good = grpc_trailers_backend(loopback_ip(block, 2), bad.port(), "good", "0").await;
+    let config = [
+        vpc("v"),
+        attachment("a-bad", "v", &[bad.ip()], true, "grpc"),
+        attachment("a-good", "v", &[good.ip()], true, "grpc"),
+        service("svc", "grpc", bad.port(), "GRPC"),
+        breaker_route("consecutiveFailures: 2, openDuration: 30s"),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let c = Client::h2c();
+    let mut backends = Vec::new();
+    for _ in 0..12 {
+        let r = c
+            .send(
+                http::Method::POST,
+                &gw.url("/pkg.Svc/Call"),
+                &[("content-type", "application/grpc"), ("te", "trailers")],
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        backends.push(r.backend().unwrap_or_default().to_owned());
+    }
+    assert!(backends[..6].contains(&"bad".to_owned()), "round robin reached the bad endpoint first: {backends:?}");
+    assert!(backends[6..].iter().all(|b| b == "good"), "UNAVAILABLE in trailers ejected the bad endpoint: {backends:?}");
+    assert!(gw.metric_sum(r#"datum_router_breaker_transitions_total{route="default/r",state="open"}"#).await >= 1);
+}

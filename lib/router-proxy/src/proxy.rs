@@ -20,12 +20,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use opentelemetry::KeyValue;
 use router_core::{
-    RequestView,
-    balance::{ActiveRequest, PendingOverflow, PickContext, hash_key},
+    EndpointState, RequestView,
+    balance::{ActiveRequest, EndpointPicker, PendingOverflow, PickContext, hash_key},
     breaker::BreakerStatus,
     endpoint::InFlightGuard,
     normalize_host,
     retry::{self, AttemptFailure},
+    route_table::RouteRule,
     snapshot::{DestinationTarget, RoutePolicy, ServiceTarget},
 };
 
@@ -475,24 +476,15 @@ impl Gateway {
                 Ok(r) => Some(AttemptFailure::Status(effective_status(r))),
                 Err(f) => Some(*f),
             };
-            if let Some(cfg) = picker.breaker() {
-                let now = std::time::Instant::now();
+            // A gRPC stream's outcome is in its trailers: the breaker hears about it when they arrive.
+            let deferred = matches!(&result, Ok(r) if is_grpc_stream(r));
+            if !deferred {
                 let failed = match failure {
                     Some(AttemptFailure::Status(s)) => s >= 500,
                     Some(_) => true,
                     None => false,
                 };
-                if let Some(state) = endpoint.breaker.record(!failed, now, cfg, picker.may_eject(now)) {
-                    self.metrics.breaker_transitions.with_label_values(&[&*policy.label, state.as_str()]).inc();
-                    let endpoint_label = endpoint.addr.to_string();
-                    for s in [BreakerStatus::Open, BreakerStatus::Closed] {
-                        self.metrics
-                            .breaker_state
-                            .with_label_values(&[&*policy.label, &endpoint_label, s.as_str()])
-                            .set(i64::from(s == state));
-                    }
-                    tracing::warn!(route = %policy.label, endpoint = %endpoint.addr, state = state.as_str(), "circuit breaker");
-                }
+                record_breaker(&self.metrics, &policy.label, picker, &endpoint, failed);
             }
             let retry_wanted = failure.is_some_and(|f| retry.is_some_and(|r| retry::retryable(r, f, idempotent))) && attempt < max_attempts;
             if retry_wanted {
@@ -557,6 +549,12 @@ impl Gateway {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
         }
+        let grpc = is_grpc_stream(&response).then(|| GrpcOutcome {
+            rule: rule.clone(),
+            destination: index,
+            endpoint: endpoint.clone(),
+            metrics: self.metrics.clone(),
+        });
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(m) = &policy.response_headers {
@@ -575,10 +573,51 @@ impl Gateway {
         with_attempts(
             Response::from_parts(
                 parts,
-                GuardedBody { inner: body, idle, _guard: guard, _active: active, _retry: retry_slot, _connection: connection }.boxed(),
+                GuardedBody { inner: body, idle, _guard: guard, _active: active, _retry: retry_slot, _connection: connection, grpc }
+                    .boxed(),
             ),
             attempt,
         )
+    }
+}
+
+/// Feeds one outcome to the endpoint's breaker (routes with circuitBreaker), with metrics and a log line on a transition.
+fn record_breaker(metrics: &Metrics, route: &str, picker: &EndpointPicker, endpoint: &EndpointState, failed: bool) {
+    let Some(cfg) = picker.breaker() else { return };
+    let now = std::time::Instant::now();
+    if let Some(state) = endpoint.breaker.record(!failed, now, cfg, picker.may_eject(now)) {
+        metrics.breaker_transitions.with_label_values(&[route, state.as_str()]).inc();
+        let endpoint_label = endpoint.addr.to_string();
+        for s in [BreakerStatus::Open, BreakerStatus::Closed] {
+            metrics.breaker_state.with_label_values(&[route, &endpoint_label, s.as_str()]).set(i64::from(s == state));
+        }
+        tracing::warn!(route, endpoint = %endpoint.addr, state = state.as_str(), "circuit breaker");
+    }
+}
+
+/// A gRPC response whose status will come in trailers (not a trailers-only answer).
+fn is_grpc_stream(r: &Response<Incoming>) -> bool {
+    !r.body().is_end_stream()
+        && !r.headers().contains_key("grpc-status")
+        && r.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Waits for a gRPC stream's trailers to tell the destination's breaker how the call went.
+struct GrpcOutcome {
+    rule: Arc<RouteRule<RoutePolicy>>,
+    destination: usize,
+    endpoint: Arc<EndpointState>,
+    metrics: Arc<Metrics>,
+}
+
+impl GrpcOutcome {
+    /// `status`: the trailers' grpc-status, None when the stream ended without one.
+    fn finish(self, status: Option<u8>) {
+        // UNAVAILABLE, INTERNAL and DEADLINE_EXCEEDED are the endpoint's failures; other codes are the application's answer.
+        let failed = status.is_none_or(|s| matches!(s, 4 | 13 | 14));
+        if let DestinationTarget::Resolved { picker, .. } = &self.rule.action.destinations[self.destination] {
+            record_breaker(&self.metrics, &self.rule.action.label, picker, &self.endpoint, failed);
+        }
     }
 }
 
@@ -706,6 +745,8 @@ pin_project_lite::pin_project! {
         _retry: Option<ActiveRequest>,
         // The destination's connection slot (maxConnections), held until the exchange is over.
         _connection: Option<tokio::sync::OwnedSemaphorePermit>,
+        // For gRPC streams: the breaker learns the outcome from the trailers.
+        grpc: Option<GrpcOutcome>,
     }
 }
 
@@ -738,6 +779,21 @@ impl Body for GuardedBody {
             Poll::Ready(frame) => {
                 if let Some(idle) = this.idle.as_mut() {
                     idle.sleep.as_mut().reset(tokio::time::Instant::now() + idle.limit);
+                }
+                match &frame {
+                    Some(Ok(f)) if f.is_trailers() => {
+                        let status = f.trailers_ref().and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok()?.parse().ok());
+                        if let Some(grpc) = this.grpc.take() {
+                            grpc.finish(status);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // Ended or broken without trailers: no status is a failure.
+                    None | Some(Err(_)) => {
+                        if let Some(grpc) = this.grpc.take() {
+                            grpc.finish(None);
+                        }
+                    }
                 }
                 Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }
