@@ -17,13 +17,12 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt::Debug, net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{fmt::Debug, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        coordination::v1::Lease,
         core::v1::{Pod, Secret, Service},
         discovery::v1::EndpointSlice,
     },
@@ -35,14 +34,12 @@ use router_api::{
     v1alpha1::{ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
 };
 use router_kube::{
-    admin::{self, Readiness},
-    cache::{self, ByName, Cache},
-    lease::{self, LeaseSettings},
+    cache::{ByName, Cache},
     metrics::KubeMetrics,
-    shutdown, status,
+    status,
+    writer::{self, Election, Writer},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::sync::{Notify, watch};
 
 use crate::world::World;
 
@@ -141,77 +138,43 @@ impl Caches {
 async fn main() -> ExitCode {
     let args = Args::parse();
     router_kube::init_logging(&args.log_format);
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "router-controller failed");
-            ExitCode::FAILURE
-        }
-    }
+    writer::exit_code("router-controller", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let client = router_kube::connect(args.kubeconfig.as_deref()).await?;
-    let metrics = Arc::new(KubeMetrics::new("controller"));
-    let ready = Arc::new(Readiness::default());
-    admin::serve(args.admin_addr, metrics.clone(), ready.clone()).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
-    let stop = shutdown::on_signal();
-
-    let changes = Arc::new(Notify::new());
-    let restarts = metrics.watch_restarts.clone();
+    let w = Writer::start(args.kubeconfig.as_deref(), "controller", args.admin_addr).await?;
     let all = || watcher::Config::default();
-    let mut caches = Caches {
-        vpcs: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "VPC"),
-        attachments: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "VPCAttachment"),
-        services: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "VPCService"),
-        routes: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "VPCRoute"),
-        bindings: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "ServiceBinding"),
-        ingresses: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "VPCIngress"),
-        egress: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "VPCEgress"),
-        kube_services: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "Service"),
-        pods: cache::spawn(Api::all(client.clone()), all(), changes.clone(), restarts.clone(), "Pod"),
-        endpoint_slices: cache::spawn(
-            Api::all(client.clone()),
-            all().labels(router_api::galactic::TENANT_ID_LABEL),
-            changes.clone(),
-            restarts.clone(),
-            "EndpointSlice",
-        ),
-        secrets: ByName::new(client.clone(), "Secret"),
-    };
-
-    let (leader_tx, mut leader) = watch::channel(false);
-    let settings = LeaseSettings {
-        namespace: args.lease_namespace.clone(),
-        name: "router-controller".to_owned(),
-        identity: args.identity.clone().unwrap_or_else(lease::default_identity),
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
+    let caches = Caches {
+        vpcs: w.watch(Api::all(w.client.clone()), all(), "VPC"),
+        attachments: w.watch(Api::all(w.client.clone()), all(), "VPCAttachment"),
+        services: w.watch(Api::all(w.client.clone()), all(), "VPCService"),
+        routes: w.watch(Api::all(w.client.clone()), all(), "VPCRoute"),
+        bindings: w.watch(Api::all(w.client.clone()), all(), "ServiceBinding"),
+        ingresses: w.watch(Api::all(w.client.clone()), all(), "VPCIngress"),
+        egress: w.watch(Api::all(w.client.clone()), all(), "VPCEgress"),
+        kube_services: w.watch(Api::all(w.client.clone()), all(), "Service"),
+        pods: w.watch(Api::all(w.client.clone()), all(), "Pod"),
+        // Only Galactic's per-pod slices: they carry the tenant-id label.
+        endpoint_slices: w.watch(Api::all(w.client.clone()), all().labels(router_api::galactic::TENANT_ID_LABEL), "EndpointSlice"),
+        secrets: ByName::new(w.client.clone(), "Secret"),
     };
     let election =
-        tokio::spawn(lease::run(Api::<Lease>::namespaced(client.clone(), &args.lease_namespace), settings, leader_tx, stop.clone()));
-
+        Election { lease_namespace: args.lease_namespace.clone(), lease_name: "router-controller", identity: args.identity.clone() };
     let resync = Duration::from_secs(args.resync_secs.max(1));
-    let mut stopping = stop.clone();
-    loop {
-        tokio::select! {
-            () = changes.notified() => {}
-            () = tokio::time::sleep(resync) => {}
-            _ = leader.changed() => {}
-            _ = stopping.wait_for(|s| *s) => break,
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        caches.secrets.follow(caches.referenced_secrets(), &changes, &restarts);
-        let synced = caches.synced() && caches.secrets.is_synced();
-        ready.set(synced);
-        let is_leader = *leader.borrow();
-        metrics.leader.set(i64::from(is_leader));
-        if synced && is_leader {
-            reconcile(&client, &caches.world(), &metrics).await;
-        }
-    }
-    ready.set(false);
-    let _ = election.await;
+    // prepare() follows the referenced Secrets (a change), pass() reads: one cell, used in turn.
+    let caches = std::cell::RefCell::new(caches);
+    let prepare = || {
+        let mut c = caches.borrow_mut();
+        let wanted = c.referenced_secrets();
+        c.secrets.follow(wanted, &w.changes, &w.metrics.watch_restarts);
+        c.synced() && c.secrets.is_synced()
+    };
+    let pass = || {
+        let world = caches.borrow().world();
+        let (client, metrics) = (&w.client, &w.metrics);
+        async move { reconcile(client, &world, metrics).await }
+    };
+    w.run(election, resync, prepare, pass).await;
     Ok(())
 }
 

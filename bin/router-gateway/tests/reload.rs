@@ -7,7 +7,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use router_tests::{
@@ -17,17 +17,6 @@ use router_tests::{
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test]
 async fn changes_apply_and_invalid_files_keep_the_last_good_config() {
@@ -39,11 +28,11 @@ async fn changes_apply_and_invalid_files_keep_the_last_good_config() {
     assert_eq!(c.get(&gw.url("/"), &[]).await.unwrap().backend(), Some("blue"));
 
     gw.write_config(&to("green"));
-    wait_for("traffic to move to green", async || c.get(&gw.url("/"), &[]).await.unwrap().backend() == Some("green")).await;
+    router_tests::eventually("traffic to move to green", async || c.get(&gw.url("/"), &[]).await.unwrap().backend() == Some("green")).await;
 
     // A port out of range fails validation: the gateway keeps routing to green and says why.
     gw.write_config(&to("blue").replace(&format!("port: {}", b[0].addr.port()), "port: 70000"));
-    wait_for("the rejection to be logged", async || gw.log().contains("configuration rejected")).await;
+    router_tests::eventually("the rejection to be logged", async || gw.log().contains("configuration rejected")).await;
     assert!(gw.log().contains("spec.port"), "the log names the field:\n{}", gw.log());
     assert_eq!(c.get(&gw.url("/"), &[]).await.unwrap().backend(), Some("green"));
     let metrics = c.get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;

@@ -3,7 +3,7 @@
 //! connection, client certificate validation, misdirected requests, listener
 //! conflicts, the internal HTTPS listener, and TLS/mTLS to upstreams.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use router_tests::{
     backend::{start_backends, start_tls_backends},
@@ -20,22 +20,6 @@ fn addr(port: u16) -> std::net::SocketAddr {
 
 async fn start(config: &str) -> GatewayProcess {
     GatewayProcess::start(BIN, config, &["--ingress-bind", "127.0.0.1"]).await
-}
-
-/// Waits until `check` holds, polling; panics with `what` after 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
@@ -184,7 +168,7 @@ async fn a_new_certificate_takes_effect_without_dropping_connections_and_a_broke
     assert_eq!(open.get("api.example.com", "/", &[]).await.unwrap().status, 200);
 
     gw.write_config(&config(&tls_secret("cert", &second)));
-    eventually("the new certificate on new handshakes", || async {
+    router_tests::eventually("the new certificate on new handshakes", || async {
         tls_connect(addr(port), TlsOptions::new("api.example.com", &pki)).await.is_ok_and(|c| c.server_cert == second.der)
     })
     .await;
@@ -193,7 +177,7 @@ async fn a_new_certificate_takes_effect_without_dropping_connections_and_a_broke
     let mut broken = second.clone();
     broken.cert_pem = first.cert_pem.clone(); // the key no longer matches the certificate
     gw.write_config(&config(&tls_secret("cert", &broken)));
-    eventually("the broken certificate reported", || async {
+    router_tests::eventually("the broken certificate reported", || async {
         config_json(&gw).await["listeners"]["default/public/https"]["problems"]
             .as_array()
             .is_some_and(|p| p.iter().any(|m| m.as_str().is_some_and(|m| m.contains("does not belong") && m.contains("still serving"))))
@@ -295,7 +279,7 @@ async fn listeners_share_a_port_by_hostname_misdirected_requests_get_421_and_con
         ),
     );
     gw.write_config(&(base.clone() + &late));
-    eventually("the conflicts reported", || async {
+    router_tests::eventually("the conflicts reported", || async {
         let c = config_json(&gw).await;
         let problems = |l: &str| c["listeners"][l]["problems"].to_string();
         problems("default/zz-late/plain").contains("protocol conflict")
@@ -309,7 +293,7 @@ async fn listeners_share_a_port_by_hostname_misdirected_requests_get_421_and_con
 
     // A removed VPCIngress closes its port.
     gw.write_config(&service_on("web", "web", &[&backends[0]], "HTTP"));
-    eventually("the port closed", || async { tokio::net::TcpStream::connect(addr(port)).await.is_err() }).await;
+    router_tests::eventually("the port closed", || async { tokio::net::TcpStream::connect(addr(port)).await.is_err() }).await;
 }
 
 #[tokio::test]
@@ -345,7 +329,7 @@ async fn router_tls_cert_and_key_serve_internal_routes_over_https_and_reload() {
         std::fs::write(&tmp, pem).unwrap();
         std::fs::rename(&tmp, path).unwrap();
     }
-    eventually("the replaced PEM files in service", || async {
+    router_tests::eventually("the replaced PEM files in service", || async {
         tls_connect(addr(port), TlsOptions::new("internal.example.com", &pki)).await.is_ok_and(|c| c.server_cert == second.der)
     })
     .await;

@@ -9,23 +9,21 @@
 
 mod discover;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use k8s_openapi::{api::coordination::v1::Lease, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client, runtime::watcher};
 use router_api::{
     galactic::{VPC, VPCAttachment},
     v1alpha1::{ServiceBinding, VPCService},
 };
 use router_kube::{
-    admin::{self, Readiness},
-    cache::{self, Cache},
-    lease::{self, LeaseSettings},
+    cache::Cache,
     metrics::KubeMetrics,
-    shutdown, status,
+    status,
+    writer::{self, Election, Writer},
 };
-use tokio::sync::{Notify, watch};
 
 /// The field manager of every status write.
 const MANAGER: &str = "datum-router-discovery";
@@ -74,63 +72,22 @@ impl Caches {
 async fn main() -> ExitCode {
     let args = Args::parse();
     router_kube::init_logging(&args.log_format);
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "service-discovery failed");
-            ExitCode::FAILURE
-        }
-    }
+    writer::exit_code("service-discovery", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let client = router_kube::connect(args.kubeconfig.as_deref()).await?;
-    let metrics = Arc::new(KubeMetrics::new("discovery"));
-    let ready = Arc::new(Readiness::default());
-    admin::serve(args.admin_addr, metrics.clone(), ready.clone()).await.map_err(|e| format!("admin listener {}: {e}", args.admin_addr))?;
-    let stop = shutdown::on_signal();
-
-    let changes = Arc::new(Notify::new());
-    let watch_all = || watcher::Config::default();
+    let w = Writer::start(args.kubeconfig.as_deref(), "discovery", args.admin_addr).await?;
+    let all = || watcher::Config::default();
     let caches = Caches {
-        vpcs: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "VPC"),
-        attachments: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "VPCAttachment"),
-        services: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "VPCService"),
-        bindings: cache::spawn(Api::all(client.clone()), watch_all(), changes.clone(), metrics.watch_restarts.clone(), "ServiceBinding"),
-    };
-
-    let (leader_tx, mut leader) = watch::channel(false);
-    let settings = LeaseSettings {
-        namespace: args.lease_namespace.clone(),
-        name: "service-discovery".to_owned(),
-        identity: args.identity.clone().unwrap_or_else(router_kube::lease::default_identity),
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(5),
+        vpcs: w.watch(Api::all(w.client.clone()), all(), "VPC"),
+        attachments: w.watch(Api::all(w.client.clone()), all(), "VPCAttachment"),
+        services: w.watch(Api::all(w.client.clone()), all(), "VPCService"),
+        bindings: w.watch(Api::all(w.client.clone()), all(), "ServiceBinding"),
     };
     let election =
-        tokio::spawn(lease::run(Api::<Lease>::namespaced(client.clone(), &args.lease_namespace), settings, leader_tx, stop.clone()));
-
+        Election { lease_namespace: args.lease_namespace.clone(), lease_name: "service-discovery", identity: args.identity.clone() };
     let interval = Duration::from_secs(args.discovery_interval_secs.max(1));
-    let mut stopping = stop.clone();
-    loop {
-        tokio::select! {
-            () = changes.notified() => {}
-            () = tokio::time::sleep(interval) => {}
-            _ = leader.changed() => {}
-            _ = stopping.wait_for(|s| *s) => break,
-        }
-        // Let a burst of events settle into one walk.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let synced = caches.synced();
-        ready.set(synced);
-        let is_leader = *leader.borrow();
-        metrics.leader.set(i64::from(is_leader));
-        if synced && is_leader {
-            walk(&client, &caches, args.max_endpoints, &metrics).await;
-        }
-    }
-    ready.set(false);
-    let _ = election.await;
+    w.run(election, interval, || caches.synced(), || walk(&w.client, &caches, args.max_endpoints, &w.metrics)).await;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! * [`status`]: server-side apply of a status, with a field manager per component.
 //! * [`admin`]: `/metrics`, `/healthz` and `/readyz` on their own port.
 //! * [`shutdown`]: SIGTERM and SIGINT as a watch channel.
+//! * [`writer`]: the election-driven loop router-controller and service-discovery run their passes in.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod lease;
 pub mod metrics;
 pub mod shutdown;
 pub mod status;
+pub mod writer;
 
 use std::path::Path;
 

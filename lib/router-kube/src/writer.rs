@@ -1,0 +1,110 @@
+//! What router-controller and service-discovery share around their own
+//! logic: a client, the admin port, SIGTERM, the Lease election, and the loop
+//! that runs a pass after every (debounced) change or interval — on every
+//! replica to keep readiness honest, writing only on the leader.
+
+use std::{fmt::Debug, future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client, Resource, runtime::watcher};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    admin::{self, Readiness},
+    cache::{self, Cache},
+    lease::{self, LeaseSettings},
+    metrics::KubeMetrics,
+    shutdown,
+};
+
+/// How long a burst of events settles before a pass.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A status writer's shared state.
+pub struct Writer {
+    pub client: Client,
+    pub metrics: Arc<KubeMetrics>,
+    /// Every cache wakes this on a change.
+    pub changes: Arc<Notify>,
+    ready: Arc<Readiness>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Where the election happens.
+pub struct Election {
+    pub lease_namespace: String,
+    pub lease_name: &'static str,
+    /// The pod name; None: host name and process id.
+    pub identity: Option<String>,
+}
+
+impl Writer {
+    /// Connects, opens the admin port and listens for SIGTERM.
+    pub async fn start(kubeconfig: Option<&Path>, component: &str, admin_addr: SocketAddr) -> Result<Self, Box<dyn std::error::Error>> {
+        let client = crate::connect(kubeconfig).await?;
+        let metrics = Arc::new(KubeMetrics::new(component));
+        let ready = Arc::new(Readiness::default());
+        admin::serve(admin_addr, metrics.clone(), ready.clone()).await.map_err(|e| format!("admin listener {admin_addr}: {e}"))?;
+        Ok(Self { client, metrics, changes: Arc::new(Notify::new()), ready, stop: shutdown::on_signal() })
+    }
+
+    /// A cache of `api` that wakes this writer's passes.
+    pub fn watch<K>(&self, api: Api<K>, config: watcher::Config, kind: &'static str) -> Cache<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        cache::spawn(api, config, self.changes.clone(), self.metrics.watch_restarts.clone(), kind)
+    }
+
+    /// Until SIGTERM: after each change (debounced), `interval`, or leadership
+    /// change, asks `prepare` whether the caches are complete (readiness), and
+    /// when they are and this replica leads, runs `pass`. Releases the lease on the way out.
+    pub async fn run<P, F, Fut>(&self, election: Election, interval: Duration, mut prepare: P, mut pass: F)
+    where
+        P: FnMut() -> bool,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (leader_tx, mut leader) = watch::channel(false);
+        let settings = LeaseSettings {
+            name: election.lease_name.to_owned(),
+            identity: election.identity.unwrap_or_else(lease::default_identity),
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+            namespace: election.lease_namespace.clone(),
+        };
+        let api = Api::<Lease>::namespaced(self.client.clone(), &election.lease_namespace);
+        let campaign = tokio::spawn(lease::run(api, settings, leader_tx, self.stop.clone()));
+        let mut stopping = self.stop.clone();
+        loop {
+            tokio::select! {
+                () = self.changes.notified() => {}
+                () = tokio::time::sleep(interval) => {}
+                _ = leader.changed() => {}
+                _ = stopping.wait_for(|s| *s) => break,
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+            let synced = prepare();
+            self.ready.set(synced);
+            let leads = *leader.borrow();
+            self.metrics.leader.set(i64::from(leads));
+            if synced && leads {
+                pass().await;
+            }
+        }
+        self.ready.set(false);
+        let _ = campaign.await;
+    }
+}
+
+/// The exit of a component's main: logs the error that ended it.
+pub fn exit_code(component: &str, result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{component} failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
