@@ -68,8 +68,8 @@ fn rbac_is_least_privilege_per_component() {
                 assert!(!writes, "{name}: the gateway never writes");
             } else if writes {
                 assert!(
-                    resources.iter().all(|r| r.ends_with("/status") || *r == "leases" || *r == "events"),
-                    "{name}: writes only status, leases and events, not {resources:?}"
+                    resources.iter().all(|r| r.ends_with("/status") || *r == "leases"),
+                    "{name}: writes only status and leases, not {resources:?}"
                 );
             }
             if resources.contains(&"leases") {
