@@ -106,17 +106,11 @@ async fn try_acquire_or_renew(api: &Api<Lease>, s: &LeaseSettings, observed: &mu
         };
     };
     let spec = lease.spec.clone().unwrap_or_default();
-    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
-    let changed = observed.as_ref().is_none_or(|o| o.holder != holder || o.renew != spec.renew_time);
-    if changed {
-        *observed = Some(Observed { holder: holder.clone(), renew: spec.renew_time.clone(), at: Instant::now() });
-    }
-    let mine = holder.as_deref() == Some(s.identity.as_str());
-    let duration = spec.lease_duration_seconds.map_or(s.lease_duration, |d| Duration::from_secs(u64::try_from(d).unwrap_or(0)));
-    let expired = holder.is_none() || observed.as_ref().is_some_and(|o| o.at.elapsed() > duration);
-    if !mine && !expired {
-        return Ok(false);
-    }
+    let mine = match step(&spec, &s.identity, observed, Instant::now(), s.lease_duration) {
+        Step::Wait => return Ok(false),
+        Step::Renew => true,
+        Step::TakeOver => false,
+    };
     let mut new = spec;
     if !mine {
         new.holder_identity = Some(s.identity.clone());
@@ -132,6 +126,33 @@ async fn try_acquire_or_renew(api: &Api<Lease>, s: &LeaseSettings, observed: &mu
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// What a candidate does with the record it just read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// It holds the lease: renew it.
+    Renew,
+    /// Nobody holds it, or the holder has not renewed for a whole lease duration: take it.
+    TakeOver,
+    /// Someone else holds it and renews it.
+    Wait,
+}
+
+/// Decides from the record and what this candidate saw of it before: a record
+/// is stale only when it has not changed for a lease duration by this
+/// replica's own clock (`now`), never by comparing timestamps across nodes.
+fn step(spec: &LeaseSpec, identity: &str, observed: &mut Option<Observed>, now: Instant, default_duration: Duration) -> Step {
+    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+    if observed.as_ref().is_none_or(|o| o.holder != holder || o.renew != spec.renew_time) {
+        *observed = Some(Observed { holder: holder.clone(), renew: spec.renew_time.clone(), at: now });
+    }
+    if holder.as_deref() == Some(identity) {
+        return Step::Renew;
+    }
+    let duration = spec.lease_duration_seconds.map_or(default_duration, |d| Duration::from_secs(u64::try_from(d).unwrap_or(0)));
+    let stale = observed.as_ref().is_some_and(|o| now.duration_since(o.at) > duration);
+    if holder.is_none() || stale { Step::TakeOver } else { Step::Wait }
 }
 
 /// Gives the lease up (holder cleared) if this replica still holds it.
@@ -153,4 +174,46 @@ pub fn default_identity() -> String {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
         format!("{host}-{}", std::process::id())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: Option<&str>, renewed_at: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: holder.map(str::to_owned),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed_at).unwrap())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_holder_renews_others_wait_until_the_record_goes_stale() {
+        let t0 = Instant::now();
+        let d = Duration::from_secs(15);
+        let mut seen = None;
+        assert_eq!(step(&spec(Some("me"), 100), "me", &mut seen, t0, d), Step::Renew);
+        let mut seen = None;
+        assert_eq!(step(&spec(Some("other"), 100), "me", &mut seen, t0, d), Step::Wait);
+        assert_eq!(step(&spec(Some("other"), 100), "me", &mut seen, t0 + Duration::from_secs(10), d), Step::Wait);
+        // The holder renews: the record changed, the clock starts again.
+        assert_eq!(step(&spec(Some("other"), 110), "me", &mut seen, t0 + Duration::from_secs(14), d), Step::Wait);
+        assert_eq!(step(&spec(Some("other"), 110), "me", &mut seen, t0 + Duration::from_secs(28), d), Step::Wait);
+        // Unchanged for longer than the lease duration by our clock: take over.
+        assert_eq!(step(&spec(Some("other"), 110), "me", &mut seen, t0 + Duration::from_secs(30), d), Step::TakeOver);
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once_and_remote_clocks_do_not_matter() {
+        let t0 = Instant::now();
+        let d = Duration::from_secs(15);
+        let mut seen = None;
+        assert_eq!(step(&spec(None, 0), "me", &mut seen, t0, d), Step::TakeOver, "released: no holder");
+        assert_eq!(step(&spec(Some(""), 0), "me", &mut seen, t0, d), Step::TakeOver, "an empty holder is none");
+        // A renewTime far in the past (a skewed clock) is not stale by itself: we have only just seen it.
+        let mut seen = None;
+        assert_eq!(step(&spec(Some("other"), 1), "me", &mut seen, t0, d), Step::Wait);
+    }
 }
