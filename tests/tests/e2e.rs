@@ -97,7 +97,10 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     .await;
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).unwrap(),
+        )
         .await
         .expect("test namespace");
 

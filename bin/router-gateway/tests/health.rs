@@ -102,3 +102,32 @@ async fn grpc_not_serving_is_unhealthy_and_all_unhealthy_still_serves() {
     let r = HealthClient::new(channel).check(HealthCheckRequest { service: "users".into() }).await.unwrap();
     assert_eq!(r.get_ref().status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_its_checks_leaves_and_comes_back() {
+    let b = start_backends(&["x1", "x2"]).await;
+    let mut config = vpc("rc-vpc");
+    for x in &b {
+        config += &attachment(&format!("rc-{}", x.name), "rc-vpc", &[x.addr.ip()], true, "rc");
+    }
+    config += &checked_service("svc", "rc", b[0].addr.port(), "HTTP", "httpPath: /health");
+    config += &route("r", "  destinations: [{vpcServiceRef: {name: svc}}]");
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let sick = b[1].addr.to_string();
+    let state = |s: &str| format!(r#"endpoint="{sick}",service="default/svc",state="{s}"}} 1"#);
+    wait_metric(&gw, &state("healthy"), Duration::from_secs(10)).await;
+
+    b[1].fail_with(Some(500));
+    let ejected = wait_metric(&gw, &state("unhealthy"), Duration::from_secs(10)).await;
+    let c = Client::http1();
+    b[1].fail_with(None);
+    let recovered = wait_metric(&gw, &state("healthy"), Duration::from_secs(10)).await;
+    // unhealthyThreshold 2 and healthyThreshold 1 at a 2 s interval (±10% jitter).
+    eprintln!("time to eject: {ejected:?}; time to recover: {recovered:?}");
+    assert!(recovered < Duration::from_secs(5), "back after one passing probe: {recovered:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(c.get(&gw.url("/"), &[]).await.unwrap().backend().unwrap_or_default().to_owned());
+    }
+    assert!(seen.contains("x2"), "traffic returns to the recovered endpoint: {seen:?}");
+}
