@@ -2,8 +2,9 @@
 //!
 //! Standalone mode (`--config`) reads VPC, VPCAttachment, VPCService,
 //! VPCRoute, VPCIngress, VPCEgress and Secret YAML from a file or directory,
-//! resolves endpoints in-process and reloads on change. Cluster mode (watching the Kubernetes API) is not built
-//! yet and says so.
+//! resolves endpoints in-process and reloads on change. Without `--config` it
+//! runs in cluster mode: it watches the Kubernetes API read-only (where
+//! service-discovery writes the endpoints) and serves what it finds.
 
 mod demo;
 
