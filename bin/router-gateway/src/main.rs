@@ -214,7 +214,7 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
         None => None,
     };
     tracing::info!(listen = %args.listen, tls_listen = ?tls_listen, admin = %args.admin_addr, "router-gateway serving");
-    tokio::spawn(HealthChecker::new(metrics.clone()).run(cell.clone()));
+    tokio::spawn(HealthChecker::new(metrics.clone(), upstream_settings, provider.clone()).run(cell.clone()));
     tokio::spawn(admin::serve(admin_listener, Arc::new(Admin { cell: cell.clone(), metrics: metrics.clone(), health: health.clone() })));
 
     let gateway = Arc::new(Gateway {

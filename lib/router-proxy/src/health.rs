@@ -1,9 +1,12 @@
 //! Active health checking: one probe loop per endpoint per gateway, whatever
 //! number of routes use it, following VPCService.healthCheck.
 //!
-//! * HTTP: `GET <httpPath>` (over TLS for services that want TLS, with their
-//!   own TLS client); a status in `expectedStatuses` (default 200–399) passes.
-//! * gRPC: `grpc.health.v1.Health/Check` for `grpcService`; SERVING passes.
+//! * HTTP: `GET <httpPath>`; a status in `expectedStatuses` (default 200–399) passes.
+//! * gRPC: `grpc.health.v1.Health/Check` for `grpcService` over HTTP/2; SERVING passes.
+//!
+//! HTTP and gRPC probes use the client the service's traffic would: its
+//! protocol, its VRF device, and over TLS its own CA, server name and client
+//! certificate (from pools of the checker's own).
 //! * TCP (the default): a connect within the timeout passes.
 //!
 //! Each loop waits a random share of its interval before the first probe and
@@ -16,26 +19,25 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{Request, Uri};
-use http_body_util::Empty;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use http::{Request, Uri, uri::Scheme};
+use http_body_util::BodyExt;
+use prost::Message;
 use rand::Rng;
-use router_api::v1alpha1::HealthCheck;
+use router_api::v1alpha1::{HealthCheck, ServiceProtocol};
 use router_core::{
     EndpointState, Snapshot,
     health::{HealthState, HealthStatus},
 };
+use rustls::crypto::CryptoProvider;
 use tokio::task::JoinHandle;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus};
 
 use crate::{
     config::SnapshotCell,
     mirror::RequestBody,
     telemetry::Metrics,
     tls::{self, TlsState},
-    upstream::UpstreamClient,
+    upstream::{UpstreamClient, UpstreamSettings, Upstreams},
 };
 
 /// What one endpoint is probed with.
@@ -46,14 +48,13 @@ struct Probe {
     tls: bool,
 }
 
-/// How HTTP probes reach an endpoint.
+/// How HTTP and gRPC probes reach an endpoint: the client the service's own
+/// traffic uses (its protocol, VRF device and, for TLS, its CA, server name
+/// and client certificate), or None when its TLS configuration is unusable.
 #[derive(Clone)]
-enum ProbeClient {
-    Cleartext(Client<HttpConnector, Empty<Bytes>>),
-    /// The service's own TLS client (its CA, server name and client certificate).
-    Tls(UpstreamClient),
-    /// The service wants TLS but has no usable TLS configuration: HTTP probes fail.
-    TlsUnavailable,
+struct ProbeClient {
+    client: Option<UpstreamClient>,
+    scheme: Scheme,
 }
 
 struct Running {
@@ -63,16 +64,16 @@ struct Running {
 
 /// Keeps one probe loop per checked endpoint in step with the snapshots.
 pub struct HealthChecker {
-    http: Client<HttpConnector, Empty<Bytes>>,
+    /// Pools of their own, so probes never queue behind traffic.
+    upstreams: Upstreams,
     metrics: Arc<Metrics>,
     running: HashMap<SocketAddr, Running>,
 }
 
 impl HealthChecker {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        Self { http: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build(connector), metrics, running: HashMap::new() }
+    pub fn new(metrics: Arc<Metrics>, settings: UpstreamSettings, provider: Arc<CryptoProvider>) -> Self {
+        let settings = UpstreamSettings { max_idle_per_endpoint: 1, ..settings };
+        Self { upstreams: Upstreams::new(settings, provider), metrics, running: HashMap::new() }
     }
 
     /// Follows `cell` until the process ends, reconciling after every publish.
@@ -93,10 +94,16 @@ impl HealthChecker {
         for svc in snapshot.services.values() {
             let Some(check) = &svc.health_check else { continue };
             let tls = tls::wants_tls(svc);
-            let client = match tls_state.upstream.get(&svc.key) {
-                _ if !tls => ProbeClient::Cleartext(self.http.clone()),
-                Some(Ok(c)) => ProbeClient::Tls(c.client.clone()),
-                _ => ProbeClient::TlsUnavailable,
+            // A gRPC check needs HTTP/2 whatever else the service speaks.
+            let protocol = if check.grpc_service.is_some() && !tls { ServiceProtocol::Grpc } else { svc.protocol };
+            let client = if !tls {
+                ProbeClient { client: Some(self.upstreams.client(protocol, svc.vrf_device.as_deref())), scheme: Scheme::HTTP }
+            } else {
+                let client = match tls_state.upstream.get(&svc.key) {
+                    Some(Ok(c)) => Some(c.client.clone()),
+                    _ => None,
+                };
+                ProbeClient { client, scheme: Scheme::HTTPS }
             };
             for ep in &svc.endpoints {
                 wanted
@@ -133,7 +140,7 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.9..1.1))
 }
 
-async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: ProbeClient, metrics: Arc<Metrics>) {
+async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, client: ProbeClient, metrics: Arc<Metrics>) {
     let check = &probe.check;
     let interval = Duration::from_secs(u64::try_from(check.interval_seconds).unwrap_or(10).max(1));
     let timeout = Duration::from_secs(u64::try_from(check.timeout_seconds).unwrap_or(2).max(1));
@@ -146,16 +153,10 @@ async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: ProbeClien
         }
     };
     gauge(endpoint.health());
-    // One lazily (re)connecting channel per loop: probes reuse its HTTP/2 connection, as HTTP probes reuse the pool.
-    let grpc = check
-        .grpc_service
-        .as_ref()
-        .and_then(|_| tonic::transport::Endpoint::from_shared(format!("http://{}", endpoint.addr)).ok())
-        .map(|e| e.connect_lazy());
     let first = interval.mul_f64(rand::rng().random_range(0.0..1.0));
     tokio::time::sleep(first).await;
     loop {
-        let passed = tokio::time::timeout(timeout, run_probe(check, &endpoint, &http, grpc.as_ref())).await.unwrap_or(false);
+        let passed = tokio::time::timeout(timeout, run_probe(check, &endpoint, &client)).await.unwrap_or(false);
         metrics.health_checks.with_label_values(&[&*probe.service, if passed { "pass" } else { "fail" }]).inc();
         if let Some(status) = state.observe(passed) {
             let from = endpoint.health();
@@ -168,34 +169,60 @@ async fn probe_loop(probe: Probe, endpoint: Arc<EndpointState>, http: ProbeClien
     }
 }
 
-async fn run_probe(check: &HealthCheck, endpoint: &EndpointState, http: &ProbeClient, grpc: Option<&tonic::transport::Channel>) -> bool {
+/// A `grpc.health.v1.Health/Check` request body: one length-prefixed, uncompressed message.
+fn grpc_health_request(service: &str) -> Bytes {
+    let message = HealthCheckRequest { service: service.to_owned() }.encode_to_vec();
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(&message);
+    Bytes::from(framed)
+}
+
+/// Whether a Health/Check answer says SERVING: grpc-status 0 (in trailers or a
+/// trailers-only head) and a HealthCheckResponse with status SERVING.
+async fn grpc_serving(response: http::Response<hyper::body::Incoming>) -> bool {
+    let head_status = response.headers().get("grpc-status").cloned();
+    let Ok(collected) = response.into_body().collect().await else { return false };
+    let status = collected.trailers().and_then(|t| t.get("grpc-status").cloned()).or(head_status);
+    if status.as_ref().map(|v| v.as_bytes()) != Some(b"0") {
+        return false;
+    }
+    let body = collected.to_bytes();
+    body.len() >= 5 && HealthCheckResponse::decode(&body[5..]).is_ok_and(|r| r.status == ServingStatus::Serving as i32)
+}
+
+async fn run_probe(check: &HealthCheck, endpoint: &EndpointState, probe: &ProbeClient) -> bool {
+    let request = |path: &str, method: http::Method| {
+        Uri::builder()
+            .scheme(probe.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(path)
+            .build()
+            .ok()
+            .map(|uri| Request::builder().method(method).uri(uri).header(http::header::USER_AGENT, "datum-router-health-check"))
+    };
     if let Some(path) = &check.http_path {
-        let scheme = if matches!(http, ProbeClient::Cleartext(_)) { "http" } else { "https" };
-        let Ok(uri) = Uri::builder().scheme(scheme).authority(endpoint.authority.clone()).path_and_query(path.as_str()).build() else {
-            return false;
-        };
-        let req = Request::get(uri).header(http::header::USER_AGENT, "datum-router-health-check");
-        let status = match http {
-            ProbeClient::Cleartext(c) => match req.body(Empty::new()) {
-                Ok(req) => c.request(req).await.map(|r| r.status()).ok(),
-                Err(_) => None,
-            },
-            ProbeClient::Tls(c) => match req.body(RequestBody::Replay(Some(Bytes::new()))) {
-                Ok(req) => c.request(req).await.map(|r| r.status()).ok(),
-                Err(_) => None,
-            },
-            ProbeClient::TlsUnavailable => None,
-        };
+        let (Some(client), Some(req)) = (&probe.client, request(path, http::Method::GET)) else { return false };
+        let Ok(req) = req.body(RequestBody::Replay(Some(Bytes::new()))) else { return false };
         let (min, max) = check.expected_statuses.map_or((200, 399), |r| (r.min, r.max));
-        return status.is_some_and(|s| (min..=max).contains(&i32::from(s.as_u16())));
+        return client.request(req).await.is_ok_and(|r| (min..=max).contains(&i32::from(r.status().as_u16())));
     }
     if let Some(service) = &check.grpc_service {
-        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-        let Some(channel) = grpc else { return false };
-        return HealthClient::new(channel.clone())
-            .check(HealthCheckRequest { service: service.clone() })
-            .await
-            .is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32);
+        let (Some(client), Some(req)) = (&probe.client, request("/grpc.health.v1.Health/Check", http::Method::POST)) else { return false };
+        let Ok(mut req) = req
+            .version(http::Version::HTTP_2)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(RequestBody::Replay(Some(grpc_health_request(service))))
+        else {
+            return false;
+        };
+        *req.version_mut() = http::Version::HTTP_2;
+        return match client.request(req).await {
+            Ok(r) => grpc_serving(r).await,
+            Err(_) => false,
+        };
     }
     tokio::net::TcpStream::connect(endpoint.addr).await.is_ok()
 }
