@@ -8,16 +8,7 @@ use router_api::v1alpha1::{
 };
 use router_core::{ServiceKey, Snapshot};
 
-use crate::world::{Desired, World, key, merge_conditions};
-
-fn resolved(missing: Vec<String>) -> Desired<'static> {
-    Desired {
-        type_: condition_types::RESOLVED_REFS,
-        status: missing.is_empty(),
-        reason: if missing.is_empty() { reasons::RESOLVED_REFS } else { reasons::REF_NOT_FOUND },
-        message: if missing.is_empty() { "every reference resolves".to_owned() } else { missing.join("; ") },
-    }
-}
+use crate::world::{Desired, RefProblem, World, key, merge_conditions, resolved};
 
 /// The controller's conditions on a VPCService, and only them: service-discovery owns the
 /// rest of the status, and applying a default `readyEndpoints` would take it over.
@@ -27,7 +18,7 @@ pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timest
     if let Some(r) = &svc.spec.vpc_attachment_ref
         && !world.attachments.iter().any(|a| key(&a.metadata) == (namespace.clone(), r.name.clone()))
     {
-        missing.push(format!("VPCAttachment {namespace}/{} not found", r.name));
+        missing.push(RefProblem::missing(format!("VPCAttachment {namespace}/{} not found", r.name)));
     }
     if let Some(tls) = &svc.spec.tls {
         if let Some(r) = &tls.ca_certificate_ref {
@@ -55,7 +46,7 @@ pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timest
     let label = format!("{namespace}/{name}");
     let mut missing = Vec::new();
     if world.vpc(&namespace, &ing.spec.vpc_ref.name).is_none() {
-        missing.push(format!("VPC {namespace}/{} not found", ing.spec.vpc_ref.name));
+        missing.push(RefProblem::missing(format!("VPC {namespace}/{} not found", ing.spec.vpc_ref.name)));
     }
     for tls in ing.spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
         for c in &tls.certificate_refs {

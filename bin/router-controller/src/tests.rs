@@ -153,8 +153,15 @@ fn service_ingress_and_egress_conditions() {
     let ingress = |name: &str, vpc: &str, listeners: Value| -> Value {
         json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCIngress", "metadata": meta(name), "spec": {"vpcRef": {"name": vpc}, "listeners": listeners}})
     };
-    world.secrets = vec![obj(json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cert"), "type": "kubernetes.io/tls",
-        "data": {"tls.crt": "Zm9v", "tls.key": "YmFy"}}))];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["api.example.com".to_owned()]).unwrap().self_signed(&key).unwrap();
+    world.secrets = vec![
+        obj(json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta("cert"), "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}})),
+        // "foo" and "bar": present, but not PEM.
+        obj(json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta("junk"), "type": "kubernetes.io/tls",
+            "data": {"tls.crt": "Zm9v", "tls.key": "YmFy"}})),
+    ];
     world.ingresses = vec![
         obj(ingress(
             "a-first",
@@ -170,6 +177,11 @@ fn service_ingress_and_egress_conditions() {
             "c-nowhere",
             "no-vpc",
             json!([{"name": "https", "port": 9443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "nocert"}]}}]),
+        )),
+        obj(ingress(
+            "d-junk",
+            "vpc",
+            json!([{"name": "https", "port": 7443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "junk"}]}}]),
         )),
     ];
     let snapshot = world.snapshot();
@@ -187,6 +199,9 @@ fn service_ingress_and_egress_conditions() {
     assert_eq!(cond(&nowhere.conditions, types::RESOLVED_REFS), ("False", reasons::REF_NOT_FOUND));
     assert_eq!(cond(&nowhere.conditions, types::PROGRAMMED), ("False", reasons::PENDING));
     assert_eq!(cond(&nowhere.listeners[0].conditions, types::PROGRAMMED), ("False", reasons::PENDING));
+    let junk = objects::ingress(&world.ingresses[3], &world, &snapshot, now()).unwrap();
+    assert_eq!(cond(&junk.conditions, types::RESOLVED_REFS), ("False", reasons::INVALID_CERTIFICATE));
+    assert!(junk.conditions.iter().any(|c| c.message.contains("Secret default/junk")), "the broken Secret is named");
 
     let egress = |name: &str, vpc: &str| -> Value {
         json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCEgress", "metadata": meta(name),

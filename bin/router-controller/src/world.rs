@@ -14,7 +14,7 @@ use k8s_openapi::{
 };
 use router_api::{
     galactic::{VPC, VPCAttachment},
-    v1alpha1::{ConditionStatus, Conditions, ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
+    v1alpha1::{ConditionStatus, Conditions, ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, condition_types, reasons},
 };
 use router_core::{EndpointStore, Snapshot, SnapshotInput};
 
@@ -67,14 +67,69 @@ impl World {
         self.secrets.iter().find(|s| key(&s.metadata) == (namespace.to_owned(), name.to_owned()))
     }
 
-    /// Whether a Secret exists with every one of `fields` in its data.
-    pub fn secret_problem(&self, namespace: &str, name: &str, fields: &[&str]) -> Option<String> {
-        let Some(secret) = self.secret(namespace, name) else { return Some(format!("Secret {namespace}/{name} not found")) };
-        let has = |f: &&str| {
-            secret.data.as_ref().is_some_and(|d| d.contains_key(*f)) || secret.string_data.as_ref().is_some_and(|d| d.contains_key(*f))
+    /// What is wrong with a referenced Secret, if anything: missing, missing
+    /// one of `fields`, or holding TLS material that does not parse (the
+    /// gateways would keep their last good copy, or have none).
+    pub fn secret_problem(&self, namespace: &str, name: &str, fields: &[&'static str]) -> Option<RefProblem> {
+        let Some(secret) = self.secret(namespace, name) else {
+            return Some(RefProblem::missing(format!("Secret {namespace}/{name} not found")));
         };
-        let missing: Vec<&str> = fields.iter().filter(|f| !has(f)).copied().collect();
-        (!missing.is_empty()).then(|| format!("Secret {namespace}/{name} has no {}", missing.join(", ")))
+        let get = |f: &str| -> Option<Vec<u8>> {
+            let from_string = secret.string_data.as_ref().and_then(|d| d.get(f)).map(|v| v.as_bytes().to_vec());
+            from_string.or_else(|| secret.data.as_ref().and_then(|d| d.get(f)).map(|v| v.0.clone()))
+        };
+        let missing: Vec<&str> = fields.iter().filter(|f| get(f).is_none()).copied().collect();
+        if !missing.is_empty() {
+            return Some(RefProblem::missing(format!("Secret {namespace}/{name} has no {}", missing.join(", "))));
+        }
+        let invalid =
+            |e: String| Some(RefProblem { reason: reasons::INVALID_CERTIFICATE, message: format!("Secret {namespace}/{name}: {e}") });
+        if fields.contains(&"tls.crt") {
+            let provider = rustls::crypto::ring::default_provider();
+            if let Err(e) = router_tls::Certificate::from_pem(&get("tls.crt")?, &get("tls.key")?, &provider) {
+                return invalid(e.to_string());
+            }
+        }
+        if fields.contains(&"ca.crt")
+            && let Err(e) = router_tls::ca_roots(&get("ca.crt")?, "ca.crt")
+        {
+            return invalid(e.to_string());
+        }
+        None
+    }
+}
+
+/// A reference that does not resolve, and why (a condition reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefProblem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl RefProblem {
+    pub fn missing(message: String) -> Self {
+        Self { reason: reasons::REF_NOT_FOUND, message }
+    }
+}
+
+/// ResolvedRefs from what did not resolve: a missing object outranks broken content.
+pub fn resolved(problems: Vec<RefProblem>) -> Desired<'static> {
+    let reason = if problems.is_empty() {
+        reasons::RESOLVED_REFS
+    } else if problems.iter().any(|p| p.reason == reasons::REF_NOT_FOUND) {
+        reasons::REF_NOT_FOUND
+    } else {
+        problems[0].reason
+    };
+    Desired {
+        type_: condition_types::RESOLVED_REFS,
+        status: problems.is_empty(),
+        reason,
+        message: if problems.is_empty() {
+            "every reference resolves".to_owned()
+        } else {
+            problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+        },
     }
 }
 

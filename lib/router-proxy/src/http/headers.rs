@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use router_api::v1alpha1::HeaderModifier;
 
-use crate::tls::material::ClientIdentity;
+use router_tls::ClientIdentity;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus the de-facto ones proxies also drop.

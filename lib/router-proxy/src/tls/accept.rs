@@ -8,8 +8,8 @@ use rustls::server::Acceptor;
 use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, server::TlsStream};
 
-use super::material::ClientIdentity;
 use crate::config::SnapshotCell;
+use router_tls::ClientIdentity;
 
 /// Which kind of TLS port a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

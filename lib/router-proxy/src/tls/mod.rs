@@ -12,7 +12,6 @@
 //! outlive reloads, so resumption survives a certificate change.
 
 pub mod accept;
-pub mod material;
 pub mod secrets;
 pub mod server;
 pub mod upstream;
@@ -25,10 +24,10 @@ use std::{
 
 use router_api::v1alpha1::ServiceProtocol;
 use router_core::{ServiceKey, Snapshot, ingress::SecretKey, snapshot::ServiceTarget};
+use router_tls::{Certificate, ca_roots};
 use rustls::{RootCertStore, ServerConfig, crypto::CryptoProvider, pki_types::ServerName};
 
 use self::{
-    material::{Certificate, ca_roots},
     secrets::{CA_CERT, Secrets, TLS_CERT, TLS_KEY},
     server::{SessionState, SniResolver, server_config},
 };

@@ -14,7 +14,7 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use super::material::Certificate;
+use router_tls::Certificate;
 
 /// Picks a listener's certificate by SNI.
 #[derive(Debug)]

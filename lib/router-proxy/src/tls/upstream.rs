@@ -9,7 +9,9 @@ use std::sync::Arc;
 use router_api::v1alpha1::TlsVersion;
 use rustls::{ClientConfig, RootCertStore, SignatureScheme, client::ResolvesClientCert, crypto::CryptoProvider, sign::CertifiedKey};
 
-use super::{material::Certificate, server::versions};
+use router_tls::Certificate;
+
+use super::server::versions;
 
 /// Presents one client certificate whatever the server asks for.
 #[derive(Debug)]

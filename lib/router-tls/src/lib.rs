@@ -1,7 +1,9 @@
-//! Certificates, keys and CA bundles from PEM, checked before they are used:
+//! TLS material: certificates, keys and CA bundles from PEM, checked before they are used:
 //! a key that does not match its certificate, an empty chain or a CA file
 //! without certificates is an error that names the problem, never a listener
-//! that fails every handshake.
+//! that fails every handshake. The gateway builds its TLS configurations from
+//! these; router-controller uses the same checks to report a broken Secret.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
