@@ -10,6 +10,7 @@
 //! the leader writes.
 
 mod binding;
+mod events;
 mod objects;
 mod routes;
 mod world;
@@ -28,7 +29,13 @@ use k8s_openapi::{
     },
     jiff::Timestamp,
 };
-use kube::{Api, Client, Resource, runtime::watcher};
+use kube::{
+    Api, Client, Resource,
+    runtime::{
+        events::{Event, EventType, Recorder, Reporter},
+        watcher,
+    },
+};
 use router_api::{
     galactic::{VPC, VPCAttachment},
     v1alpha1::{ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
@@ -169,32 +176,43 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         c.secrets.follow(wanted, &w.changes, &w.metrics.watch_restarts);
         c.synced() && c.secrets.is_synced()
     };
+    let identity = args.identity.clone().unwrap_or_else(router_kube::lease::default_identity);
+    let recorder = Recorder::new(w.client.clone(), Reporter { controller: "router-controller".to_owned(), instance: Some(identity) });
     let pass = || {
         let world = caches.borrow().world();
-        let (client, metrics) = (&w.client, &w.metrics);
-        async move { reconcile(client, &world, metrics).await }
+        let ctx = Ctx { client: &w.client, metrics: &w.metrics, recorder: &recorder };
+        async move { reconcile(&ctx, &world).await }
     };
     w.run(election, resync, prepare, pass).await;
     Ok(())
 }
 
-/// Writes one object's status if it changed; counts the outcome.
-async fn write<K>(
-    client: &Client,
-    kind: &'static str,
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    status: impl Serialize,
-    metrics: &KubeMetrics,
-) -> bool
+/// Writes one object's status; counts the outcome; tells condition changes as Events.
+async fn write<K>(ctx: &Ctx<'_>, kind: &'static str, object: &K, status: impl Serialize) -> bool
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Serialize + Debug,
 {
-    let (namespace, name) = world::key(meta);
+    let (client, metrics) = (ctx.client, ctx.metrics);
+    let (namespace, name) = world::key(object.meta());
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let desired = serde_json::to_value(&status).unwrap_or_default();
     match status::apply(&api, &name, MANAGER, status).await {
         Ok(()) => {
             metrics.status_writes.with_label_values(&[kind, "applied"]).inc();
             tracing::info!(kind, object = %format!("{namespace}/{name}"), "status written");
+            let stored = serde_json::to_value(object).ok().and_then(|o| o.pointer("/status/conditions").cloned()).unwrap_or_default();
+            for t in events::transitions(&stored, &desired["conditions"]) {
+                let event = Event {
+                    type_: if t.warning { EventType::Warning } else { EventType::Normal },
+                    reason: t.reason,
+                    note: Some(t.note),
+                    action: "Reconcile".to_owned(),
+                    secondary: None,
+                };
+                if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+                    tracing::debug!(kind, object = %format!("{namespace}/{name}"), error = %e, "event not recorded");
+                }
+            }
             true
         }
         Err(e) => {
@@ -205,8 +223,16 @@ where
     }
 }
 
+/// What a pass writes with.
+struct Ctx<'a> {
+    client: &'a Client,
+    metrics: &'a KubeMetrics,
+    recorder: &'a Recorder,
+}
+
 /// One pass: every status computed from `world`, the changed ones written.
-async fn reconcile(client: &Client, world: &World, metrics: &KubeMetrics) {
+async fn reconcile(ctx: &Ctx<'_>, world: &World) {
+    let metrics = ctx.metrics;
     let now = Timestamp::now();
     let snapshot = world.snapshot();
     let shadows = routes::shadowing(&world.routes);
@@ -216,7 +242,7 @@ async fn reconcile(client: &Client, world: &World, metrics: &KubeMetrics) {
             let mut ok = true;
             for o in $objects {
                 if let Some(s) = $desired(o) {
-                    ok &= write::<$ty>(client, $kind, &o.metadata, s, metrics).await;
+                    ok &= write::<$ty>(ctx, $kind, o, s).await;
                 }
             }
             timer.observe_duration();
