@@ -246,6 +246,9 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
          spec: {{vpcAttachmentRef: {{name: att-b}}, port: {port}, protocol: HTTP}}\n---\n\
          apiVersion: router.datum.net/v1alpha1\nkind: ServiceBinding\nmetadata: {{name: bound}}\nspec: {{serviceRef: {{name: bound}}, vpcServiceRef: {{name: bound}}}}\n"
     );
+    // Pods are refused until the namespace's default ServiceAccount exists (a race in a new namespace).
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    wait_for("the namespace's default ServiceAccount", WAIT, || async { accounts.get_opt("default").await.ok()?.map(|_| ()) }).await;
     apply_yaml(admin, &binding, Some(ns)).await.expect("binding objects");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
     pods.patch_status(
