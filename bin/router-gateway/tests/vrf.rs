@@ -24,3 +24,23 @@ async fn upstream_sockets_bind_to_the_vpc_vrf_device_when_asked() {
     assert_eq!((r.status, r.header("x-datum-router-error")), (502, Some("upstream-connect-error")));
     assert_eq!(b[0].hits(), 1, "only the unbound gateway reached the backend");
 }
+
+#[tokio::test]
+async fn tcp_health_probes_bind_to_the_vrf_device_too() {
+    use router_tests::gateway::{attachment, vpc};
+    let b = start_backends(&["probed"]).await;
+    let service = format!(
+        "apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {{name: svc, namespace: default}}\n\
+         spec: {{vpcAttachmentSelector: {{matchLabels: {{app: probed}}}}, port: {}, protocol: HTTP, \
+         healthCheck: {{tcp: {{}}, intervalSeconds: 2, timeoutSeconds: 1, unhealthyThreshold: 1}}}}\n---\n",
+        b[0].addr.port()
+    );
+    let config = [vpc("v"), attachment("a", "v", &[b[0].addr.ip()], true, "probed"), service].concat();
+    let endpoint = b[0].addr.to_string();
+    let state = |s: &str| format!(r#"endpoint="{endpoint}",service="default/svc",state="{s}"}} 1"#);
+    let plain = GatewayProcess::start(BIN, &config, &[]).await;
+    router_tests::eventually("healthy without binding", async || plain.metrics().await.contains(&state("healthy"))).await;
+    // With binding, the probe's socket goes out of a device this machine lacks: the probe fails.
+    let bound = GatewayProcess::start(BIN, &config, &["--bind-vrf"]).await;
+    router_tests::eventually("unhealthy with binding", async || bound.metrics().await.contains(&state("unhealthy"))).await;
+}

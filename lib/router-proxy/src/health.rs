@@ -55,6 +55,8 @@ struct Probe {
 struct ProbeClient {
     client: Option<UpstreamClient>,
     scheme: Scheme,
+    /// TCP probes: the VRF device to bind to, when binding is on.
+    device: Option<String>,
 }
 
 struct Running {
@@ -96,14 +98,15 @@ impl HealthChecker {
             let tls = tls::wants_tls(svc);
             // A gRPC check needs HTTP/2 whatever else the service speaks.
             let protocol = if check.grpc_service.is_some() && !tls { ServiceProtocol::Grpc } else { svc.protocol };
+            let device = svc.vrf_device.clone().filter(|_| self.upstreams.settings().bind_vrf);
             let client = if !tls {
-                ProbeClient { client: Some(self.upstreams.client(protocol, svc.vrf_device.as_deref())), scheme: Scheme::HTTP }
+                ProbeClient { client: Some(self.upstreams.client(protocol, svc.vrf_device.as_deref())), scheme: Scheme::HTTP, device }
             } else {
                 let client = match tls_state.upstream.get(&svc.key) {
                     Some(Ok(c)) => Some(c.client.clone()),
                     _ => None,
                 };
-                ProbeClient { client, scheme: Scheme::HTTPS }
+                ProbeClient { client, scheme: Scheme::HTTPS, device }
             };
             for ep in &svc.endpoints {
                 wanted
@@ -224,5 +227,14 @@ async fn run_probe(check: &HealthCheck, endpoint: &EndpointState, probe: &ProbeC
             Err(_) => false,
         };
     }
-    tokio::net::TcpStream::connect(endpoint.addr).await.is_ok()
+    tcp_connect(endpoint.addr, probe.device.as_deref()).await.is_ok()
+}
+
+/// A TCP connect, out of the VPC's VRF device when one is given (SO_BINDTODEVICE).
+async fn tcp_connect(addr: SocketAddr, device: Option<&str>) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    if let Some(device) = device {
+        socket.bind_device(Some(device.as_bytes()))?;
+    }
+    socket.connect(addr).await
 }
