@@ -131,3 +131,55 @@ async fn an_endpoint_failing_its_checks_leaves_and_comes_back() {
     }
     assert!(seen.contains("x2"), "traffic returns to the recovered endpoint: {seen:?}");
 }
+
+#[tokio::test]
+async fn under_steady_load_a_killed_endpoint_costs_nothing_with_retries_and_checks() {
+    let b = start_backends(&["s1", "s2", "s3"]).await;
+    let mut config = vpc("sl-vpc");
+    for x in &b {
+        config += &attachment(&format!("sl-{}", x.name), "sl-vpc", &[x.addr.ip()], true, "sl");
+    }
+    config += &checked_service("svc", "sl", b[0].addr.port(), "HTTP", "httpPath: /health");
+    config += &route(
+        "r",
+        "  destinations: [{vpcServiceRef: {name: svc}}]\n  retries: {maxRetries: 2, retryOn: [connect-failure, reset], \
+         budget: {percent: 100, minPerSecond: 100}}",
+    );
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let dead = b[1].addr.to_string();
+    wait_metric(&gw, &format!(r#"endpoint="{dead}",service="default/svc",state="healthy"}} 1"#), Duration::from_secs(10)).await;
+
+    // Four clients send requests back to back for eight seconds; one endpoint dies after the first.
+    let url = gw.url("/");
+    let started = Instant::now();
+    let load = (0..4).map(|_| {
+        let (c, url) = (Client::http1(), url.clone());
+        async move {
+            let mut outcomes = Vec::new();
+            while started.elapsed() < Duration::from_secs(8) {
+                let r = c.get(&url, &[]).await;
+                let at = started.elapsed();
+                outcomes.push((
+                    at,
+                    r.as_ref().map_or(0, |r| r.status),
+                    r.ok().and_then(|r| r.header("x-datum-router-attempts").map(str::to_owned)),
+                ));
+            }
+            outcomes
+        }
+    });
+    let killer = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        b[1].kill();
+    };
+    let (results, ()) = tokio::join!(futures::future::join_all(load), killer);
+    let all: Vec<_> = results.into_iter().flatten().collect();
+    let ok = all.iter().filter(|(_, s, _)| *s == 200).count();
+    let ejected =
+        wait_metric(&gw, &format!(r#"endpoint="{dead}",service="default/svc",state="unhealthy"}} 1"#), Duration::from_secs(1)).await;
+    // After ejection (two failed probes 2 s apart, plus jitter and the 1 s probe timeout: within 6 s of the kill), no request needs a retry.
+    let late_retries = all.iter().filter(|(at, _, attempts)| *at > Duration::from_secs(7) && attempts.as_deref() != Some("1")).count();
+    eprintln!("steady load with one of three killed: {ok}/{} succeeded; {late_retries} retried after ejection", all.len());
+    assert!(ok * 1000 >= all.len() * 999, "at least 99.9% succeed: {ok}/{}", all.len());
+    assert_eq!(late_retries, 0, "once ejected, the dead endpoint is not even tried (ejected; check took {ejected:?})");
+}
