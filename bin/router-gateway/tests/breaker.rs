@@ -185,3 +185,25 @@ async fn grpc_errors_in_trailers_count_for_the_breaker() {
     assert!(backends[6..].iter().all(|b| b == "good"), "UNAVAILABLE in trailers ejected the bad endpoint: {backends:?}");
     assert!(gw.metric_sum(r#"datum_router_breaker_transitions_total{route="default/r",state="open"}"#).await >= 1);
 }
+
+#[tokio::test]
+async fn waiting_for_a_connection_is_bounded_by_the_request_timeout() {
+    let b = start_backends(&["slow"]).await;
+    let route = route(
+        "r",
+        "  destinations: [{vpcServiceRef: {name: svc}}]\n  timeouts: {request: 2s}\n  circuitBreaker: {maxConnections: 1, maxPendingRequests: 5}",
+    );
+    let gw = GatewayProcess::start(BIN, &[service_on("svc", "svc", &[&b[0]], "HTTP"), route].concat(), &[]).await;
+    b[0].delay(Duration::from_millis(1500));
+    let (c, url) = (Client::http1(), gw.url("/"));
+    let (first, second) = tokio::join!(c.get(&url, &[]), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.get(&url, &[]).await
+    });
+    assert_eq!(first.unwrap().status, 200);
+    // The second waits 1.3 s for the only connection, then has 0.7 s of its 2 s left for a 1.5 s answer:
+    // the request timeout covers the wait.
+    let second = second.unwrap();
+    assert_eq!((second.status, second.header("x-datum-router-error")), (504, Some("upstream-timeout")));
+    assert_eq!(gw.metric_sum(r#"datum_router_timeouts_total{kind="request""#).await, 1);
+}

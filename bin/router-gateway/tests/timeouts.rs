@@ -60,3 +60,29 @@ async fn a_long_stream_outlives_the_request_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, "chunk".repeat(10));
 }
+
+#[tokio::test]
+async fn a_request_that_never_gets_a_connection_times_out_waiting_for_one() {
+    // A three-second stream holds the only connection (a started stream outlives the request timeout).
+    let addr = streaming_backend(15, Duration::from_millis(200), false).await;
+    let config = [
+        vpc("t-vpc"),
+        attachment("t-att", "t-vpc", &[addr.ip()], true, "t"),
+        service("svc", "t", addr.port(), "HTTP"),
+        route(
+            "r",
+            "  destinations: [{vpcServiceRef: {name: svc}}]\n  timeouts: {request: 1s}\n  circuitBreaker: {maxConnections: 1, maxPendingRequests: 5}",
+        ),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let (c, url) = (Client::http1(), gw.url("/"));
+    let (first, second) = tokio::join!(c.get(&url, &[]), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.get(&url, &[]).await
+    });
+    assert_eq!(first.unwrap().body, "chunk".repeat(15));
+    let second = second.unwrap();
+    assert_eq!((second.status, second.header("x-datum-router-error")), (504, Some("upstream-timeout")));
+    assert_eq!(gw.metric_sum(r#"datum_router_timeouts_total{kind="pending""#).await, 1, "it timed out waiting for the connection");
+}

@@ -332,9 +332,11 @@ impl Gateway {
         let Some(active) = picker.start_request() else {
             return outcome.fail(ProxyError::UpstreamOverflow);
         };
-        // maxConnections: wait for a connection slot (bounded by the request timeout), or overflow.
-        let slot = match policy.timeouts.request {
-            Some(limit) => tokio::time::timeout(limit, picker.connection_slot()).await,
+        // The request timeout covers everything from here: waiting for a connection slot and every attempt.
+        let deadline = policy.timeouts.request.map(|d| tokio::time::Instant::now() + d);
+        // maxConnections: wait for a connection slot (within the deadline), or overflow.
+        let slot = match deadline {
+            Some(at) => tokio::time::timeout_at(at, picker.connection_slot()).await,
             None => Ok(picker.connection_slot().await),
         };
         let connection = match slot {
@@ -423,7 +425,6 @@ impl Gateway {
             _ => 1,
         };
         let idempotent = retry::is_idempotent(&parts.method);
-        let deadline = policy.timeouts.request.map(|d| tokio::time::Instant::now() + d);
         if let Some(budget) = &policy.retry_budget {
             budget.record_request(std::time::Instant::now());
         }
