@@ -334,18 +334,23 @@ impl Gateway {
         };
         // The request timeout covers everything from here: waiting for a connection slot and every attempt.
         let deadline = policy.timeouts.request.map(|d| tokio::time::Instant::now() + d);
-        // maxConnections: wait for a connection slot (within the deadline), or overflow.
-        let slot = match deadline {
-            Some(at) => tokio::time::timeout_at(at, picker.connection_slot()).await,
-            None => Ok(picker.connection_slot().await),
-        };
-        let connection = match slot {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(PendingOverflow)) => return outcome.fail(ProxyError::UpstreamOverflow),
-            Err(_) => {
-                self.metrics.timeouts.with_label_values(&[&*policy.label, "pending"]).inc();
-                return outcome.fail(ProxyError::UpstreamTimeout);
+        // maxConnections: wait for a connection slot (within the deadline), or overflow. Destinations
+        // without the limit (most) skip this entirely: no future, no timer.
+        let connection = if picker.limits_connections() {
+            let slot = match deadline {
+                Some(at) => tokio::time::timeout_at(at, picker.connection_slot()).await,
+                None => Ok(picker.connection_slot().await),
+            };
+            match slot {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(PendingOverflow)) => return outcome.fail(ProxyError::UpstreamOverflow),
+                Err(_) => {
+                    self.metrics.timeouts.with_label_values(&[&*policy.label, "pending"]).inc();
+                    return outcome.fail(ProxyError::UpstreamTimeout);
+                }
             }
+        } else {
+            None
         };
         let Some(endpoint) = picker.pick(&ctx) else {
             return outcome.fail(ProxyError::NoHealthyUpstream);
@@ -665,24 +670,28 @@ async fn send_attempt(
     })
 }
 
-/// Whether a connect error is the connect timeout.
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+/// Whether `matches` holds for `e` or any of its causes. io::Error needs its
+/// own step: its `source()` skips the error it wraps.
+fn any_cause(e: &(dyn std::error::Error + 'static), matches: &dyn Fn(&(dyn std::error::Error + 'static)) -> bool) -> bool {
+    if matches(e) {
         return true;
     }
-    e.source().is_some_and(is_timeout)
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+        && any_cause(inner, matches)
+    {
+        return true;
+    }
+    e.source().is_some_and(|c| any_cause(c, matches))
 }
 
-/// Whether an upstream error came from TLS (a handshake, a certificate), anywhere in its causes.
-/// io::Error needs its own step: its `source()` skips the error it wraps.
+/// Whether an upstream error came from TLS (a handshake, a certificate).
 fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.is::<rustls::Error>() {
-        return true;
-    }
-    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-        return is_tls_failure(inner);
-    }
-    e.source().is_some_and(is_tls_failure)
+    any_cause(e, &|c| c.is::<rustls::Error>())
+}
+
+/// Whether a connect error is the connect timeout.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    any_cause(e, &|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
 }
 
 /// The status a response counts as for retrying: its HTTP status, or for a

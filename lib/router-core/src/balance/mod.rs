@@ -126,6 +126,11 @@ impl EndpointPicker {
         self
     }
 
+    /// Whether the destination has `maxConnections`, so requests need [`Self::connection_slot`].
+    pub fn limits_connections(&self) -> bool {
+        self.connections.is_some()
+    }
+
     /// One of the destination's `maxConnections` upstream connections for a
     /// request's exchange (an HTTP/1.1 connection carries one exchange at a
     /// time; on HTTP/2 this caps concurrent streams). When all are taken the
