@@ -38,7 +38,7 @@ use kube::{
 };
 use router_api::{
     galactic::{VPC, VPCAttachment},
-    v1alpha1::{ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
+    v1alpha1::{ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
 use router_kube::{
     cache::{ByName, Cache},
@@ -106,22 +106,9 @@ impl Caches {
     }
 
     /// The Secrets VPCIngresses and VPCServices refer to.
-    fn referenced_secrets(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for i in self.ingresses.objects() {
-            let (ns, _) = world::key(&i.metadata);
-            for tls in i.spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
-                out.extend(tls.certificate_refs.iter().map(|c| (ns.clone(), c.name.clone())));
-                out.extend(tls.client_validation.iter().map(|v| (ns.clone(), v.ca_certificate_ref.name.clone())));
-            }
-        }
-        for s in self.services.objects() {
-            let (ns, _) = world::key(&s.metadata);
-            if let Some(tls) = &s.spec.tls {
-                out.extend(tls.ca_certificate_ref.iter().chain(tls.client_certificate_ref.iter()).map(|r| (ns.clone(), r.name.clone())));
-            }
-        }
-        out
+    fn referenced_secrets(&self) -> std::collections::BTreeSet<(String, String)> {
+        let (ingresses, services) = (self.ingresses.objects(), self.services.objects());
+        referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s))
     }
 
     fn world(&self) -> World {

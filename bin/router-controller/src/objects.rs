@@ -20,14 +20,7 @@ pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timest
     {
         missing.push(RefProblem::missing(format!("VPCAttachment {namespace}/{} not found", r.name)));
     }
-    if let Some(tls) = &svc.spec.tls {
-        if let Some(r) = &tls.ca_certificate_ref {
-            missing.extend(world.secret_problem(&namespace, &r.name, &["ca.crt"]));
-        }
-        if let Some(r) = &tls.client_certificate_ref {
-            missing.extend(world.secret_problem(&namespace, &r.name, &["tls.crt", "tls.key"]));
-        }
-    }
+    missing.extend(world.secret_problems(&namespace, svc.spec.secret_refs()));
     let notes = snapshot.report.services.get(&ServiceKey { namespace, name }).cloned().unwrap_or_default();
     let accepted = Desired {
         type_: condition_types::ACCEPTED,
@@ -48,14 +41,7 @@ pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timest
     if world.vpc(&namespace, &ing.spec.vpc_ref.name).is_none() {
         missing.push(RefProblem::missing(format!("VPC {namespace}/{} not found", ing.spec.vpc_ref.name)));
     }
-    for tls in ing.spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
-        for c in &tls.certificate_refs {
-            missing.extend(world.secret_problem(&namespace, &c.name, &["tls.crt", "tls.key"]));
-        }
-        if let Some(v) = &tls.client_validation {
-            missing.extend(world.secret_problem(&namespace, &v.ca_certificate_ref.name, &["ca.crt"]));
-        }
-    }
+    missing.extend(world.secret_problems(&namespace, ing.spec.secret_refs()));
     missing.dedup();
     let vpc_found = world.vpc(&namespace, &ing.spec.vpc_ref.name).is_some();
     let mut listeners = Vec::new();

@@ -14,7 +14,10 @@ use k8s_openapi::{
 };
 use router_api::{
     galactic::{VPC, VPCAttachment},
-    v1alpha1::{ConditionStatus, Conditions, ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, condition_types, reasons},
+    v1alpha1::{
+        CA_CERT, ConditionStatus, Conditions, SecretUse, ServiceBinding, TLS_CERT, TLS_KEY, VPCEgress, VPCIngress, VPCRoute, VPCService,
+        condition_types, reasons, secret_value,
+    },
 };
 use router_core::{EndpointStore, Snapshot, SnapshotInput};
 
@@ -68,34 +71,31 @@ impl World {
     }
 
     /// What is wrong with a referenced Secret, if anything: missing, missing
-    /// one of `fields`, or holding TLS material that does not parse (the
-    /// gateways would keep their last good copy, or have none).
-    pub fn secret_problem(&self, namespace: &str, name: &str, fields: &[&'static str]) -> Option<RefProblem> {
+    /// one of the keys `usage` needs, or holding TLS material that does not
+    /// parse (the gateways would keep their last good copy, or have none).
+    pub fn secret_problem(&self, namespace: &str, name: &str, usage: SecretUse) -> Option<RefProblem> {
         let Some(secret) = self.secret(namespace, name) else {
             return Some(RefProblem::missing(format!("Secret {namespace}/{name} not found")));
         };
-        let get = |f: &str| -> Option<Vec<u8>> {
-            let from_string = secret.string_data.as_ref().and_then(|d| d.get(f)).map(|v| v.as_bytes().to_vec());
-            from_string.or_else(|| secret.data.as_ref().and_then(|d| d.get(f)).map(|v| v.0.clone()))
-        };
-        let missing: Vec<&str> = fields.iter().filter(|f| get(f).is_none()).copied().collect();
+        let missing: Vec<&str> = usage.keys().iter().filter(|k| secret_value(secret, k).is_none()).copied().collect();
         if !missing.is_empty() {
             return Some(RefProblem::missing(format!("Secret {namespace}/{name} has no {}", missing.join(", "))));
         }
-        let invalid =
-            |e: String| Some(RefProblem { reason: reasons::INVALID_CERTIFICATE, message: format!("Secret {namespace}/{name}: {e}") });
-        if fields.contains(&"tls.crt") {
-            let provider = rustls::crypto::ring::default_provider();
-            if let Err(e) = router_tls::Certificate::from_pem(&get("tls.crt")?, &get("tls.key")?, &provider) {
-                return invalid(e.to_string());
-            }
-        }
-        if fields.contains(&"ca.crt")
-            && let Err(e) = router_tls::ca_roots(&get("ca.crt")?, "ca.crt")
-        {
-            return invalid(e.to_string());
-        }
-        None
+        let checked = match usage {
+            SecretUse::Certificate => router_tls::Certificate::from_pem(
+                secret_value(secret, TLS_CERT)?,
+                secret_value(secret, TLS_KEY)?,
+                &rustls::crypto::ring::default_provider(),
+            )
+            .map(drop),
+            SecretUse::CaBundle => router_tls::ca_roots(secret_value(secret, CA_CERT)?, CA_CERT).map(drop),
+        };
+        checked.err().map(|e| RefProblem { reason: reasons::INVALID_CERTIFICATE, message: format!("Secret {namespace}/{name}: {e}") })
+    }
+
+    /// The problems of every Secret in `refs` (namespace `namespace`).
+    pub fn secret_problems(&self, namespace: &str, refs: Vec<(&str, SecretUse)>) -> impl Iterator<Item = RefProblem> {
+        refs.into_iter().filter_map(move |(name, usage)| self.secret_problem(namespace, name, usage))
     }
 }
 

@@ -34,3 +34,34 @@ impl NamespacedObjectReference {
         self.namespace.as_deref().unwrap_or(referrer)
     }
 }
+
+/// What a referenced Secret must hold, by its standard keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretUse {
+    /// A certificate chain and its key: `tls.crt`, `tls.key` (a `kubernetes.io/tls` Secret).
+    Certificate,
+    /// A CA bundle: `ca.crt`.
+    CaBundle,
+}
+
+/// The Secret key of a certificate chain.
+pub const TLS_CERT: &str = "tls.crt";
+/// The Secret key of a private key.
+pub const TLS_KEY: &str = "tls.key";
+/// The Secret key of a CA bundle.
+pub const CA_CERT: &str = "ca.crt";
+
+impl SecretUse {
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Certificate => &[TLS_CERT, TLS_KEY],
+            Self::CaBundle => &[CA_CERT],
+        }
+    }
+}
+
+/// One key of a Secret as the API server would store it: `stringData` wins over `data`.
+pub fn secret_value<'a>(secret: &'a k8s_openapi::api::core::v1::Secret, key: &str) -> Option<&'a [u8]> {
+    let from_string = secret.string_data.as_ref().and_then(|d| d.get(key)).map(String::as_bytes);
+    from_string.or_else(|| secret.data.as_ref().and_then(|d| d.get(key)).map(|v| v.0.as_slice()))
+}

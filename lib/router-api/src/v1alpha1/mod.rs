@@ -11,7 +11,7 @@ mod vpcingress;
 mod vpcroute;
 mod vpcservice;
 
-pub use common::{LocalObjectReference, NamespacedObjectReference};
+pub use common::{CA_CERT, LocalObjectReference, NamespacedObjectReference, SecretUse, TLS_CERT, TLS_KEY, secret_value};
 pub use conditions::{ConditionStatus, Conditions, condition_types, reasons};
 pub use duration::{Duration, DurationError};
 pub use servicebinding::*;
@@ -41,4 +41,49 @@ pub fn render_crds() -> Result<Vec<(String, String)>, serde_saphyr::ser::Error> 
             serde_saphyr::to_string(&crd).map(|yaml| (file, yaml))
         })
         .collect()
+}
+
+/// namespace/name of every Secret these VPCIngresses and VPCServices refer to.
+pub fn referenced_secrets<'a>(
+    ingresses: impl IntoIterator<Item = &'a VPCIngress>,
+    services: impl IntoIterator<Item = &'a VPCService>,
+) -> std::collections::BTreeSet<(String, String)> {
+    let namespace = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.namespace.clone().unwrap_or_else(|| crate::manifest::DEFAULT_NAMESPACE.to_owned())
+    };
+    let from_ingresses = ingresses.into_iter().flat_map(|i| {
+        let ns = namespace(&i.metadata);
+        i.spec.secret_refs().into_iter().map(move |(name, _)| (ns.clone(), name.to_owned()))
+    });
+    let from_services = services.into_iter().flat_map(|s| {
+        let ns = namespace(&s.metadata);
+        s.spec.secret_refs().into_iter().map(move |(name, _)| (ns.clone(), name.to_owned()))
+    });
+    from_ingresses.chain(from_services).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_secrets_cover_listener_certificates_client_cas_and_upstream_tls() {
+        let ingress: VPCIngress = serde_json::from_value(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCIngress", "metadata": {"name": "i", "namespace": "a"},
+            "spec": {"vpcRef": {"name": "v"}, "listeners": [{"name": "https", "port": 443, "protocol": "HTTPS",
+                "tls": {"certificateRefs": [{"name": "cert"}], "clientValidation": {"caCertificateRef": {"name": "clients"}}}}]}
+        }))
+        .unwrap();
+        let service: VPCService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCService", "metadata": {"name": "s"},
+            "spec": {"vpcAttachmentRef": {"name": "x"}, "port": 443, "protocol": "HTTPS",
+                "tls": {"caCertificateRef": {"name": "ca"}, "clientCertificateRef": {"name": "me"}}}
+        }))
+        .unwrap();
+        assert_eq!(ingress.spec.secret_refs(), [("cert", SecretUse::Certificate), ("clients", SecretUse::CaBundle)]);
+        assert_eq!(service.spec.secret_refs(), [("ca", SecretUse::CaBundle), ("me", SecretUse::Certificate)]);
+        let all: Vec<(String, String)> = referenced_secrets([&ingress], [&service]).into_iter().collect();
+        let want = [("a", "cert"), ("a", "clients"), ("default", "ca"), ("default", "me")];
+        assert_eq!(all, want.map(|(n, s)| (n.to_owned(), s.to_owned())));
+    }
 }

@@ -3,7 +3,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::LocalObjectReference;
+use super::{LocalObjectReference, SecretUse};
 
 /// External traffic into a VPC: listeners on the gateway that VPCRoutes attach to
 /// through `ingressRefs` and hostname intersection (Gateway API rules).
@@ -32,6 +32,18 @@ pub struct VPCIngressSpec {
     #[schemars(length(min = 1, max = 64))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub listeners: Vec<Listener>,
+}
+
+impl VPCIngressSpec {
+    /// The Secrets (same namespace) the listeners refer to, and what each must hold.
+    pub fn secret_refs(&self) -> Vec<(&str, SecretUse)> {
+        let mut out = Vec::new();
+        for tls in self.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            out.extend(tls.certificate_refs.iter().map(|c| (c.name.as_str(), SecretUse::Certificate)));
+            out.extend(tls.client_validation.iter().map(|v| (v.ca_certificate_ref.name.as_str(), SecretUse::CaBundle)));
+        }
+        out
+    }
 }
 
 /// One port on the gateway. HTTPS listeners need tls; HTTP listeners must not have it.

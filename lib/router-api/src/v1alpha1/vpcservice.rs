@@ -3,7 +3,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::LocalObjectReference;
+use super::{LocalObjectReference, SecretUse};
 
 /// A service inside a Galactic VPC: the attachments its endpoints live on,
 /// the port and protocol they speak, and how their health is checked.
@@ -145,6 +145,15 @@ pub struct StatusRange {
     pub min: i32,
     #[schemars(range(min = 100, max = 599))]
     pub max: i32,
+}
+
+impl VPCServiceSpec {
+    /// The Secrets (same namespace) of its upstream TLS, and what each must hold.
+    pub fn secret_refs(&self) -> Vec<(&str, SecretUse)> {
+        let Some(tls) = &self.tls else { return Vec::new() };
+        let ca = tls.ca_certificate_ref.iter().map(|r| (r.name.as_str(), SecretUse::CaBundle));
+        ca.chain(tls.client_certificate_ref.iter().map(|r| (r.name.as_str(), SecretUse::Certificate))).collect()
+    }
 }
 
 /// TLS from the gateway to a service's endpoints.

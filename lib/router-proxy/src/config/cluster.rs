@@ -6,15 +6,15 @@
 //! cluster's configuration"; when the API server goes away the caches keep
 //! their last state and the gateway keeps serving it.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, runtime::watcher};
 use router_api::{
     galactic::VPC,
-    v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService},
+    v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput, ingress::SecretKey};
+use router_core::{EndpointStore, Snapshot, SnapshotInput};
 use router_kube::cache::{self, ByName, Cache};
 use tokio::sync::{Notify, watch};
 
@@ -44,24 +44,6 @@ struct Kinds {
     routes: Cache<VPCRoute>,
     ingresses: Cache<VPCIngress>,
     egress: Cache<VPCEgress>,
-}
-
-/// The Secrets a snapshot refers to: listener certificates and CAs, service TLS material.
-fn referenced_secrets(snapshot: &Snapshot) -> BTreeSet<SecretKey> {
-    let mut out = BTreeSet::new();
-    for port in snapshot.ingress.ports.values() {
-        for tls in port.listeners.iter().filter_map(|l| l.tls.as_ref()) {
-            out.extend(tls.certificates.iter().cloned());
-            out.extend(tls.client_ca.iter().cloned());
-        }
-    }
-    for service in snapshot.services.values() {
-        if let Some(tls) = &service.tls {
-            let refs = tls.ca_certificate_ref.iter().chain(tls.client_certificate_ref.iter());
-            out.extend(refs.map(|r| SecretKey::local(&service.key.namespace, r)));
-        }
-    }
-    out
 }
 
 impl ClusterSource {
@@ -94,7 +76,8 @@ impl ClusterSource {
             }
             let mut snapshot = self.build(&kinds);
             // Follow exactly the referenced Secrets: start watches for new references, drop the rest.
-            secrets.follow(referenced_secrets(&snapshot).into_iter().map(|k| (k.namespace, k.name)), &changes, &restarts);
+            let (ingresses, services) = (kinds.ingresses.objects(), kinds.services.objects());
+            secrets.follow(referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s)), &changes, &restarts);
             // A Secret not listed yet would look missing: wait for its first list (its watch wakes us).
             if !secrets.is_synced() {
                 continue;

@@ -22,13 +22,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use router_api::v1alpha1::ServiceProtocol;
+use router_api::v1alpha1::{CA_CERT, ServiceProtocol, TLS_CERT, TLS_KEY};
 use router_core::{ServiceKey, Snapshot, ingress::SecretKey, snapshot::ServiceTarget};
 use router_tls::{Certificate, ca_roots};
 use rustls::{RootCertStore, ServerConfig, crypto::CryptoProvider, pki_types::ServerName};
 
 use self::{
-    secrets::{CA_CERT, Secrets, TLS_CERT, TLS_KEY},
+    secrets::Secrets,
     server::{SessionState, SniResolver, server_config},
 };
 use crate::upstream::{MirrorClient, UpstreamClient, UpstreamSettings, pooled_client, tls_connector};

@@ -5,11 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
+use router_api::v1alpha1::{CA_CERT, TLS_CERT, TLS_KEY, secret_value};
 use router_core::ingress::SecretKey;
-
-pub const TLS_CERT: &str = "tls.crt";
-pub const TLS_KEY: &str = "tls.key";
-pub const CA_CERT: &str = "ca.crt";
 
 /// Secret contents, `data` and `stringData` merged (stringData wins, as the API server does).
 #[derive(Debug, Default, Clone)]
@@ -23,13 +20,8 @@ impl Secrets {
             namespace: secret.metadata.namespace.clone().unwrap_or_else(|| router_api::manifest::DEFAULT_NAMESPACE.to_owned()),
             name: secret.metadata.name.clone().unwrap_or_default(),
         };
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (k, v) in secret.data.iter().flatten().filter(|(k, _)| is_read(k)) {
-            data.insert(k.clone(), v.0.clone());
-        }
-        for (k, v) in secret.string_data.iter().flatten().filter(|(k, _)| is_read(k)) {
-            data.insert(k.clone(), v.as_bytes().to_vec());
-        }
+        let data: BTreeMap<String, Vec<u8>> =
+            [TLS_CERT, TLS_KEY, CA_CERT].into_iter().filter_map(|k| secret_value(secret, k).map(|v| (k.to_owned(), v.to_vec()))).collect();
         self.by_key.insert(key, data);
     }
 
@@ -38,10 +30,6 @@ impl Secrets {
         let data = self.by_key.get(secret).ok_or_else(|| format!("Secret {secret} not found"))?;
         data.get(field).map(Vec::as_slice).ok_or_else(|| format!("Secret {secret} has no {field}"))
     }
-}
-
-fn is_read(key: &str) -> bool {
-    matches!(key, TLS_CERT | TLS_KEY | CA_CERT)
 }
 
 #[cfg(test)]
