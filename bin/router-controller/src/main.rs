@@ -18,7 +18,7 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-use std::{fmt::Debug, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{fmt::Debug, process::ExitCode, time::Duration};
 
 use clap::Parser;
 use k8s_openapi::{
@@ -44,7 +44,7 @@ use router_kube::{
     cache::{ByName, Cache},
     metrics::KubeMetrics,
     status,
-    writer::{self, Election, Writer},
+    writer::{self, Writer, WriterArgs},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -57,24 +57,11 @@ const MANAGER: &str = "datum-router-controller";
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Kubeconfig to use; the usual inference (KUBECONFIG, ~/.kube/config, in-cluster) when unset.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// Admin listener for /metrics, /healthz and /readyz.
-    #[arg(long, env = "ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
-    admin_addr: SocketAddr,
-    /// Namespace of the leader-election Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "datum-router")]
-    lease_namespace: String,
-    /// This replica's identity in the Lease (the pod name).
-    #[arg(long, env = "POD_NAME")]
-    identity: Option<String>,
+    #[command(flatten)]
+    writer: WriterArgs,
     /// Seconds between full passes even without changes (a safety net; watches drive the work).
     #[arg(long, env = "ROUTER_RESYNC_SECS", default_value_t = 300)]
     resync_secs: u64,
-    /// Diagnostic log format on stderr: text or json (filter with RUST_LOG).
-    #[arg(long, env = "ROUTER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
 }
 
 struct Caches {
@@ -131,29 +118,30 @@ impl Caches {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    router_kube::init_logging(&args.log_format);
+    router_kube::init_logging(&args.writer.log_format);
     writer::exit_code("router-controller", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let w = Writer::start(args.kubeconfig.as_deref(), "controller", args.admin_addr).await?;
-    let all = || watcher::Config::default();
+    let w = Writer::start(&args.writer, "controller").await?;
     let caches = Caches {
-        vpcs: w.watch(Api::all(w.client.clone()), all(), "VPC"),
-        attachments: w.watch(Api::all(w.client.clone()), all(), "VPCAttachment"),
-        services: w.watch(Api::all(w.client.clone()), all(), "VPCService"),
-        routes: w.watch(Api::all(w.client.clone()), all(), "VPCRoute"),
-        bindings: w.watch(Api::all(w.client.clone()), all(), "ServiceBinding"),
-        ingresses: w.watch(Api::all(w.client.clone()), all(), "VPCIngress"),
-        egress: w.watch(Api::all(w.client.clone()), all(), "VPCEgress"),
-        kube_services: w.watch(Api::all(w.client.clone()), all(), "Service"),
-        pods: w.watch(Api::all(w.client.clone()), all(), "Pod"),
+        vpcs: w.watch_all("VPC"),
+        attachments: w.watch_all("VPCAttachment"),
+        services: w.watch_all("VPCService"),
+        routes: w.watch_all("VPCRoute"),
+        bindings: w.watch_all("ServiceBinding"),
+        ingresses: w.watch_all("VPCIngress"),
+        egress: w.watch_all("VPCEgress"),
+        kube_services: w.watch_all("Service"),
+        pods: w.watch_all("Pod"),
         // Only Galactic's per-pod slices: they carry the tenant-id label.
-        endpoint_slices: w.watch(Api::all(w.client.clone()), all().labels(router_api::galactic::TENANT_ID_LABEL), "EndpointSlice"),
+        endpoint_slices: w.watch(
+            Api::all(w.client.clone()),
+            watcher::Config::default().labels(router_api::galactic::TENANT_ID_LABEL),
+            "EndpointSlice",
+        ),
         secrets: ByName::new(w.client.clone(), "Secret"),
     };
-    let election =
-        Election { lease_namespace: args.lease_namespace.clone(), lease_name: "router-controller", identity: args.identity.clone() };
     let resync = Duration::from_secs(args.resync_secs.max(1));
     // prepare() follows the referenced Secrets (a change), pass() reads: one cell, used in turn.
     let caches = std::cell::RefCell::new(caches);
@@ -163,14 +151,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         c.secrets.follow(wanted, &w.changes, &w.metrics.watch_restarts);
         c.synced() && c.secrets.is_synced()
     };
-    let identity = args.identity.clone().unwrap_or_else(router_kube::lease::default_identity);
-    let recorder = Recorder::new(w.client.clone(), Reporter { controller: "router-controller".to_owned(), instance: Some(identity) });
+    let recorder =
+        Recorder::new(w.client.clone(), Reporter { controller: "router-controller".to_owned(), instance: Some(w.identity().to_owned()) });
     let pass = || {
         let world = caches.borrow().world();
         let ctx = Ctx { client: &w.client, metrics: &w.metrics, recorder: &recorder };
         async move { reconcile(&ctx, &world).await }
     };
-    w.run(election, resync, prepare, pass).await;
+    w.run("router-controller", resync, prepare, pass).await;
     Ok(())
 }
 

@@ -9,11 +9,11 @@
 
 mod discover;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Api, Client, runtime::watcher};
+use kube::{Api, Client};
 use router_api::{
     galactic::{VPC, VPCAttachment},
     v1alpha1::{ServiceBinding, VPCService},
@@ -22,7 +22,7 @@ use router_kube::{
     cache::Cache,
     metrics::KubeMetrics,
     status,
-    writer::{self, Election, Writer},
+    writer::{self, Writer, WriterArgs},
 };
 
 /// The field manager of every status write.
@@ -32,27 +32,14 @@ const MANAGER: &str = "datum-router-discovery";
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Kubeconfig to use; the usual inference (KUBECONFIG, ~/.kube/config, in-cluster) when unset.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    writer: WriterArgs,
     /// Seconds between full walks of VPCs and attachments (watches react in between).
     #[arg(long, env = "DISCOVERY_INTERVAL_SECS", default_value_t = 30)]
     discovery_interval_secs: u64,
     /// Most endpoints written to one VPCService's status.
     #[arg(long, env = "DISCOVERY_MAX_ENDPOINTS", default_value_t = 1000)]
     max_endpoints: usize,
-    /// Admin listener for /metrics, /healthz and /readyz.
-    #[arg(long, env = "ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
-    admin_addr: SocketAddr,
-    /// Namespace of the leader-election Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "datum-router")]
-    lease_namespace: String,
-    /// This replica's identity in the Lease (the pod name).
-    #[arg(long, env = "POD_NAME")]
-    identity: Option<String>,
-    /// Diagnostic log format on stderr: text or json (filter with RUST_LOG).
-    #[arg(long, env = "ROUTER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
 }
 
 struct Caches {
@@ -71,23 +58,20 @@ impl Caches {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    router_kube::init_logging(&args.log_format);
+    router_kube::init_logging(&args.writer.log_format);
     writer::exit_code("service-discovery", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let w = Writer::start(args.kubeconfig.as_deref(), "discovery", args.admin_addr).await?;
-    let all = || watcher::Config::default();
+    let w = Writer::start(&args.writer, "discovery").await?;
     let caches = Caches {
-        vpcs: w.watch(Api::all(w.client.clone()), all(), "VPC"),
-        attachments: w.watch(Api::all(w.client.clone()), all(), "VPCAttachment"),
-        services: w.watch(Api::all(w.client.clone()), all(), "VPCService"),
-        bindings: w.watch(Api::all(w.client.clone()), all(), "ServiceBinding"),
+        vpcs: w.watch_all("VPC"),
+        attachments: w.watch_all("VPCAttachment"),
+        services: w.watch_all("VPCService"),
+        bindings: w.watch_all("ServiceBinding"),
     };
-    let election =
-        Election { lease_namespace: args.lease_namespace.clone(), lease_name: "service-discovery", identity: args.identity.clone() };
     let interval = Duration::from_secs(args.discovery_interval_secs.max(1));
-    w.run(election, interval, || caches.synced(), || walk(&w.client, &caches, args.max_endpoints, &w.metrics)).await;
+    w.run("service-discovery", interval, || caches.synced(), || walk(&w.client, &caches, args.max_endpoints, &w.metrics)).await;
     Ok(())
 }
 

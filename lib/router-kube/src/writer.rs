@@ -3,7 +3,7 @@
 //! that runs a pass after every (debounced) change or interval — on every
 //! replica to keep readiness honest, writing only on the leader.
 
-use std::{fmt::Debug, future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{fmt::Debug, future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client, Resource, runtime::watcher};
@@ -29,24 +29,67 @@ pub struct Writer {
     pub changes: Arc<Notify>,
     ready: Arc<Readiness>,
     stop: watch::Receiver<bool>,
+    lease_namespace: String,
+    identity: String,
 }
 
-/// Where the election happens.
-pub struct Election {
+/// The command-line settings every status writer shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WriterArgs {
+    /// Kubeconfig to use; the usual inference (KUBECONFIG, ~/.kube/config, in-cluster) when unset.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Admin listener for /metrics, /healthz and /readyz.
+    #[arg(long, env = "ROUTER_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    pub admin_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "datum-router")]
     pub lease_namespace: String,
-    pub lease_name: &'static str,
-    /// The pod name; None: host name and process id.
+    /// This replica's identity in the Lease (the pod name); host name and process id when unset.
+    #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Diagnostic log format on stderr: text or json (filter with RUST_LOG).
+    #[arg(long, env = "ROUTER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl WriterArgs {
+    /// The identity this replica campaigns under.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(lease::default_identity)
+    }
 }
 
 impl Writer {
     /// Connects, opens the admin port and listens for SIGTERM.
-    pub async fn start(kubeconfig: Option<&Path>, component: &str, admin_addr: SocketAddr) -> Result<Self, Box<dyn std::error::Error>> {
-        let client = crate::connect(kubeconfig).await?;
+    pub async fn start(args: &WriterArgs, component: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let client = crate::connect(args.kubeconfig.as_deref()).await?;
         let metrics = Arc::new(KubeMetrics::new(component));
         let ready = Arc::new(Readiness::default());
-        admin::serve(admin_addr, metrics.clone(), ready.clone()).await.map_err(|e| format!("admin listener {admin_addr}: {e}"))?;
-        Ok(Self { client, metrics, changes: Arc::new(Notify::new()), ready, stop: shutdown::on_signal() })
+        let addr = args.admin_addr;
+        admin::serve(addr, metrics.clone(), ready.clone()).await.map_err(|e| format!("admin listener {addr}: {e}"))?;
+        Ok(Self {
+            client,
+            metrics,
+            changes: Arc::new(Notify::new()),
+            ready,
+            stop: shutdown::on_signal(),
+            lease_namespace: args.lease_namespace.clone(),
+            identity: args.identity(),
+        })
+    }
+
+    /// This replica's identity in the Lease.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// A cache of every `K` in the cluster that wakes this writer's passes.
+    pub fn watch_all<K>(&self, kind: &'static str) -> Cache<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        self.watch(Api::all(self.client.clone()), watcher::Config::default(), kind)
     }
 
     /// A cache of `api` that wakes this writer's passes.
@@ -60,7 +103,7 @@ impl Writer {
     /// Until SIGTERM: after each change (debounced), `interval`, or leadership
     /// change, asks `prepare` whether the caches are complete (readiness), and
     /// when they are and this replica leads, runs `pass`. Releases the lease on the way out.
-    pub async fn run<P, F, Fut>(&self, election: Election, interval: Duration, mut prepare: P, mut pass: F)
+    pub async fn run<P, F, Fut>(&self, lease_name: &str, interval: Duration, mut prepare: P, mut pass: F)
     where
         P: FnMut() -> bool,
         F: FnMut() -> Fut,
@@ -68,13 +111,13 @@ impl Writer {
     {
         let (leader_tx, mut leader) = watch::channel(false);
         let settings = LeaseSettings {
-            name: election.lease_name.to_owned(),
-            identity: election.identity.unwrap_or_else(lease::default_identity),
+            name: lease_name.to_owned(),
+            identity: self.identity.clone(),
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(5),
-            namespace: election.lease_namespace.clone(),
+            namespace: self.lease_namespace.clone(),
         };
-        let api = Api::<Lease>::namespaced(self.client.clone(), &election.lease_namespace);
+        let api = Api::<Lease>::namespaced(self.client.clone(), &self.lease_namespace);
         let campaign = tokio::spawn(lease::run(api, settings, leader_tx, self.stop.clone()));
         let mut stopping = self.stop.clone();
         loop {
