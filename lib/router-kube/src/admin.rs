@@ -14,7 +14,7 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::service::service_fn;
+use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
@@ -38,39 +38,53 @@ impl Readiness {
     }
 }
 
-fn answer<B>(req: &Request<B>, metrics: &KubeMetrics, ready: &Readiness) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => {
-            let mut out = Vec::new();
-            let _ = TextEncoder::new().encode(&metrics.registry.gather(), &mut out);
-            (StatusCode::OK, "text/plain; version=0.0.4", Bytes::from(out))
-        }
-        "/healthz" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")),
-        "/readyz" if ready.get() => (StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", Bytes::from_static(b"not ready\n")),
-        _ => (StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found\n")),
-    };
-    let mut r = Response::new(Full::new(body));
+/// A plain response with a content type.
+pub fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
     r
 }
 
-/// Binds `addr` and serves until the process ends.
+/// The Prometheus text exposition of `registry`.
+pub fn render(registry: &prometheus::Registry) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    out
+}
+
+fn answer<B>(req: &Request<B>, metrics: &KubeMetrics, ready: &Readiness) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&metrics.registry)),
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" if ready.get() => reply(StatusCode::OK, "text/plain", "ready\n"),
+        "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n"),
+    }
+}
+
+/// Serves `answer` on every connection `listener` accepts (HTTP/1.1 or HTTP/2), until the process ends.
+pub async fn serve_with<F>(listener: TcpListener, answer: F)
+where
+    F: Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let answer = Arc::new(answer);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let r = answer(&req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until the process ends.
 pub async fn serve(addr: SocketAddr, metrics: Arc<KubeMetrics>, ready: Arc<Readiness>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let (metrics, ready) = (metrics.clone(), ready.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let r = answer(&req, &metrics, &ready);
-                    async move { Ok::<_, Infallible>(r) }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
+    tokio::spawn(serve_with(listener, move |req| answer(req, &metrics, &ready)));
     Ok(())
 }

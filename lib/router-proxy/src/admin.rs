@@ -3,22 +3,16 @@
 //! and the gateway is not draining) and `/config` (a read-only summary of the
 //! current snapshot, with every problem found while building it).
 
-use std::{
-    convert::Infallible,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-};
+use hyper::body::Incoming;
+use router_kube::admin::reply;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -43,13 +37,6 @@ pub struct Admin {
     pub cell: Arc<SnapshotCell>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-}
-
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
 }
 
 impl Admin {
@@ -112,17 +99,5 @@ impl Admin {
 
 /// Serves the admin endpoints until the process ends.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.answer(&req)) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+    router_kube::admin::serve_with(listener, move |req| admin.answer(req)).await;
 }

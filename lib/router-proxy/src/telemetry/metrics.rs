@@ -3,9 +3,7 @@
 //! standard set, status to its class. The raw path is never a label.
 
 use http::Method;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, exponential_buckets,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, exponential_buckets};
 use router_core::Snapshot;
 
 pub struct Metrics {
@@ -206,9 +204,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
+        router_kube::admin::render(&self.registry)
     }
 }
 
