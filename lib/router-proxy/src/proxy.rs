@@ -437,7 +437,7 @@ impl Gateway {
         let mut attempt = 0u32;
         // Held while a retry is in flight: counts against the destination's maxRetries.
         let mut retry_slot = None;
-        let (response, guard) = loop {
+        let (response, guard, grpc_stream) = loop {
             attempt += 1;
             outcome.upstream = Some(endpoint.addr);
             let remaining = deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
@@ -526,7 +526,7 @@ impl Gateway {
                 }
             }
             match result {
-                Ok(r) => break (r, guard),
+                Ok(r) => break (r, guard, deferred),
                 Err(f) => {
                     let kind = match f {
                         AttemptFailure::Connect | AttemptFailure::ConnectTimeout => ProxyError::UpstreamConnect,
@@ -555,7 +555,7 @@ impl Gateway {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
         }
-        let grpc = is_grpc_stream(&response).then(|| GrpcOutcome {
+        let grpc = grpc_stream.then(|| GrpcOutcome {
             rule: rule.clone(),
             destination: index,
             endpoint: endpoint.clone(),
