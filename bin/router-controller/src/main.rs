@@ -48,7 +48,7 @@ use router_kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::world::World;
+use crate::world::{SecretChecks, World};
 
 /// The field manager of every status write.
 const MANAGER: &str = "datum-router-controller";
@@ -98,8 +98,11 @@ impl Caches {
         referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s))
     }
 
-    fn world(&self) -> World {
+    fn world(&self, secret_checks: &SecretChecks) -> World {
+        let secrets = self.secrets.cloned();
+        secret_checks.retain_current(&secrets);
         World {
+            secret_checks: secret_checks.clone(),
             vpcs: self.vpcs.cloned(),
             attachments: self.attachments.cloned(),
             services: self.services.cloned(),
@@ -107,7 +110,7 @@ impl Caches {
             bindings: self.bindings.cloned(),
             ingresses: self.ingresses.cloned(),
             egress: self.egress.cloned(),
-            secrets: self.secrets.cloned(),
+            secrets,
             kube_services: self.kube_services.cloned(),
             pods: self.pods.cloned(),
             endpoint_slices: self.endpoint_slices.cloned(),
@@ -153,8 +156,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let recorder =
         Recorder::new(w.client.clone(), Reporter { controller: "router-controller".to_owned(), instance: Some(w.identity().to_owned()) });
+    let secret_checks = SecretChecks::default();
     let pass = || {
-        let world = caches.borrow().world();
+        let world = caches.borrow().world(&secret_checks);
         let ctx = Ctx { client: &w.client, metrics: &w.metrics, recorder: &recorder };
         async move { reconcile(&ctx, &world).await }
     };

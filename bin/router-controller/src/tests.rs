@@ -290,3 +290,22 @@ fn service_binding_sync_table() {
     assert_eq!(cond(&clean.conditions, types::SYNCED), ("True", reasons::SYNCED));
     assert!(clean.endpoints.iter().all(|e| e.port == 8080), "without mappings, the VPCService's port");
 }
+
+#[test]
+fn secret_verdicts_are_kept_per_resource_version() {
+    use router_api::v1alpha1::SecretUse;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()]).unwrap().self_signed(&key).unwrap();
+    let secret = |rv: &str, crt: &str, k: &str| -> k8s_openapi::api::core::v1::Secret {
+        obj(json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "cert", "namespace": "default", "resourceVersion": rv}, "stringData": {"tls.crt": crt, "tls.key": k}}))
+    };
+    let mut world = World { secrets: vec![secret("1", "junk", "junk")], ..Default::default() };
+    let broken = world.secret_problem("default", "cert", SecretUse::Certificate).expect("junk is a problem");
+    assert_eq!(broken.reason, reasons::INVALID_CERTIFICATE);
+    // A new version is checked again; the verdict on the old one is dropped.
+    world.secrets = vec![secret("2", &cert.pem(), &key.serialize_pem())];
+    world.secret_checks.retain_current(&world.secrets);
+    assert_eq!(world.secret_problem("default", "cert", SecretUse::Certificate), None);
+    assert_eq!(world.secret_checks.len(), 1, "only the current version's verdict is kept");
+}

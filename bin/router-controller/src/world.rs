@@ -35,6 +35,31 @@ pub struct World {
     pub kube_services: Vec<Service>,
     pub pods: Vec<Pod>,
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Verdicts on Secret contents, kept across passes: parsing a key is the
+    /// costliest check here, and a Secret's resourceVersion says when to redo it.
+    pub secret_checks: SecretChecks,
+}
+
+/// (namespace, name, resourceVersion, use) of a checked Secret.
+type CheckKey = (String, String, Option<String>, SecretUse);
+
+/// Cached results of checking Secret contents; shared by the passes of one controller.
+#[derive(Clone, Default)]
+pub struct SecretChecks(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<CheckKey, Option<RefProblem>>>>);
+
+impl SecretChecks {
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Forgets verdicts on Secret versions that are gone.
+    pub fn retain_current(&self, secrets: &[Secret]) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(ns, name, rv, _), _| {
+            secrets.iter().any(|s| key(&s.metadata) == (ns.clone(), name.clone()) && s.metadata.resource_version == *rv)
+        });
+    }
 }
 
 /// (namespace, name) of an object; `default` for objects without a namespace.
@@ -81,6 +106,10 @@ impl World {
         if !missing.is_empty() {
             return Some(RefProblem::missing(format!("Secret {namespace}/{name} has no {}", missing.join(", "))));
         }
+        let cache_key = (namespace.to_owned(), name.to_owned(), secret.metadata.resource_version.clone(), usage);
+        if let Some(verdict) = self.secret_checks.0.lock().unwrap_or_else(|p| p.into_inner()).get(&cache_key) {
+            return verdict.clone();
+        }
         let checked = match usage {
             SecretUse::Certificate => router_tls::Certificate::from_pem(
                 secret_value(secret, TLS_CERT)?,
@@ -90,7 +119,10 @@ impl World {
             .map(drop),
             SecretUse::CaBundle => router_tls::ca_roots(secret_value(secret, CA_CERT)?, CA_CERT).map(drop),
         };
-        checked.err().map(|e| RefProblem { reason: reasons::INVALID_CERTIFICATE, message: format!("Secret {namespace}/{name}: {e}") })
+        let verdict =
+            checked.err().map(|e| RefProblem { reason: reasons::INVALID_CERTIFICATE, message: format!("Secret {namespace}/{name}: {e}") });
+        self.secret_checks.0.lock().unwrap_or_else(|p| p.into_inner()).insert(cache_key, verdict.clone());
+        verdict
     }
 
     /// The problems of every Secret in `refs` (namespace `namespace`).

@@ -36,7 +36,7 @@ impl NamespacedObjectReference {
 }
 
 /// What a referenced Secret must hold, by its standard keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SecretUse {
     /// A certificate chain and its key: `tls.crt`, `tls.key` (a `kubernetes.io/tls` Secret).
     Certificate,
