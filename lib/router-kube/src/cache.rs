@@ -82,6 +82,14 @@ where
     Cache { store, synced, task }
 }
 
+/// A cache of every `K` in the cluster (see [`spawn`]).
+pub fn spawn_all<K>(client: &kube::Client, changes: &Arc<Notify>, restarts: &IntCounterVec, kind: &'static str) -> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    spawn(Api::all(client.clone()), watcher::Config::default(), changes.clone(), restarts.clone(), kind)
+}
+
 /// Watches of individual objects by namespace/name (a `metadata.name` field
 /// selector each), for objects that are wanted by reference only — Secrets:
 /// a component sees the ones it needs and nothing else.

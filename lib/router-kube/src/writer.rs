@@ -89,7 +89,7 @@ impl Writer {
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
-        self.watch(Api::all(self.client.clone()), watcher::Config::default(), kind)
+        cache::spawn_all(&self.client, &self.changes, &self.metrics.watch_restarts, kind)
     }
 
     /// A cache of `api` that wakes this writer's passes.

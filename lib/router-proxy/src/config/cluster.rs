@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, runtime::watcher};
+use kube::Client;
 use router_api::{
     galactic::VPC,
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
@@ -51,13 +51,12 @@ impl ClusterSource {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let changes = Arc::new(Notify::new());
         let restarts = self.metrics.watch_restarts.clone();
-        let all = || watcher::Config::default();
         let kinds = Kinds {
-            vpcs: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPC"),
-            services: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCService"),
-            routes: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCRoute"),
-            ingresses: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCIngress"),
-            egress: cache::spawn(Api::all(self.client.clone()), all(), changes.clone(), restarts.clone(), "VPCEgress"),
+            vpcs: cache::spawn_all(&self.client, &changes, &restarts, "VPC"),
+            services: cache::spawn_all(&self.client, &changes, &restarts, "VPCService"),
+            routes: cache::spawn_all(&self.client, &changes, &restarts, "VPCRoute"),
+            ingresses: cache::spawn_all(&self.client, &changes, &restarts, "VPCIngress"),
+            egress: cache::spawn_all(&self.client, &changes, &restarts, "VPCEgress"),
         };
         let mut secrets: ByName<Secret> = ByName::new(self.client.clone(), "Secret");
         loop {
