@@ -170,7 +170,13 @@ fn invalid_objects() -> Vec<(&'static str, Value, &'static str)> {
             "egress cidr not a CIDR",
             json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCEgress", "metadata": {"name": "e"},
                 "spec": {"vpcRef": {"name": "v"}, "rules": [{"name": "r", "to": {"cidrs": ["10.0.0.300/8"]}, "action": "Allow"}]}}),
-            "every entry of cidrs must be a CIDR",
+            "spec.rules[0].to.cidrs[0]",
+        ),
+        (
+            "egress cidr without a prefix length",
+            json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCEgress", "metadata": {"name": "e"},
+                "spec": {"vpcRef": {"name": "v"}, "rules": [{"name": "r", "to": {"cidrs": ["2001:db8::"]}, "action": "Allow"}]}}),
+            "spec.rules[0].to.cidrs[0]",
         ),
         (
             "egress rule with no target",
@@ -227,6 +233,9 @@ fn valid_variants_are_accepted() {
         ingress(
             json!({"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "c"}], "minVersion": "1.3"}}),
         ),
+        json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCEgress", "metadata": {"name": "e"},
+            "spec": {"vpcRef": {"name": "v"}, "rules": [{"name": "r", "action": "Allow",
+                "to": {"cidrs": ["0.0.0.0/0", "203.0.113.0/24", "10.1.2.3/32", "2001:db8::/32", "::/0", "fe80::1/128", "::ffff:10.0.0.0/104"]}}]}}),
     ] {
         v.validate(object["kind"].as_str().unwrap(), &object).unwrap_or_else(|e| panic!("{object}: {e}"));
     }

@@ -292,7 +292,28 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     })
     .await;
 
-    // 9. A deleted VPCService is reported on the route that needs it.
+    // 9. A route that breaks a CEL rule: a server that enforces the rules refuses it with the
+    // rule's message; one that does not (1.24 without the gate) stores it, and then the
+    // controller reports it Invalid and the gateway does not serve it.
+    let broken = "apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {name: broken}\n\
+         spec: {hostnames: [broken.e2e.example], hashOn: {header: x-user}, destinations: [{vpcServiceRef: {name: web}}]}\n";
+    match apply_yaml(admin, broken, Some(ns)).await {
+        Err(e) => assert!(e.contains("hashOn applies only to loadBalancing consistent-hash"), "refused with the rule's message: {e}"),
+        Ok(_) => {
+            wait_for("the unenforced rule reported Accepted=False Invalid", WAIT, || async {
+                let s = status_of(&routes, "broken").await?;
+                (condition(Some(&s), "Accepted")? == ("False".to_owned(), "Invalid".to_owned())).then_some(())
+            })
+            .await;
+            let r = http.get(&url, &[("host", "broken.e2e.example")]).await.expect("gateway answers");
+            assert_eq!(r.status, 404, "the invalid route is not served");
+        }
+    }
+    for c in &controllers {
+        assert!(c.log_text().contains("API server"), "each component logs the API server's version: {}", c.log_text());
+    }
+
+    // 10. A deleted VPCService is reported on the route that needs it.
     services.delete("only-b", &DeleteParams::default()).await.expect("delete VPCService");
     wait_for("the route reports the missing VPCService", WAIT, || async {
         let s = status_of(&routes, "web").await?;
@@ -300,7 +321,7 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     })
     .await;
 
-    // 10. The controller leader dies; the other replica takes over and keeps writing.
+    // 11. The controller leader dies; the other replica takes over and keeps writing.
     let leases: Api<Lease> = Api::namespaced(admin.clone(), "datum-router");
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
     let leader = wait_for("a controller leader", WAIT, || async { holder(leases.get_opt("router-controller").await.ok()??) }).await;
@@ -322,7 +343,7 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     })
     .await;
 
-    // 11. The gateway loses the API server and keeps serving what it has.
+    // 12. The gateway loses the API server and keeps serving what it has.
     relay.cut();
     tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..10 {

@@ -38,6 +38,7 @@ use kube::{
 };
 use router_api::{
     galactic::{VPC, VPCAttachment},
+    schema::Verdicts,
     v1alpha1::{ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
 use router_kube::{
@@ -48,7 +49,7 @@ use router_kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::world::{SecretChecks, World};
+use crate::world::{Invalid, SecretChecks, World};
 
 /// The field manager of every status write.
 const MANAGER: &str = "datum-router-controller";
@@ -98,10 +99,10 @@ impl Caches {
         referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s))
     }
 
-    fn world(&self, secret_checks: &SecretChecks) -> World {
+    fn world(&self, secret_checks: &SecretChecks, verdicts: &Verdicts) -> World {
         let secrets = self.secrets.cloned();
         secret_checks.retain_current(&secrets);
-        World {
+        let mut world = World {
             secret_checks: secret_checks.clone(),
             vpcs: self.vpcs.cloned(),
             attachments: self.attachments.cloned(),
@@ -114,7 +115,10 @@ impl Caches {
             kube_services: self.kube_services.cloned(),
             pods: self.pods.cloned(),
             endpoint_slices: self.endpoint_slices.cloned(),
-        }
+            invalid: Invalid::default(),
+        };
+        world.invalid = Invalid::of(&world, verdicts);
+        world
     }
 }
 
@@ -157,8 +161,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let recorder =
         Recorder::new(w.client.clone(), Reporter { controller: "router-controller".to_owned(), instance: Some(w.identity().to_owned()) });
     let secret_checks = SecretChecks::default();
+    // The API server may not have run the CEL rules (1.24 without the gate): every object is checked here too.
+    let verdicts = Verdicts::for_router_kinds()?;
     let pass = || {
-        let world = caches.borrow().world(&secret_checks);
+        let world = caches.borrow().world(&secret_checks, &verdicts);
         let ctx = Ctx { client: &w.client, metrics: &w.metrics, recorder: &recorder };
         async move { reconcile(&ctx, &world).await }
     };
@@ -233,5 +239,5 @@ async fn reconcile(ctx: &Ctx<'_>, world: &World) {
     pass!("VPCRoute", VPCRoute, &world.routes, |r| routes::desired(r, world, &snapshot, &shadows, now));
     pass!("ServiceBinding", ServiceBinding, &world.bindings, |b| binding::desired(b, world, now));
     pass!("VPCIngress", VPCIngress, &world.ingresses, |i| objects::ingress(i, world, &snapshot, now));
-    pass!("VPCEgress", VPCEgress, &world.egress, |e| objects::egress(e, &snapshot, now));
+    pass!("VPCEgress", VPCEgress, &world.egress, |e| objects::egress(e, world, &snapshot, now));
 }

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use router_api::v1alpha1::{DestinationStatus, RouteMatch, VPCRoute, VPCRouteStatus, condition_types, reasons};
 use router_core::{RouteKey, Snapshot};
 
-use crate::world::{Desired, World, key, merge_conditions};
+use crate::world::{Desired, World, key, merge_conditions, not_programmed, rejected};
 
 /// Identical matches on identical hostnames: the same requests.
 fn match_keys(route: &VPCRoute) -> Vec<String> {
@@ -107,15 +107,16 @@ pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &S
     let invalid = problems.iter().find(|p| p.starts_with("not served:"));
     let unattached = problems.iter().filter(|p| p.starts_with("no programmed listener") || p.starts_with("VPCIngress")).count();
     let detached = !route.spec.ingress_refs.is_empty() && unattached >= route.spec.ingress_refs.len();
-    let accepted = match (invalid, detached) {
-        (Some(p), _) => Desired { type_: condition_types::ACCEPTED, status: false, reason: reasons::INVALID, message: p.clone() },
-        (None, true) => Desired {
+    let accepted = match (rejected(&world.invalid.routes, &route.metadata), invalid, detached) {
+        (Some(rejected), _, _) => rejected,
+        (None, Some(p), _) => Desired { type_: condition_types::ACCEPTED, status: false, reason: reasons::INVALID, message: p.clone() },
+        (None, None, true) => Desired {
             type_: condition_types::ACCEPTED,
             status: false,
             reason: reasons::NO_MATCHING_LISTENER,
             message: problems.iter().filter(|p| p.contains("VPCIngress")).cloned().collect::<Vec<_>>().join("; "),
         },
-        (None, false) => {
+        (None, None, false) => {
             Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
         }
     };
@@ -123,7 +124,7 @@ pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &S
     let shadowed = shadows.get(&(namespace.clone(), name.clone())).cloned().unwrap_or_default();
     let describe = |w: &Key| format!("{}/{}", w.0, w.1);
     let programmed = if !accepted.status {
-        Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::PENDING, message: "not accepted".to_owned() }
+        not_programmed()
     } else if !shadowed.is_empty() && shadowed.iter().all(Option::is_some) {
         let winners: Vec<String> = shadowed.iter().flatten().map(describe).collect();
         Desired {

@@ -4,7 +4,10 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp}
 use router_api::v1alpha1::{VPCRouteStatus, condition_types as types, reasons};
 use serde_json::{Value, json};
 
-use crate::{binding, objects, routes, world::World};
+use crate::{
+    binding, objects, routes,
+    world::{Invalid, World},
+};
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("valid test object")
@@ -215,7 +218,7 @@ fn service_ingress_and_egress_conditions() {
         (("False", reasons::REF_NOT_FOUND), ("False", reasons::PENDING)),
     ];
     for (e, (accepted, programmed)) in world.egress.iter().zip(expect) {
-        let s = objects::egress(e, &snapshot, now()).unwrap();
+        let s = objects::egress(e, &world, &snapshot, now()).unwrap();
         assert_eq!(
             (cond(&s.conditions, types::ACCEPTED), cond(&s.conditions, types::PROGRAMMED)),
             (accepted, programmed),
@@ -308,4 +311,75 @@ fn secret_verdicts_are_kept_per_resource_version() {
     world.secret_checks.retain_current(&world.secrets);
     assert_eq!(world.secret_problem("default", "cert", SecretUse::Certificate), None);
     assert_eq!(world.secret_checks.len(), 1, "only the current version's verdict is kept");
+}
+
+/// Objects a server without CEL enforcement (1.24 without the gate) stored although they break a rule.
+fn world_with_unenforced_rules() -> World {
+    let t0 = "2026-01-01T00:00:00Z";
+    let mut world = base();
+    world.services.push(obj(service("both-refs", json!({"vpcAttachmentSelector": {"matchLabels": {"app": "x"}}}))));
+    world.routes = vec![
+        obj(route("good", t0, json!({"hostnames": ["g.example.com"], "destinations": [{"vpcServiceRef": {"name": "api"}}]}))),
+        // Breaks "hashOn applies only to loadBalancing consistent-hash".
+        obj(route(
+            "hash-without-ch",
+            t0,
+            json!({"hostnames": ["h.example.com"], "hashOn": {"header": "x"}, "destinations": [{"vpcServiceRef": {"name": "api"}}]}),
+        )),
+    ];
+    world.ingresses = vec![obj(
+        json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCIngress", "metadata": meta("plain-with-tls"),
+        "spec": {"vpcRef": {"name": "vpc"}, "listeners": [{"name": "http", "port": 8000, "protocol": "HTTP", "tls": {"certificateRefs": [{"name": "c"}]}}]}}),
+    )];
+    world.egress = vec![obj(json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "VPCEgress", "metadata": meta("no-target"),
+        "spec": {"vpcRef": {"name": "vpc"}, "rules": [{"name": "r", "to": {}, "action": "Allow"}]}}))];
+    let verdicts = router_api::schema::Verdicts::for_router_kinds().unwrap();
+    world.invalid = Invalid::of(&world, &verdicts);
+    world
+}
+
+fn accepted_of(conditions: &[Condition]) -> (&str, &str, &str) {
+    let c = conditions.iter().find(|c| c.type_ == types::ACCEPTED).expect("Accepted present");
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+#[test]
+fn objects_breaking_rules_the_server_did_not_enforce_are_invalid_with_the_rule_message() {
+    let world = world_with_unenforced_rules();
+    let snapshot = world.snapshot();
+
+    let route = route_status(&world, "hash-without-ch");
+    let (status, reason, message) = accepted_of(&route.conditions);
+    assert_eq!((status, reason), ("False", reasons::INVALID));
+    assert!(message.contains("hashOn applies only to loadBalancing consistent-hash"), "{message}");
+    assert_eq!(cond(&route.conditions, types::PROGRAMMED), ("False", reasons::PENDING));
+    assert_eq!(cond(&route_status(&world, "good").conditions, types::ACCEPTED), ("True", reasons::ACCEPTED), "the rest keeps working");
+
+    let svc = world.services.iter().find(|s| s.metadata.name.as_deref() == Some("both-refs")).unwrap();
+    let conditions = objects::service(svc, &world, &snapshot, now()).unwrap();
+    let (status, reason, message) = accepted_of(&conditions);
+    assert_eq!((status, reason), ("False", reasons::INVALID));
+    assert!(message.contains("exactly one of vpcAttachmentRef or vpcAttachmentSelector"), "{message}");
+    assert_eq!(cond(&objects::service(&world.services[0], &world, &snapshot, now()).unwrap(), types::ACCEPTED).0, "True");
+
+    let ingress = objects::ingress(&world.ingresses[0], &world, &snapshot, now()).unwrap();
+    let (status, reason, message) = accepted_of(&ingress.conditions);
+    assert_eq!((status, reason), ("False", reasons::INVALID));
+    assert!(message.contains("tls is required for protocol HTTPS and not allowed for HTTP"), "{message}");
+    assert_eq!(cond(&ingress.conditions, types::PROGRAMMED).0, "False", "an invalid listener is not opened");
+
+    let egress = objects::egress(&world.egress[0], &world, &snapshot, now()).unwrap();
+    let (status, reason, message) = accepted_of(&egress.conditions);
+    assert_eq!((status, reason), ("False", reasons::INVALID));
+    assert!(message.contains("at least one of hosts and cidrs"), "{message}");
+    assert_eq!(cond(&egress.conditions, types::PROGRAMMED), ("False", reasons::PENDING));
+}
+
+#[test]
+fn invalid_objects_are_left_out_of_the_snapshot_like_the_gateways_leave_them_out() {
+    let world = world_with_unenforced_rules();
+    let snapshot = world.snapshot();
+    assert_eq!(snapshot.route_count, 1, "only the valid route is compiled");
+    assert!(snapshot.report.listeners.is_empty(), "the invalid VPCIngress opens no listener");
+    assert!(!snapshot.services.keys().any(|k| k.name == "both-refs"));
 }

@@ -4,6 +4,8 @@
 //! on it (the reverse mapping is the whole picture), and only statuses that
 //! differ from what is stored are written.
 
+use std::{borrow::Cow, collections::BTreeMap};
+
 use k8s_openapi::{
     api::{
         core::v1::{Pod, Secret, Service},
@@ -12,8 +14,10 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta},
     jiff::Timestamp,
 };
+use kube::Resource;
 use router_api::{
     galactic::{VPC, VPCAttachment},
+    schema::{InvalidObject, Verdicts},
     v1alpha1::{
         CA_CERT, ConditionStatus, Conditions, SecretUse, ServiceBinding, TLS_CERT, TLS_KEY, VPCEgress, VPCIngress, VPCRoute, VPCService,
         condition_types, reasons, secret_value,
@@ -38,6 +42,60 @@ pub struct World {
     /// Verdicts on Secret contents, kept across passes: parsing a key is the
     /// costliest check here, and a Secret's resourceVersion says when to redo it.
     pub secret_checks: SecretChecks,
+    /// Router objects that break their CRD's schema or CEL rules.
+    pub invalid: Invalid,
+}
+
+/// (namespace, name) → why, per router kind.
+type InvalidByKey = BTreeMap<(String, String), InvalidObject>;
+
+/// Router objects that break their CRD's schema or CEL rules, which the API
+/// server may not have enforced (1.24 without the CEL gate, a dropped rule).
+/// They get `Accepted=False` reason `Invalid` with the field-named message,
+/// and the snapshot is built without them, as the gateways build theirs.
+#[derive(Default)]
+pub struct Invalid {
+    pub services: InvalidByKey,
+    pub routes: InvalidByKey,
+    pub bindings: InvalidByKey,
+    pub ingresses: InvalidByKey,
+    pub egress: InvalidByKey,
+}
+
+impl Invalid {
+    /// Judges every router object of `world`; `verdicts` remembers them per generation.
+    pub fn of(world: &World, verdicts: &Verdicts) -> Self {
+        Self {
+            services: verdicts.invalid(&world.services),
+            routes: verdicts.invalid(&world.routes),
+            bindings: verdicts.invalid(&world.bindings),
+            ingresses: verdicts.invalid(&world.ingresses),
+            egress: verdicts.invalid(&world.egress),
+        }
+    }
+}
+
+/// `objects` without those in `invalid`; borrowed when there are none (the usual case).
+fn valid<'a, K: Resource + Clone>(objects: &'a [K], invalid: &InvalidByKey) -> Cow<'a, [K]> {
+    if invalid.is_empty() {
+        return Cow::Borrowed(objects);
+    }
+    Cow::Owned(objects.iter().filter(|o| !invalid.contains_key(&key(o.meta()))).cloned().collect())
+}
+
+/// Programmed=False for an object that is not accepted.
+pub fn not_programmed() -> Desired<'static> {
+    Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::PENDING, message: "not accepted".to_owned() }
+}
+
+/// Accepted=False reason Invalid, or None for a valid object.
+pub fn rejected(invalid: &InvalidByKey, meta: &ObjectMeta) -> Option<Desired<'static>> {
+    invalid.get(&key(meta)).map(|e| Desired {
+        type_: condition_types::ACCEPTED,
+        status: false,
+        reason: reasons::INVALID,
+        message: e.to_string(),
+    })
 }
 
 /// (namespace, name, resourceVersion, use) of a checked Secret.
@@ -62,22 +120,22 @@ impl SecretChecks {
     }
 }
 
-/// (namespace, name) of an object; `default` for objects without a namespace.
-pub fn key(meta: &ObjectMeta) -> (String, String) {
-    (meta.namespace.clone().unwrap_or_else(|| "default".to_owned()), meta.name.clone().unwrap_or_default())
-}
+pub use router_api::manifest::object_key as key;
 
 impl World {
     /// The routing snapshot the gateways build from these objects: route
     /// compilation, listener conflicts and attachment, egress policies. The
     /// controller reports what the data plane will do, computed by the same code.
+    /// Invalid objects are left out, as the gateways leave them out.
     pub fn snapshot(&self) -> Snapshot {
+        let (services, routes) = (valid(&self.services, &self.invalid.services), valid(&self.routes, &self.invalid.routes));
+        let (egress, ingresses) = (valid(&self.egress, &self.invalid.egress), valid(&self.ingresses, &self.invalid.ingresses));
         let input = SnapshotInput {
-            services: &self.services,
-            routes: &self.routes,
-            egress: &self.egress,
+            services: &services,
+            routes: &routes,
+            egress: &egress,
             vpcs: &self.vpcs,
-            ingresses: &self.ingresses,
+            ingresses: &ingresses,
             reserved_ports: &[],
         };
         Snapshot::build(input, &EndpointStore::default())

@@ -16,6 +16,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use router_api::{
     galactic::{VPC, VPCAttachment},
+    manifest::object_key,
+    schema::Verdicts,
     v1alpha1::{ServiceBinding, VPCService},
 };
 use router_kube::{
@@ -71,18 +73,31 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         bindings: w.watch_all("ServiceBinding"),
     };
     let interval = Duration::from_secs(args.discovery_interval_secs.max(1));
-    w.run("service-discovery", interval, || caches.synced(), || walk(&w.client, &caches, args.max_endpoints, &w.metrics)).await;
+    // The API server may not have run the CEL rules (1.24 without the gate): every object is checked here too.
+    let verdicts = Verdicts::for_router_kinds()?;
+    let walk = || walk(&w.client, &caches, &verdicts, args.max_endpoints, &w.metrics);
+    w.run("service-discovery", interval, || caches.synced(), walk).await;
     Ok(())
 }
 
-/// One pass over every VPCService: write the statuses that changed.
-async fn walk(client: &Client, caches: &Caches, max_endpoints: usize, metrics: &KubeMetrics) {
+/// One pass over every VPCService: write the statuses that changed. A
+/// VPCService or ServiceBinding that breaks its CRD's rules is not acted on
+/// (router-controller reports it `Accepted=False Invalid`); it is named in the log.
+async fn walk(client: &Client, caches: &Caches, verdicts: &Verdicts, max_endpoints: usize, metrics: &KubeMetrics) {
     let timer = metrics.reconcile_duration.with_label_values(&["VPCService"]).start_timer();
-    let (vpcs, attachments, bindings) = (caches.vpcs.cloned(), caches.attachments.cloned(), caches.bindings.cloned());
+    let (vpcs, attachments, mut bindings) = (caches.vpcs.cloned(), caches.attachments.cloned(), caches.bindings.cloned());
+    let invalid_bindings = verdicts.invalid(&bindings);
+    bindings.retain(|b| !invalid_bindings.contains_key(&object_key(&b.metadata)));
+    let services = caches.services.objects();
+    let invalid_services = verdicts.invalid(services.iter().map(|s| &**s));
+    let invalid = invalid_bindings.iter().map(|b| ("ServiceBinding", b)).chain(invalid_services.iter().map(|s| ("VPCService", s)));
+    for (kind, ((namespace, name), e)) in invalid {
+        tracing::warn!(kind, object = %format!("{namespace}/{name}"), error = %e, "invalid: not acted on");
+    }
     let now = Timestamp::now();
     let mut failed = false;
-    for svc in caches.services.objects() {
-        let Some(owned) = discover::desired(&svc, &attachments, &vpcs, &bindings, max_endpoints, now) else { continue };
+    for svc in services.iter().filter(|s| !invalid_services.contains_key(&object_key(&s.metadata))) {
+        let Some(owned) = discover::desired(svc, &attachments, &vpcs, &bindings, max_endpoints, now) else { continue };
         let (namespace, name) = (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
         let api: Api<VPCService> = Api::namespaced(client.clone(), &namespace);
         match status::apply(&api, &name, MANAGER, &owned).await {

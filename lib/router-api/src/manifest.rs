@@ -15,6 +15,11 @@ use crate::{
 /// The namespace of objects that name none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// (namespace, name) of an object; [`DEFAULT_NAMESPACE`] for one that names none.
+pub fn object_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()), meta.name.clone().unwrap_or_default())
+}
+
 /// An object this project understands.
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)]

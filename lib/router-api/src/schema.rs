@@ -7,8 +7,19 @@
 //! Standalone mode runs every router object through this before it is
 //! accepted, so a file that a cluster would reject is rejected on a laptop
 //! too, with the same field-named message.
+//!
+//! The cluster components never trust that the API server ran the CEL rules:
+//! a 1.24 server without the `CustomResourceValidationExpressions` gate, or
+//! any server where a rule was dropped, stores objects that break them.
+//! [`Verdicts`] checks each typed object from a watch once per generation;
+//! router-controller reports a failure as `Accepted=False` reason `Invalid`,
+//! and router-gateway and service-discovery leave the object out.
 
-use std::{collections::HashMap, fmt};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::Mutex,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
@@ -117,6 +128,74 @@ impl SchemaValidator {
     }
 }
 
+/// (namespace, name, uid, generation): a generation changes with every spec change.
+type VerdictKey = (String, String, Option<String>, Option<i64>);
+
+/// [`SchemaValidator`] verdicts on typed objects from the API server, kept per
+/// object generation so a pass over thousands of unchanged objects validates
+/// none of them again. Only the spec is the user's: status and metadata
+/// (beyond name and namespace) are left out of the check.
+pub struct Verdicts {
+    validator: SchemaValidator,
+    seen: Mutex<HashMap<&'static str, HashMap<VerdictKey, Option<InvalidObject>>>>,
+}
+
+impl Verdicts {
+    pub fn new(validator: SchemaValidator) -> Self {
+        Self { validator, seen: Mutex::default() }
+    }
+
+    /// For the router's own kinds.
+    pub fn for_router_kinds() -> Result<Self, SchemaError> {
+        SchemaValidator::for_router_kinds().map(Self::new)
+    }
+
+    /// The objects among `objects` (all of one kind) that fail validation, by
+    /// (namespace, name). Verdicts on objects no longer in `objects` are forgotten.
+    pub fn invalid<'a, K>(&self, objects: impl IntoIterator<Item = &'a K>) -> BTreeMap<(String, String), InvalidObject>
+    where
+        K: kube::Resource<DynamicType = ()> + serde::Serialize + 'a,
+    {
+        let kind: &'static str = match K::kind(&()) {
+            std::borrow::Cow::Borrowed(k) => k,
+            std::borrow::Cow::Owned(_) => return BTreeMap::new(),
+        };
+        if !self.validator.knows(kind) {
+            return BTreeMap::new();
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = seen.remove(kind).unwrap_or_default();
+        let mut current = HashMap::with_capacity(previous.len());
+        let mut invalid = BTreeMap::new();
+        for object in objects {
+            let meta = object.meta();
+            let (namespace, name) = crate::manifest::object_key(meta);
+            let key = (namespace.clone(), name.clone(), meta.uid.clone(), meta.generation);
+            let verdict = match previous.get(&key) {
+                Some(v) => v.clone(),
+                None => self.check(kind, &namespace, &name, object).err(),
+            };
+            if let Some(e) = &verdict {
+                invalid.insert((namespace, name), e.clone());
+            }
+            current.insert(key, verdict);
+        }
+        seen.insert(kind, current);
+        invalid
+    }
+
+    fn check<K: serde::Serialize>(&self, kind: &str, namespace: &str, name: &str, object: &K) -> Result<(), InvalidObject> {
+        let full = serde_json::to_value(object).unwrap_or_default();
+        let user_part = serde_json::json!({
+            "apiVersion": full.get("apiVersion"),
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": full.get("spec"),
+        });
+        self.validator.validate(kind, &user_part)
+    }
+}
+
 /// `/spec/destinations/0/weight` → `spec.destinations[0].weight`.
 fn dotted(pointer: &str) -> String {
     let mut out = String::new();
@@ -138,7 +217,44 @@ fn dotted(pointer: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::dotted;
+    use super::{Verdicts, dotted};
+    use crate::v1alpha1::VPCService;
+
+    fn service(name: &str, generation: i64, port: i32, rule_broken: bool) -> VPCService {
+        // The typed object a watch delivers; a server that skipped CEL stored both references.
+        let mut spec = serde_json::json!({"vpcAttachmentRef": {"name": "a"}, "port": port});
+        if rule_broken {
+            spec["vpcAttachmentSelector"] = serde_json::json!({"matchLabels": {"app": "x"}});
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCService",
+            "metadata": {"name": name, "namespace": "n", "uid": name, "generation": generation},
+            "spec": spec,
+            "status": {"readyEndpoints": 3},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn objects_breaking_a_cel_rule_the_server_skipped_are_named_with_the_rule_message() {
+        let verdicts = Verdicts::for_router_kinds().unwrap();
+        let objects = [service("good", 1, 80, false), service("both-refs", 1, 80, true)];
+        let invalid = verdicts.invalid(&objects);
+        assert_eq!(invalid.keys().collect::<Vec<_>>(), [&("n".to_owned(), "both-refs".to_owned())]);
+        let message = invalid.values().next().unwrap().to_string();
+        assert!(message.contains("exactly one of vpcAttachmentRef or vpcAttachmentSelector"), "{message}");
+    }
+
+    #[test]
+    fn a_verdict_is_kept_per_generation_and_redone_when_the_spec_changes() {
+        let verdicts = Verdicts::for_router_kinds().unwrap();
+        assert_eq!(verdicts.invalid(&[service("s", 1, 80, true)]).len(), 1);
+        // A new generation fixed the spec: judged again.
+        assert!(verdicts.invalid(&[service("s", 2, 80, false)]).is_empty());
+        // Deleted objects are forgotten.
+        assert!(verdicts.invalid::<VPCService>([]).is_empty());
+        assert!(verdicts.seen.lock().unwrap()["VPCService"].is_empty());
+    }
 
     #[test]
     fn json_pointers_become_dotted_field_paths() {

@@ -134,6 +134,31 @@ pub struct SnapshotReport {
 }
 
 impl SnapshotReport {
+    /// Records that an object of `kind` was left out of the snapshot, and why.
+    pub fn reject(&mut self, kind: &str, namespace: String, name: String, problem: String) {
+        match kind {
+            "VPCRoute" => self.routes.entry(RouteKey { namespace, name }).or_default().push(problem),
+            "VPCService" => self.services.entry(ServiceKey { namespace, name }).or_default().push(problem),
+            "VPCIngress" => self.ingresses.entry(format!("{namespace}/{name}")).or_default().push(problem),
+            "VPCEgress" => self.egress.entry(format!("{namespace}/{name}")).or_default().push(problem),
+            _ => {}
+        }
+    }
+
+    /// Adds every problem of `other`.
+    pub fn merge(&mut self, other: SnapshotReport) {
+        fn append<K: Ord>(into: &mut BTreeMap<K, Vec<String>>, from: BTreeMap<K, Vec<String>>) {
+            for (k, mut v) in from {
+                into.entry(k).or_default().append(&mut v);
+            }
+        }
+        append(&mut self.routes, other.routes);
+        append(&mut self.services, other.services);
+        append(&mut self.egress, other.egress);
+        append(&mut self.ingresses, other.ingresses);
+        self.listeners.extend(other.listeners);
+    }
+
     pub fn is_clean(&self) -> bool {
         self.routes.values().all(Vec::is_empty)
             && self.services.values().all(Vec::is_empty)
@@ -156,9 +181,7 @@ pub struct Snapshot {
     pub report: SnapshotReport,
 }
 
-pub(crate) fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
-    (meta.namespace.clone().unwrap_or_else(|| "default".to_owned()), meta.name.clone().unwrap_or_default())
-}
+pub(crate) use router_api::manifest::object_key as key_of;
 
 impl Snapshot {
     /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say

@@ -46,7 +46,41 @@ pub async fn connect(path: Option<&Path>) -> Result<Client, ConnectError> {
         }
         None => Config::infer().await?,
     };
-    Ok(Client::try_from(config)?)
+    let client = Client::try_from(config)?;
+    // Off the start-up path: an API server that is away must not delay the component.
+    tokio::spawn(log_server_version(client.clone()));
+    Ok(client)
+}
+
+/// The oldest Kubernetes release the manifests and components are made for
+/// (the README's "Supported Kubernetes versions" says what differs on it).
+pub const OLDEST_SUPPORTED: (u32, u32) = (1, 24);
+
+/// Logs the API server's version, and warns when it is older than [`OLDEST_SUPPORTED`].
+async fn log_server_version(client: Client) {
+    match client.apiserver_version().await {
+        Ok(info) => match older_than_supported(&info.major, &info.minor) {
+            Some(true) => tracing::warn!(
+                version = %info.git_version,
+                "the API server is older than Kubernetes {}.{}: the CRDs need apiextensions.k8s.io/v1 with structural schemas, \
+                 server-side apply of status and policy/v1, which older releases lack; this release is not supported",
+                OLDEST_SUPPORTED.0,
+                OLDEST_SUPPORTED.1
+            ),
+            Some(false) => tracing::info!(version = %info.git_version, "API server"),
+            None => {
+                tracing::info!(version = %info.git_version, major = %info.major, minor = %info.minor, "API server (version not understood)")
+            }
+        },
+        Err(e) => tracing::warn!(error = %e, "could not read the API server's version"),
+    }
+}
+
+/// Whether `major.minor` (as `/version` reports them: providers add a `+`, as in "24+") is
+/// older than [`OLDEST_SUPPORTED`]; None when they are not numbers.
+fn older_than_supported(major: &str, minor: &str) -> Option<bool> {
+    let number = |s: &str| s.trim_end_matches(|c: char| !c.is_ascii_digit()).parse::<u32>().ok();
+    Some((number(major)?, number(minor)?) < OLDEST_SUPPORTED)
 }
 
 /// Diagnostic logs on stderr, `text` or `json`, filtered by `RUST_LOG` (default `info`).
@@ -57,5 +91,21 @@ pub fn init_logging(format: &str) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older_than_supported;
+
+    #[test]
+    fn server_versions_older_than_1_24_are_told_apart_with_provider_suffixes() {
+        assert_eq!(older_than_supported("1", "23"), Some(true));
+        assert_eq!(older_than_supported("1", "24"), Some(false));
+        assert_eq!(older_than_supported("1", "24+"), Some(false));
+        assert_eq!(older_than_supported("1", "22+"), Some(true));
+        assert_eq!(older_than_supported("1", "34"), Some(false));
+        assert_eq!(older_than_supported("2", "0"), Some(false));
+        assert_eq!(older_than_supported("", ""), None);
     }
 }

@@ -28,7 +28,35 @@ pub const VERSION: &str = "v1alpha1";
 /// Every CRD this crate defines, in a stable order (the order `crdgen` writes them).
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    vec![VPCService::crd(), VPCRoute::crd(), ServiceBinding::crd(), VPCIngress::crd(), VPCEgress::crd()]
+    [VPCService::crd(), VPCRoute::crd(), ServiceBinding::crd(), VPCIngress::crd(), VPCEgress::crd()]
+        .into_iter()
+        .map(for_every_server)
+        .collect()
+}
+
+/// Rewrites what schemars generates into what every API server from 1.24 on
+/// accepts. An `Option` of an enum comes out as `nullable: true` with a
+/// `null` member in `enum`; kubectl before 1.28's OpenAPI handling refuses
+/// that member (`enum: unknown object type "nil"`), and `nullable` alone
+/// already says the same, so the member is dropped.
+fn for_every_server(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    fn drop_null_enum_members(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(members)) = map.get_mut("enum") {
+                    members.retain(|m| !m.is_null());
+                }
+                map.values_mut().for_each(drop_null_enum_members);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_enum_members),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    drop_null_enum_members(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// Every CRD rendered as YAML, with the file name it is checked in under

@@ -49,7 +49,7 @@ impl VPCIngressSpec {
 /// One port on the gateway. HTTPS listeners need tls; HTTP listeners must not have it.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.protocol == 'HTTPS' ? has(self.tls) : !has(self.tls)").message("tls is required for protocol HTTPS and not allowed for HTTP").field_path(".tls"))]
+#[x_kube(validation = Rule::new("self.protocol == 'HTTPS' ? has(self.tls) : !has(self.tls)").message("tls is required for protocol HTTPS and not allowed for HTTP"))]
 pub struct Listener {
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,

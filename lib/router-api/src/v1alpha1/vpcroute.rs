@@ -30,9 +30,9 @@ use super::{Duration, LocalObjectReference, NamespacedObjectReference};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.match) && has(self.matches) && size(self.matches) > 0)").message("use either match or matches, not both").field_path(".matches"))]
-#[x_kube(validation = Rule::new("(has(self.destinations) && size(self.destinations) > 0) || (has(self.filters) && has(self.filters.redirect))").message("destinations must not be empty unless the route redirects").field_path(".destinations"))]
-#[x_kube(validation = Rule::new("!has(self.hashOn) || self.loadBalancing == 'consistent-hash'").message("hashOn applies only to loadBalancing consistent-hash").field_path(".hashOn"))]
+#[x_kube(validation = Rule::new("!(has(self.match) && has(self.matches) && size(self.matches) > 0)").message("use either match or matches, not both"))]
+#[x_kube(validation = Rule::new("(has(self.destinations) && size(self.destinations) > 0) || (has(self.filters) && has(self.filters.redirect))").message("destinations must not be empty unless the route redirects"))]
+#[x_kube(validation = Rule::new("!has(self.hashOn) || self.loadBalancing == 'consistent-hash'").message("hashOn applies only to loadBalancing consistent-hash"))]
 pub struct VPCRouteSpec {
     /// Hostnames matched against Host / :authority; `*.example.com` matches one or more labels
     /// in front of example.com. Empty matches every host.
@@ -150,7 +150,7 @@ pub enum MatchType {
 /// A header condition; names compare case-insensitively.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type == 'Present' || has(self.value)").message("value is required unless type is Present").field_path(".value"))]
+#[x_kube(validation = Rule::new("self.type == 'Present' || has(self.value)").message("value is required unless type is Present"))]
 pub struct HeaderMatch {
     #[schemars(length(min = 1, max = 256), regex(pattern = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"))]
     pub name: String,
@@ -164,7 +164,7 @@ pub struct HeaderMatch {
 /// A query parameter condition; names compare exactly.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type == 'Present' || has(self.value)").message("value is required unless type is Present").field_path(".value"))]
+#[x_kube(validation = Rule::new("self.type == 'Present' || has(self.value)").message("value is required unless type is Present"))]
 pub struct QueryParamMatch {
     #[schemars(length(min = 1, max = 256))]
     pub name: String,
@@ -191,7 +191,7 @@ pub struct GrpcMatch {
 /// Gateway API filters. redirect answers the request itself and excludes urlRewrite.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.redirect) && has(self.urlRewrite))").message("redirect and urlRewrite cannot both be set").field_path(".redirect"))]
+#[x_kube(validation = Rule::new("!(has(self.redirect) && has(self.urlRewrite))").message("redirect and urlRewrite cannot both be set"))]
 pub struct RouteFilters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_headers: Option<HeaderModifier>,

@@ -28,7 +28,7 @@ use super::{LocalObjectReference, SecretUse};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.vpcAttachmentRef) != has(self.vpcAttachmentSelector)").message("exactly one of vpcAttachmentRef or vpcAttachmentSelector must be set").field_path(".vpcAttachmentRef"))]
+#[x_kube(validation = Rule::new("has(self.vpcAttachmentRef) != has(self.vpcAttachmentSelector)").message("exactly one of vpcAttachmentRef or vpcAttachmentSelector must be set"))]
 pub struct VPCServiceSpec {
     /// The one Galactic VPCAttachment (same namespace) whose interface addresses are this service's endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,7 +86,7 @@ pub enum AddressFamily {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.httpPath), has(self.grpcService), has(self.tcp)].filter(x, x).size() <= 1").message("at most one of httpPath, grpcService and tcp may be set"))]
-#[x_kube(validation = Rule::new("self.timeoutSeconds < self.intervalSeconds").message("timeoutSeconds must be less than intervalSeconds").field_path(".timeoutSeconds"))]
+#[x_kube(validation = Rule::new("self.timeoutSeconds < self.intervalSeconds").message("timeoutSeconds must be less than intervalSeconds"))]
 pub struct HealthCheck {
     /// HTTP GET of this path; a status within expectedStatuses passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,9 +12,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use router_api::{
     galactic::VPC,
+    manifest::object_key,
+    schema::Verdicts,
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput};
+use router_core::{EndpointStore, Snapshot, SnapshotInput, SnapshotReport};
 use router_kube::cache::{self, ByName, Cache};
 use tokio::sync::{Notify, watch};
 
@@ -59,6 +61,13 @@ impl ClusterSource {
             egress: cache::spawn_all(&self.client, &changes, &restarts, "VPCEgress"),
         };
         let mut secrets: ByName<Secret> = ByName::new(self.client.clone(), "Secret");
+        let verdicts = match Verdicts::for_router_kinds() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "the router's CRD schemas do not compile; serving nothing from the cluster");
+                return;
+            }
+        };
         loop {
             tokio::select! {
                 () = changes.notified() => {}
@@ -73,7 +82,7 @@ impl ClusterSource {
             if !synced {
                 continue;
             }
-            let mut snapshot = self.build(&kinds);
+            let mut snapshot = self.build(&kinds, &verdicts);
             // Follow exactly the referenced Secrets: start watches for new references, drop the rest.
             let (ingresses, services) = (kinds.ingresses.objects(), kinds.services.objects());
             secrets.follow(referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s)), &changes, &restarts);
@@ -95,9 +104,16 @@ impl ClusterSource {
         }
     }
 
-    fn build(&self, kinds: &Kinds) -> Snapshot {
-        let (vpcs, services, routes) = (kinds.vpcs.cloned(), kinds.services.cloned(), kinds.routes.cloned());
-        let (ingresses, egress) = (kinds.ingresses.cloned(), kinds.egress.cloned());
+    /// The snapshot of every valid object. An object that breaks its CRD's
+    /// rules (the API server may not have enforced them) is left out and named
+    /// in the report, so `/config` and the log say why it is not served.
+    fn build(&self, kinds: &Kinds, verdicts: &Verdicts) -> Snapshot {
+        let mut rejected = SnapshotReport::default();
+        let services = valid(kinds.services.cloned(), verdicts, &mut rejected);
+        let routes = valid(kinds.routes.cloned(), verdicts, &mut rejected);
+        let ingresses = valid(kinds.ingresses.cloned(), verdicts, &mut rejected);
+        let egress = valid(kinds.egress.cloned(), verdicts, &mut rejected);
+        let vpcs = kinds.vpcs.cloned();
         let input = SnapshotInput {
             services: &services,
             routes: &routes,
@@ -106,6 +122,24 @@ impl ClusterSource {
             ingresses: &ingresses,
             reserved_ports: &self.reserved_ports,
         };
-        Snapshot::build(input, &self.store)
+        let mut snapshot = Snapshot::build(input, &self.store);
+        snapshot.report.merge(rejected);
+        snapshot
     }
+}
+
+/// `objects` without the invalid ones, which are recorded in `rejected`.
+fn valid<K>(mut objects: Vec<K>, verdicts: &Verdicts, rejected: &mut SnapshotReport) -> Vec<K>
+where
+    K: kube::Resource<DynamicType = ()> + serde::Serialize,
+{
+    let invalid = verdicts.invalid(&objects);
+    if invalid.is_empty() {
+        return objects;
+    }
+    objects.retain(|o| !invalid.contains_key(&object_key(o.meta())));
+    for ((namespace, name), e) in invalid {
+        rejected.reject(&K::kind(&()), namespace, name, format!("not served: invalid: {e}"));
+    }
+    objects
 }
