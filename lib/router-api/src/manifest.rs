@@ -9,11 +9,25 @@ use serde_json::Value;
 use crate::{
     galactic::{self, VPC, VPCAttachment},
     schema::{InvalidObject, SchemaValidator},
-    v1alpha1::{self, ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
+    v1alpha1::{self, ServiceBinding, TunnelBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
 };
 
 /// The namespace of objects that name none.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The YAML files of `path`: the file itself, or a directory's `*.yaml` / `*.yml`
+/// (sorted, not recursive), as `kubectl apply -f` reads them.
+pub fn yaml_files(path: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
 
 /// (namespace, name) of an object; [`DEFAULT_NAMESPACE`] for one that names none.
 pub fn object_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
@@ -31,6 +45,7 @@ pub enum Object {
     ServiceBinding(ServiceBinding),
     VpcIngress(VPCIngress),
     VpcEgress(VPCEgress),
+    TunnelBinding(TunnelBinding),
     Secret(Secret),
     /// Any other kind (a Service, a Pod, ...): kept by name so callers can say they ignored it.
     Other {
@@ -99,6 +114,7 @@ fn parse_object(mut doc: Value, origin: &str, index: usize, schemas: &SchemaVali
             "ServiceBinding" => typed(serde_json::from_value(doc).map(Object::ServiceBinding)),
             "VPCIngress" => typed(serde_json::from_value(doc).map(Object::VpcIngress)),
             "VPCEgress" => typed(serde_json::from_value(doc).map(Object::VpcEgress)),
+            "TunnelBinding" => typed(serde_json::from_value(doc).map(Object::TunnelBinding)),
             _ => Err(shape(format!("{api_version} has no kind {kind}"))),
         },
         ("v1", "Secret") => typed(serde_json::from_value(doc).map(Object::Secret)),

@@ -46,6 +46,9 @@ pub mod reasons {
     pub const VPC_NOT_READY: &str = "VPCNotReady";
     pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
     pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
+    /// TunnelBinding Ready: at least one connector is reachable / none is.
+    pub const CONNECTOR_REACHABLE: &str = "ConnectorReachable";
+    pub const NO_CONNECTOR_REACHABLE: &str = "NoConnectorReachable";
     /// A VPCRoute names VPCIngresses, but no listener of theirs accepts its hostnames.
     pub const NO_MATCHING_LISTENER: &str = "NoMatchingListenerHostname";
 }

@@ -6,6 +6,7 @@ mod common;
 mod conditions;
 mod duration;
 mod servicebinding;
+mod tunnelbinding;
 mod vpcegress;
 mod vpcingress;
 mod vpcroute;
@@ -15,6 +16,7 @@ pub use common::{CA_CERT, LocalObjectReference, NamespacedObjectReference, Secre
 pub use conditions::{ConditionStatus, Conditions, condition_types, reasons};
 pub use duration::{Duration, DurationError};
 pub use servicebinding::*;
+pub use tunnelbinding::*;
 pub use vpcegress::*;
 pub use vpcingress::*;
 pub use vpcroute::*;
@@ -28,7 +30,7 @@ pub const VERSION: &str = "v1alpha1";
 /// Every CRD this crate defines, in a stable order (the order `crdgen` writes them).
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     use kube::CustomResourceExt;
-    [VPCService::crd(), VPCRoute::crd(), ServiceBinding::crd(), VPCIngress::crd(), VPCEgress::crd()]
+    [VPCService::crd(), VPCRoute::crd(), ServiceBinding::crd(), VPCIngress::crd(), VPCEgress::crd(), TunnelBinding::crd()]
         .into_iter()
         .map(for_every_server)
         .collect()

@@ -47,16 +47,7 @@ pub struct Objects {
 
 /// The YAML files of `path`: the file itself, or a directory's *.yaml / *.yml (sorted, not recursive).
 pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let read_err = |source| LoadError::Read { path: path.to_owned(), source };
-    if path.is_file() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(read_err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
+    let files = router_api::manifest::yaml_files(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     if files.is_empty() {
         return Err(LoadError::Empty { path: path.to_owned() });
     }
@@ -78,6 +69,7 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                 Object::ServiceBinding(o) => ("ServiceBinding", &o.metadata),
                 Object::VpcIngress(o) => ("VPCIngress", &o.metadata),
                 Object::VpcEgress(o) => ("VPCEgress", &o.metadata),
+                Object::TunnelBinding(o) => ("TunnelBinding", &o.metadata),
                 Object::Secret(o) => ("Secret", &o.metadata),
                 Object::Other { kind, name, .. } => {
                     objects.ignored.push(format!("{kind} {name}"));
@@ -98,6 +90,7 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                 Object::VpcIngress(o) => objects.ingresses.push(o),
                 Object::Secret(o) => objects.secrets.insert(&o),
                 // ServiceBindings need a cluster (Services and Pods): router-controller syncs them.
+                // TunnelBindings are tunnel-gateway's: here their VPCService is an ordinary one.
                 _ => objects.ignored.push(format!("{kind} {namespace}/{name}")),
             }
         }
