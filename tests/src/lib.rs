@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod otlp;
 pub mod tls;
+pub mod tunnel;
 
 use std::path::{Path, PathBuf};
 

@@ -156,7 +156,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let metrics = Arc::new(TunnelMetrics::new());
     // The ALPN is registered so that a peer dialing a gateway is seen, refused and counted.
     let ep = bind(&args.endpoint, vec![ALPN.to_vec()]).await?;
-    tokio::spawn(refuse_incoming(ep.clone(), metrics.clone()));
+    tokio::spawn(router_tunnel::serve::refuse_incoming(ep.clone(), metrics.clone()));
     let tunnels = Tunnels::new(ep.clone(), args.listen_address, metrics.clone());
     let ready = admin::start(args.endpoint.admin_addr, metrics.clone(), Some(tunnels.clone())).await?;
     let stop = router_kube::shutdown::on_signal();
@@ -167,15 +167,4 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     ep.close().await;
     Ok(())
-}
-
-/// Gateways dial; they are never dialed. Whoever tries is refused right after the handshake.
-async fn refuse_incoming(ep: Endpoint, metrics: Arc<TunnelMetrics>) {
-    while let Some(incoming) = ep.accept().await {
-        if let Ok(conn) = incoming.await {
-            metrics.denied_peers.with_label_values(&["gateway"]).inc();
-            tracing::warn!(peer = %conn.remote_id(), "refused a peer that dialed the gateway");
-            conn.close(connector::FORBIDDEN_CODE.into(), b"gateways are not dialed");
-        }
-    }
 }

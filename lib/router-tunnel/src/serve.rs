@@ -199,6 +199,18 @@ impl Tunnels {
     }
 }
 
+/// Gateways dial; they are never dialed. A peer that dials a gateway is refused
+/// right after the handshake, before any stream is read, and counted.
+pub async fn refuse_incoming(endpoint: Endpoint, metrics: Arc<TunnelMetrics>) {
+    while let Some(incoming) = endpoint.accept().await {
+        if let Ok(conn) = incoming.await {
+            metrics.denied_peers.with_label_values(&["gateway"]).inc();
+            tracing::warn!(peer = %conn.remote_id(), "refused a peer that dialed the gateway");
+            conn.close(crate::connector::FORBIDDEN_CODE.into(), b"gateways are not dialed");
+        }
+    }
+}
+
 fn connector_report(id: PublicKey, state: LinkState) -> ConnectorReport {
     ConnectorReport {
         endpoint_id: id.to_string(),
