@@ -23,8 +23,11 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 #[test]
 fn deployments_are_locked_down_and_probed_on_the_admin_port() {
     let docs = documents("deployments");
-    let deployments = of_kind(&docs, "Deployment");
+    let mut deployments = of_kind(&docs, "Deployment");
     assert_eq!(deployments.len(), 3);
+    let stateful = of_kind(&docs, "StatefulSet");
+    assert_eq!(stateful.len(), 1, "tunnel-gateway: a StatefulSet, each replica its own key");
+    deployments.extend(stateful);
     for d in deployments {
         let name = d["metadata"]["name"].as_str().unwrap();
         assert_eq!(d["metadata"]["namespace"], "datum-router", "{name}");
@@ -42,15 +45,16 @@ fn deployments_are_locked_down_and_probed_on_the_admin_port() {
             assert_eq!(d["spec"]["replicas"], 2, "{name}: HA with leader election");
         }
     }
-    let services = of_kind(&docs, "Service");
-    assert_eq!(services.len(), 1);
-    assert_eq!(services[0]["metadata"]["name"], "router-gateway");
+    let services: Vec<&str> = of_kind(&docs, "Service").iter().map(|s| s["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(services, ["router-gateway", "tunnel-gateway"]);
+    let pdbs: Vec<&str> = of_kind(&docs, "PodDisruptionBudget").iter().map(|s| s["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(pdbs.contains(&"router-gateway") && pdbs.contains(&"tunnel-gateway"), "{pdbs:?}");
 }
 
 #[test]
 fn rbac_is_least_privilege_per_component() {
     let docs = documents("rbac");
-    for sa in ["router-gateway", "router-controller", "service-discovery"] {
+    for sa in ["router-gateway", "router-controller", "service-discovery", "tunnel-gateway"] {
         assert!(
             of_kind(&docs, "ServiceAccount").iter().any(|s| s["metadata"]["name"] == sa && s["metadata"]["namespace"] == "datum-router"),
             "{sa} ServiceAccount"

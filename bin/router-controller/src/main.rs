@@ -1,5 +1,5 @@
 //! router-controller: reconciles VPCService, VPCRoute, ServiceBinding,
-//! VPCIngress and VPCEgress — resolves their references, syncs
+//! VPCIngress, VPCEgress and TunnelBinding — resolves their references, syncs
 //! ServiceBindings from pods, and writes conditions.
 //!
 //! Reflectors keep a cache of every kind the statuses depend on; any change
@@ -39,7 +39,7 @@ use kube::{
 use router_api::{
     galactic::{VPC, VPCAttachment},
     schema::Verdicts,
-    v1alpha1::{ServiceBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
+    v1alpha1::{ServiceBinding, TunnelBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
 use router_kube::{
     cache::{ByName, Cache},
@@ -71,6 +71,7 @@ struct Caches {
     services: Cache<VPCService>,
     routes: Cache<VPCRoute>,
     bindings: Cache<ServiceBinding>,
+    tunnels: Cache<TunnelBinding>,
     ingresses: Cache<VPCIngress>,
     egress: Cache<VPCEgress>,
     kube_services: Cache<Service>,
@@ -86,6 +87,7 @@ impl Caches {
             && self.services.is_synced()
             && self.routes.is_synced()
             && self.bindings.is_synced()
+            && self.tunnels.is_synced()
             && self.ingresses.is_synced()
             && self.egress.is_synced()
             && self.kube_services.is_synced()
@@ -109,6 +111,7 @@ impl Caches {
             services: self.services.cloned(),
             routes: self.routes.cloned(),
             bindings: self.bindings.cloned(),
+            tunnels: self.tunnels.cloned(),
             ingresses: self.ingresses.cloned(),
             egress: self.egress.cloned(),
             secrets,
@@ -137,6 +140,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         services: w.watch_all("VPCService"),
         routes: w.watch_all("VPCRoute"),
         bindings: w.watch_all("ServiceBinding"),
+        tunnels: w.watch_all("TunnelBinding"),
         ingresses: w.watch_all("VPCIngress"),
         egress: w.watch_all("VPCEgress"),
         kube_services: w.watch_all("Service"),
@@ -238,6 +242,9 @@ async fn reconcile(ctx: &Ctx<'_>, world: &World) {
         .map(|conditions| serde_json::json!({ "conditions": conditions })));
     pass!("VPCRoute", VPCRoute, &world.routes, |r| routes::desired(r, world, &snapshot, &shadows, now));
     pass!("ServiceBinding", ServiceBinding, &world.bindings, |b| binding::desired(b, world, now));
+    let tunnel_losers = router_api::v1alpha1::tunnel_conflicts(&world.tunnels);
+    pass!("TunnelBinding", TunnelBinding, &world.tunnels, |t| objects::tunnel(t, world, &tunnel_losers, now)
+        .map(|conditions| serde_json::json!({ "conditions": conditions })));
     pass!("VPCIngress", VPCIngress, &world.ingresses, |i| objects::ingress(i, world, &snapshot, now));
     pass!("VPCEgress", VPCEgress, &world.egress, |e| objects::egress(e, world, &snapshot, now));
 }

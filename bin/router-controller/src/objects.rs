@@ -1,10 +1,11 @@
 //! VPCService (the controller's conditions: Accepted, ResolvedRefs),
-//! VPCIngress (Accepted, ResolvedRefs, Programmed and per-listener status)
-//! and VPCEgress (Accepted, Programmed) statuses.
+//! VPCIngress (Accepted, ResolvedRefs, Programmed and per-listener status),
+//! VPCEgress (Accepted, Programmed) and TunnelBinding (the controller's
+//! conditions: Accepted, ResolvedRefs; tunnel-gateway owns the rest) statuses.
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use router_api::v1alpha1::{
-    ListenerStatus, VPCEgress, VPCEgressStatus, VPCIngress, VPCIngressStatus, VPCService, condition_types, reasons,
+    ListenerStatus, TunnelBinding, VPCEgress, VPCEgressStatus, VPCIngress, VPCIngressStatus, VPCService, condition_types, reasons,
 };
 use router_core::{ServiceKey, Snapshot};
 
@@ -135,4 +136,41 @@ pub fn egress(e: &VPCEgress, world: &World, snapshot: &Snapshot, now: Timestamp)
     let stored = e.status.clone().unwrap_or_default();
     let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, programmed], e.metadata.generation, now);
     changed.then_some(VPCEgressStatus { conditions })
+}
+
+/// The controller's conditions on a TunnelBinding: Accepted (valid, and not the
+/// loser of a conflict over its VPCService: the oldest binding wins, the loser
+/// names it) and ResolvedRefs (the VPCService exists). `losers` is
+/// `tunnel_conflicts` of every binding.
+pub fn tunnel(
+    t: &TunnelBinding,
+    world: &World,
+    losers: &std::collections::BTreeMap<(String, String), (String, String)>,
+    now: Timestamp,
+) -> Option<Vec<Condition>> {
+    let (namespace, name) = key(&t.metadata);
+    let service = &t.spec.vpc_service_ref.name;
+    let accepted = match (rejected(&world.invalid.tunnels, &t.metadata), losers.get(&(namespace.clone(), name))) {
+        (Some(invalid), _) => invalid,
+        (None, Some((wns, wname))) => Desired {
+            type_: condition_types::ACCEPTED,
+            status: false,
+            reason: reasons::CONFLICTED,
+            message: format!(
+                "TunnelBinding {wns}/{wname} already serves VPCService {namespace}/{service} (older, or first by namespace/name)"
+            ),
+        },
+        (None, None) => {
+            Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
+        }
+    };
+    let missing: Vec<RefProblem> = world
+        .service(&namespace, service)
+        .is_none()
+        .then(|| RefProblem::missing(format!("VPCService {namespace}/{service} not found")))
+        .into_iter()
+        .collect();
+    let stored = t.status.clone().unwrap_or_default();
+    let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved(missing)], t.metadata.generation, now);
+    changed.then_some(conditions)
 }

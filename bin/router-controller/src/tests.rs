@@ -383,3 +383,28 @@ fn invalid_objects_are_left_out_of_the_snapshot_like_the_gateways_leave_them_out
     assert!(snapshot.report.listeners.is_empty(), "the invalid VPCIngress opens no listener");
     assert!(!snapshot.services.keys().any(|k| k.name == "both-refs"));
 }
+
+#[test]
+fn tunnel_bindings_accepted_conflicted_or_missing_their_vpcservice() {
+    let tunnel = |name: &str, service: &str, created: &str| -> Value {
+        json!({"apiVersion": "router.datum.net/v1alpha1", "kind": "TunnelBinding",
+               "metadata": {"name": name, "namespace": "default", "generation": 2, "creationTimestamp": created},
+               "spec": {"vpcServiceRef": {"name": service}, "target": {"host": "127.0.0.1", "port": 5173},
+                        "connectors": [{"endpointId": "a".repeat(64)}]}})
+    };
+    let mut world = base();
+    world.tunnels = vec![
+        obj(tunnel("first", "api", "2026-01-01T00:00:00Z")),
+        obj(tunnel("second", "api", "2026-02-01T00:00:00Z")),
+        obj(tunnel("orphan", "gone", "2026-01-01T00:00:00Z")),
+    ];
+    let losers = router_api::v1alpha1::tunnel_conflicts(&world.tunnels);
+    let status = |i: usize| objects::tunnel(&world.tunnels[i], &world, &losers, now()).unwrap();
+    assert_eq!(cond(&status(0), types::ACCEPTED), ("True", reasons::ACCEPTED));
+    assert_eq!(cond(&status(0), types::RESOLVED_REFS), ("True", reasons::RESOLVED_REFS));
+    let second = status(1);
+    assert_eq!(cond(&second, types::ACCEPTED), ("False", reasons::CONFLICTED));
+    assert!(accepted_of(&second).2.contains("TunnelBinding default/first already serves"), "the loser names the winner");
+    assert_eq!(cond(&status(2), types::RESOLVED_REFS), ("False", reasons::REF_NOT_FOUND));
+    assert_eq!(status(0).len(), 2, "only the controller's two conditions: Ready is tunnel-gateway's");
+}

@@ -19,8 +19,8 @@ use router_api::{
     galactic::{VPC, VPCAttachment},
     schema::{InvalidObject, Verdicts},
     v1alpha1::{
-        CA_CERT, ConditionStatus, Conditions, SecretUse, ServiceBinding, TLS_CERT, TLS_KEY, VPCEgress, VPCIngress, VPCRoute, VPCService,
-        condition_types, reasons, secret_value,
+        CA_CERT, ConditionStatus, Conditions, SecretUse, ServiceBinding, TLS_CERT, TLS_KEY, TunnelBinding, VPCEgress, VPCIngress, VPCRoute,
+        VPCService, condition_types, reasons, secret_value,
     },
 };
 use router_core::{EndpointStore, Snapshot, SnapshotInput};
@@ -33,6 +33,7 @@ pub struct World {
     pub services: Vec<VPCService>,
     pub routes: Vec<VPCRoute>,
     pub bindings: Vec<ServiceBinding>,
+    pub tunnels: Vec<TunnelBinding>,
     pub ingresses: Vec<VPCIngress>,
     pub egress: Vec<VPCEgress>,
     pub secrets: Vec<Secret>,
@@ -60,6 +61,7 @@ pub struct Invalid {
     pub bindings: InvalidByKey,
     pub ingresses: InvalidByKey,
     pub egress: InvalidByKey,
+    pub tunnels: InvalidByKey,
 }
 
 impl Invalid {
@@ -71,6 +73,7 @@ impl Invalid {
             bindings: verdicts.invalid(&world.bindings),
             ingresses: verdicts.invalid(&world.ingresses),
             egress: verdicts.invalid(&world.egress),
+            tunnels: verdicts.invalid(&world.tunnels),
         }
     }
 }
