@@ -204,7 +204,7 @@ pub fn build_binaries() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(crate::workspace_root())
-        .args(["build", "-p", "router-controller", "-p", "service-discovery", "-p", "router-gateway"])
+        .args(["build", "-p", "router-controller", "-p", "service-discovery", "-p", "router-gateway", "-p", "tunnel-gateway"])
         .status()
         .expect("cargo build");
     assert!(status.success(), "building the binaries failed");

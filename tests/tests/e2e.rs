@@ -22,16 +22,18 @@ use kube::{
     Api, Client,
     api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
 };
-use router_api::v1alpha1::{ServiceBinding, VPCRoute, VPCService};
+use router_api::v1alpha1::{ServiceBinding, TunnelBinding, VPCRoute, VPCService};
 use router_tests::{
-    backend::start_backends,
+    backend::{loopback_block, loopback_ip, start_backends},
     client::Client as Http,
     cluster::{
         Component, Relay, apply_dir, apply_yaml, build_binaries, delete_all, e2e_kubeconfig, impersonating_kubeconfig, server_addr,
         wait_for,
     },
     gateway::free_port,
-    shared_dir, workspace_root,
+    shared_dir,
+    tunnel::endpoint_id,
+    workspace_root,
 };
 use serde_json::json;
 
@@ -292,7 +294,103 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     })
     .await;
 
-    // 9. A route that breaks a CEL rule: a server that enforces the rules refuses it with the
+    // 9. A service off every VPC, through tunnel-gateway: serve as its own ServiceAccount, a
+    // connector on loopback, a TunnelBinding; each status field from the manager that owns it.
+    let tunnel_ip = loopback_ip(loopback_block(), 250);
+    let tunnel_port = free_port();
+    let (gw_key, c_key) = (dir.path().join("tunnel-gateway-0.key"), dir.path().join("connector.key"));
+    let tunnel_bin = bin.join("tunnel-gateway").display().to_string();
+    let (gw_id, c_id) = (endpoint_id(&tunnel_bin, &gw_key), endpoint_id(&tunnel_bin, &c_key));
+    let c_addr = std::net::SocketAddr::new([127, 0, 0, 1].into(), free_port());
+    let start_connector = |name: &str| {
+        let args = ["connect", "--secret-key-file", &c_key.display().to_string(), "--bind", &c_addr.to_string()]
+            .into_iter()
+            .chain(["--allow-gateway", &gw_id, "--target", &backends[0].addr.to_string()])
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        Component::start(&bin.join("tunnel-gateway"), name, &args, &[], dir.path())
+    };
+    let mut connector = start_connector("connector");
+    let mut serve_args = vec!["serve".to_owned()];
+    serve_args.extend(arg(&as_sa("tunnel-gateway", None)));
+    serve_args.extend(
+        [
+            "--secret-key-file",
+            &gw_key.display().to_string(),
+            "--bind",
+            &format!("{tunnel_ip}:0"),
+            "--listen-address",
+            &tunnel_ip.to_string(),
+        ]
+        .map(str::to_owned),
+    );
+    let _serve = Component::start(
+        &bin.join("tunnel-gateway"),
+        "tunnel-serve",
+        &serve_args,
+        &[("POD_NAME", "tunnel-gateway-0".into()), ("POD_NAMESPACE", "datum-router".into())],
+        dir.path(),
+    );
+    let tunnel = format!(
+        "apiVersion: galactic.datumapis.com/v1alpha\nkind: VPCAttachment\nmetadata: {{name: att-tunnel, labels: {{app: tunnel}}}}\n\
+         spec: {{vpc: {{name: vpc}}, interface: {{name: galactic0, addresses: [{tunnel_ip}/8]}}}}\n---\n\
+         apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {{name: laptop}}\n\
+         spec: {{vpcAttachmentSelector: {{matchLabels: {{app: tunnel}}}}, port: {tunnel_port}, protocol: HTTP}}\n---\n\
+         apiVersion: router.datum.net/v1alpha1\nkind: TunnelBinding\nmetadata: {{name: laptop}}\n\
+         spec: {{vpcServiceRef: {{name: laptop}}, target: {{host: \"{}\", port: {}}}, connectors: [{{endpointId: \"{c_id}\", addresses: [\"{c_addr}\"]}}]}}\n---\n\
+         apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: laptop}}\n\
+         spec: {{hostnames: [laptop.e2e.example], destinations: [{{vpcServiceRef: {{name: laptop}}}}]}}\n",
+        backends[0].addr.ip(),
+        backends[0].addr.port()
+    );
+    apply_yaml(admin, &tunnel, Some(ns)).await.expect("tunnel objects");
+    set_status(&attachments, "att-tunnel", json!({"ready": true, "identifier": "1f30"})).await;
+    let tunnels: Api<TunnelBinding> = Api::namespaced(admin.clone(), ns);
+    wait_for("TunnelBinding Accepted, ResolvedRefs and Ready, with the gateway's id", WAIT, || async {
+        let s = status_of(&tunnels, "laptop").await?;
+        let ready = condition(Some(&s), "Ready")? == ("True".to_owned(), "ConnectorReachable".to_owned());
+        let accepted = condition(Some(&s), "Accepted")?.0 == "True" && condition(Some(&s), "ResolvedRefs")?.0 == "True";
+        let ids = s["gatewayEndpointIds"] == json!([gw_id]);
+        let connector =
+            s["connectors"][0]["endpointId"] == c_id && s["connectors"][0]["reachable"] == true && s["reachableConnectors"] == 1;
+        (ready && accepted && ids && connector).then_some(())
+    })
+    .await;
+    let managers: Vec<String> = tunnels
+        .get("laptop")
+        .await
+        .expect("binding")
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager)
+        .collect();
+    for manager in ["datum-router-controller", "datum-tunnel-gateway", "datum-tunnel-gateway-tunnel-gateway-0"] {
+        assert!(managers.iter().any(|m| m == manager), "status written by {manager}: {managers:?}");
+    }
+    wait_for("router-gateway serving the tunnel-backed service", WAIT, || async {
+        (http.get(&url, &[("host", "laptop.e2e.example")]).await.ok()?.backend() == Some("a")).then_some(())
+    })
+    .await;
+    let second = "apiVersion: router.datum.net/v1alpha1\nkind: TunnelBinding\nmetadata: {name: laptop-too}\n\
+         spec: {vpcServiceRef: {name: laptop}, target: {host: 127.0.0.1, port: 1}, connectors: [{endpointId: \"";
+    apply_yaml(admin, &format!("{second}{c_id}\"}}]}}\n"), Some(ns)).await.expect("a second binding");
+    wait_for("the newer binding for the same VPCService Conflicted, naming the older", WAIT, || async {
+        let s = status_of(&tunnels, "laptop-too").await?;
+        let c = s["conditions"].as_array()?.iter().find(|c| c["type"] == "Accepted")?.clone();
+        (c["reason"] == "Conflicted" && c["message"].as_str()?.contains("laptop")).then_some(())
+    })
+    .await;
+    connector.kill();
+    wait_for("Ready=False NoConnectorReachable once the connector is gone", WAIT, || async {
+        let s = status_of(&tunnels, "laptop").await?;
+        (condition(Some(&s), "Ready")? == ("False".to_owned(), "NoConnectorReachable".to_owned())).then_some(())
+    })
+    .await;
+
+    // 10. A route that breaks a CEL rule: a server that enforces the rules refuses it with the
     // rule's message; one that does not (1.24 without the gate) stores it, and then the
     // controller reports it Invalid and the gateway does not serve it.
     let broken = "apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {name: broken}\n\
@@ -313,7 +411,7 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
         assert!(c.log_text().contains("API server"), "each component logs the API server's version: {}", c.log_text());
     }
 
-    // 10. A deleted VPCService is reported on the route that needs it.
+    // 11. A deleted VPCService is reported on the route that needs it.
     services.delete("only-b", &DeleteParams::default()).await.expect("delete VPCService");
     wait_for("the route reports the missing VPCService", WAIT, || async {
         let s = status_of(&routes, "web").await?;
@@ -321,7 +419,7 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     })
     .await;
 
-    // 11. The controller leader dies; the other replica takes over and keeps writing.
+    // 12. The controller leader dies; the other replica takes over and keeps writing.
     let leases: Api<Lease> = Api::namespaced(admin.clone(), "datum-router");
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity);
     let leader = wait_for("a controller leader", WAIT, || async { holder(leases.get_opt("router-controller").await.ok()??) }).await;
@@ -343,7 +441,7 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     })
     .await;
 
-    // 12. The gateway loses the API server and keeps serving what it has.
+    // 13. The gateway loses the API server and keeps serving what it has.
     relay.cut();
     tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..10 {
