@@ -60,18 +60,52 @@ pub enum Object {
 pub enum ManifestError {
     #[error("{origin}: not valid YAML: {message}")]
     Yaml { origin: String, message: String },
+    #[error("{origin}: {bytes} bytes, more than the {} MiB a configuration file may have; split it into several files of the directory", MAX_FILE_BYTES / 1024 / 1024)]
+    TooLarge { origin: String, bytes: usize },
     #[error("{origin}: document {index}: {message}")]
     Shape { origin: String, index: usize, message: String },
     #[error("{origin}: {kind} {name}: {source}")]
     Invalid { origin: String, kind: String, name: String, source: InvalidObject },
 }
 
+/// The largest configuration file read. A file of 10,000 routes is about 3 MiB;
+/// a bigger configuration is split over several files of one directory.
+pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The YAML parser's limits for `text`. Counts (documents, nodes, events,
+/// scalar bytes) grow with the input, since each needs at least a byte of it,
+/// so a large real file always passes; what stops a hostile file is what
+/// does not grow with its size: nesting depth and alias expansion (the
+/// "billion laughs"), at serde-saphyr's defaults, and [`MAX_FILE_BYTES`].
+fn parser_options(text: &str) -> serde_saphyr::Options {
+    let defaults = serde_saphyr::Budget::default();
+    let n = text.len();
+    let budget = serde_saphyr::Budget {
+        max_documents: defaults.max_documents.max(n),
+        max_nodes: defaults.max_nodes.max(n),
+        max_events: defaults.max_events.max(n.saturating_mul(2)),
+        max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(n),
+        ..defaults
+    };
+    serde_saphyr::Options { budget: Some(budget), ..Default::default() }
+}
+
 /// Parses every document of `text`; `origin` (a file name) prefixes errors.
 /// Empty documents are skipped; objects without a namespace get `default`. The first invalid document fails the whole
 /// text: a half-read file would be a configuration nobody wrote.
 pub fn parse_documents(text: &str, origin: &str, schemas: &SchemaValidator) -> Result<Vec<Object>, ManifestError> {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml { origin: origin.to_owned(), message: e.to_string() })?;
+    if text.len() > MAX_FILE_BYTES {
+        return Err(ManifestError::TooLarge { origin: origin.to_owned(), bytes: text.len() });
+    }
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, parser_options(text)).map_err(|e| ManifestError::Yaml {
+        origin: origin.to_owned(),
+        message: match e.to_string() {
+            m if m.contains("budget breached") => {
+                format!("{m} (nesting deeper than 64 levels or alias expansion beyond the parser's limits: not a configuration)")
+            }
+            m => m,
+        },
+    })?;
     let mut out = Vec::with_capacity(docs.len());
     for (index, doc) in docs.into_iter().enumerate() {
         if doc.is_null() {
@@ -124,4 +158,43 @@ fn parse_object(mut doc: Value, origin: &str, index: usize, schemas: &SchemaVali
 
 fn api(group: &str, version: &str) -> String {
     format!("{group}/{version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schemas() -> SchemaValidator {
+        SchemaValidator::for_router_kinds().unwrap()
+    }
+
+    #[test]
+    fn a_file_with_thousands_of_documents_loads() {
+        // Past serde-saphyr's default of 1,024 documents, which refused a 10,000-route file.
+        let text: String = (0..3000)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: r{i}}}\n\
+                     spec: {{hostnames: [h{}.example.com], matches: [{{pathPrefix: /p{i}}}], destinations: [{{vpcServiceRef: {{name: s{}}}}}]}}\n",
+                    i % 500,
+                    i % 100
+                )
+            })
+            .collect();
+        assert_eq!(parse_documents(&text, "many.yaml", &schemas()).unwrap().len(), 3000);
+    }
+
+    #[test]
+    fn hostile_files_are_refused_naming_the_limit() {
+        let deep = format!("a: {}1{}", "[".repeat(200), "]".repeat(200));
+        let err = parse_documents(&deep, "deep.yaml", &schemas()).unwrap_err().to_string();
+        assert!(err.starts_with("deep.yaml: not valid YAML"), "{err}");
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n\
+                      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n\
+                      g: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+        assert!(parse_documents(laughs, "laughs.yaml", &schemas()).is_err(), "alias expansion is bounded");
+        let huge = " ".repeat(MAX_FILE_BYTES + 1);
+        let err = parse_documents(&huge, "huge.yaml", &schemas()).unwrap_err().to_string();
+        assert!(err.contains("64 MiB") && err.contains("split it"), "{err}");
+    }
 }

@@ -103,7 +103,13 @@ impl Tunnels {
             links.iter().map(|(id, (_, l))| (*id, l.clone())).collect()
         };
         let mut served = self.served.lock().await;
-        served.retain(|key, s| plan.bindings.iter().any(|b| &b.binding == key && *b == s.plan));
+        served.retain(|key, s| {
+            let kept = plan.bindings.iter().any(|b| &b.binding == key && *b == s.plan);
+            if !kept {
+                self.forget(s);
+            }
+            kept
+        });
         for b in &plan.bindings {
             served.entry(b.binding.clone()).or_insert_with(|| Served {
                 links: b.connectors.iter().filter_map(|c| links.get(&c.id).cloned()).collect(),
@@ -159,6 +165,19 @@ impl Tunnels {
             }
             for l in &s.links {
                 self.record(&s.plan.binding, l);
+            }
+        }
+    }
+
+    /// Drops the per-connector gauges of a binding that is no longer served as it was.
+    fn forget(&self, served: &Served) {
+        for l in &served.links {
+            let id = l.id.to_string();
+            let labels = [served.plan.binding.as_str(), id.as_str()];
+            let _ = self.metrics.connector_up.remove_label_values(&labels);
+            let _ = self.metrics.connector_rtt.remove_label_values(&labels);
+            for path in ["Direct", "Relay"] {
+                let _ = self.metrics.connector_path.remove_label_values(&[labels[0], labels[1], path]);
             }
         }
     }
