@@ -123,6 +123,9 @@ fn main() -> ExitCode {
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
     };
+    // ring is the process's one TLS provider: libraries that build their own rustls
+    // clients (the OTLP exporter's HTTP client) find it installed instead of none.
+    let _ = Arc::unwrap_or_clone(tls::provider()).install_default();
     // The exporter's blocking HTTP client must be built outside the async runtime.
     let spans = match args.otlp_endpoint.as_deref().map(|e| SpanExport::new(e, &args.otel_service_name)) {
         None => None,
@@ -217,13 +220,9 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
     tokio::spawn(HealthChecker::new(metrics.clone(), upstream_settings, provider.clone()).run(cell.clone()));
     tokio::spawn(admin::serve(admin_listener, Arc::new(Admin { cell: cell.clone(), metrics: metrics.clone(), health: health.clone() })));
 
-    let gateway = Arc::new(Gateway {
-        cell,
-        upstreams: Upstreams::new(upstream_settings, provider),
-        metrics,
-        access_log: AccessLog::new(args.access_log),
-        spans,
-    });
+    let access_log = AccessLog::new(args.access_log);
+    let gateway =
+        Arc::new(Gateway { cell, upstreams: Upstreams::new(upstream_settings, provider), metrics, access_log: access_log.clone(), spans });
     let settings = ServerSettings {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         max_headers: args.max_headers,
@@ -247,5 +246,6 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
         let _ = t.await;
     }
     let _ = ingress.await;
+    access_log.flush();
     Ok(())
 }

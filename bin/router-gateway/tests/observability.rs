@@ -64,7 +64,8 @@ async fn trace_context_and_request_id_propagate() {
         assert_ne!(&tp[3..35], "00000000000000000000000000000000");
     }
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The access log is written in the background, every 50 ms.
+    router_tests::eventually("the access log line", async || gw.access_log().iter().any(|l| l.contains("req-123"))).await;
     let line = gw.access_log().into_iter().find(|l| l.contains("req-123")).expect("access log line");
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(entry["route"], "default/traced");

@@ -78,16 +78,15 @@ pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 /// does not grow with its size: nesting depth and alias expansion (the
 /// "billion laughs"), at serde-saphyr's defaults, and [`MAX_FILE_BYTES`].
 fn parser_options(text: &str) -> serde_saphyr::Options {
-    let defaults = serde_saphyr::Budget::default();
+    let mut budget = serde_saphyr::Budget::default();
     let n = text.len();
-    let budget = serde_saphyr::Budget {
-        max_documents: defaults.max_documents.max(n),
-        max_nodes: defaults.max_nodes.max(n),
-        max_events: defaults.max_events.max(n.saturating_mul(2)),
-        max_total_scalar_bytes: defaults.max_total_scalar_bytes.max(n),
-        ..defaults
-    };
-    serde_saphyr::Options { budget: Some(budget), ..Default::default() }
+    budget.max_documents = budget.max_documents.max(n);
+    budget.max_nodes = budget.max_nodes.max(n);
+    budget.max_events = budget.max_events.max(n.saturating_mul(2));
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(n);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// Parses every document of `text`; `origin` (a file name) prefixes errors.
