@@ -15,7 +15,7 @@ use router_api::{
 };
 use router_galactic::{family_allows, interface_ip};
 
-use crate::world::{Desired, World, key, merge_conditions, rejected};
+use crate::world::{Desired, World, accepted, key, merge_conditions, rejected};
 
 fn pod_ready(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
@@ -65,11 +65,11 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
         message: if missing.is_empty() { "every reference resolves".to_owned() } else { missing.join("; ") },
     };
 
-    let accepted = rejected(&world.invalid.bindings, &binding.metadata);
+    let invalid = rejected(&world.invalid.bindings, &binding.metadata);
     let synced_once = !binding.spec.auto_sync && stored.last_sync_time.is_some();
     let (endpoints, unattached, synced) = match (service, vpc_service) {
         // Not acted on: what was synced stays, and service-discovery ignores the binding.
-        _ if accepted.is_some() => (
+        _ if invalid.is_some() => (
             stored.endpoints.clone(),
             stored.unattached_pods.clone(),
             Desired { type_: condition_types::SYNCED, status: false, reason: reasons::INVALID, message: "not accepted".to_owned() },
@@ -180,12 +180,7 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
         ),
     };
     let ready_endpoints = i32::try_from(endpoints.iter().filter(|e| e.ready).count()).unwrap_or(i32::MAX);
-    let accepted = accepted.unwrap_or_else(|| Desired {
-        type_: condition_types::ACCEPTED,
-        status: true,
-        reason: reasons::ACCEPTED,
-        message: "accepted".to_owned(),
-    });
+    let accepted = invalid.unwrap_or_else(|| accepted("accepted"));
     let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved, synced], binding.metadata.generation, now);
     let content_changed =
         stored.endpoints != endpoints || stored.unattached_pods != unattached || stored.ready_endpoints != ready_endpoints;

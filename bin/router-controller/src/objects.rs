@@ -9,7 +9,7 @@ use router_api::v1alpha1::{
 };
 use router_core::{ServiceKey, Snapshot};
 
-use crate::world::{Desired, RefProblem, World, key, merge_conditions, not_programmed, rejected, resolved};
+use crate::world::{Desired, RefProblem, World, accepted, key, merge_conditions, not_programmed, rejected, resolved};
 
 /// The controller's conditions on a VPCService, and only them: service-discovery owns the
 /// rest of the status, and applying a default `readyEndpoints` would take it over.
@@ -23,12 +23,8 @@ pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timest
     }
     missing.extend(world.secret_problems(&namespace, svc.spec.secret_refs()));
     let notes = snapshot.report.services.get(&ServiceKey { namespace, name }).cloned().unwrap_or_default();
-    let accepted = rejected(&world.invalid.services, &svc.metadata).unwrap_or_else(|| Desired {
-        type_: condition_types::ACCEPTED,
-        status: true,
-        reason: reasons::ACCEPTED,
-        message: if notes.is_empty() { "accepted".to_owned() } else { format!("accepted; {}", notes.join("; ")) },
-    });
+    let accepted = rejected(&world.invalid.services, &svc.metadata)
+        .unwrap_or_else(|| accepted(if notes.is_empty() { "accepted".to_owned() } else { format!("accepted; {}", notes.join("; ")) }));
     let stored = svc.status.clone().unwrap_or_default();
     let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved(missing)], svc.metadata.generation, now);
     changed.then_some(conditions)
@@ -78,7 +74,7 @@ pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timest
     let accepted = if let Some(invalid) = rejected(&world.invalid.ingresses, &ing.metadata) {
         invalid
     } else if vpc_found {
-        Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
+        accepted("accepted")
     } else {
         Desired {
             type_: condition_types::ACCEPTED,
@@ -113,25 +109,23 @@ pub fn egress(e: &VPCEgress, world: &World, snapshot: &Snapshot, now: Timestamp)
     let not_enforced = problems.iter().find(|p| p.ends_with("not enforced"));
     let (accepted, programmed) = match (rejected(&world.invalid.egress, &e.metadata), not_enforced) {
         (Some(invalid), _) => (invalid, not_programmed()),
-        (None, not_enforced) => match not_enforced {
-            Some(p) if p.contains("not found") => (
-                Desired { type_: condition_types::ACCEPTED, status: false, reason: reasons::REF_NOT_FOUND, message: p.clone() },
-                not_programmed(),
-            ),
-            Some(p) => (
-                Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() },
-                Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::CONFLICTED, message: p.clone() },
-            ),
-            None => (
-                Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() },
-                Desired {
-                    type_: condition_types::PROGRAMMED,
-                    status: true,
-                    reason: reasons::PROGRAMMED,
-                    message: if problems.is_empty() { "enforced".to_owned() } else { format!("enforced; {}", problems.join("; ")) },
-                },
-            ),
-        },
+        (None, Some(p)) if p.contains("not found") => (
+            Desired { type_: condition_types::ACCEPTED, status: false, reason: reasons::REF_NOT_FOUND, message: p.clone() },
+            not_programmed(),
+        ),
+        (None, Some(p)) => (
+            accepted("accepted"),
+            Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::CONFLICTED, message: p.clone() },
+        ),
+        (None, None) => (
+            accepted("accepted"),
+            Desired {
+                type_: condition_types::PROGRAMMED,
+                status: true,
+                reason: reasons::PROGRAMMED,
+                message: if problems.is_empty() { "enforced".to_owned() } else { format!("enforced; {}", problems.join("; ")) },
+            },
+        ),
     };
     let stored = e.status.clone().unwrap_or_default();
     let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, programmed], e.metadata.generation, now);
@@ -160,9 +154,7 @@ pub fn tunnel(
                 "TunnelBinding {wns}/{wname} already serves VPCService {namespace}/{service} (older, or first by namespace/name)"
             ),
         },
-        (None, None) => {
-            Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
-        }
+        (None, None) => accepted("accepted"),
     };
     let missing: Vec<RefProblem> = world
         .service(&namespace, service)

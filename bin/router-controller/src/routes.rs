@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use router_api::v1alpha1::{DestinationStatus, RouteMatch, VPCRoute, VPCRouteStatus, condition_types, reasons};
 use router_core::{RouteKey, Snapshot};
 
-use crate::world::{Desired, World, key, merge_conditions, not_programmed, rejected};
+use crate::world::{Desired, World, accepted, key, merge_conditions, not_programmed, rejected};
 
 /// Identical matches on identical hostnames: the same requests.
 fn match_keys(route: &VPCRoute) -> Vec<String> {
@@ -116,9 +116,7 @@ pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &S
             reason: reasons::NO_MATCHING_LISTENER,
             message: problems.iter().filter(|p| p.contains("VPCIngress")).cloned().collect::<Vec<_>>().join("; "),
         },
-        (None, None, false) => {
-            Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: "accepted".to_owned() }
-        }
+        (None, None, false) => accepted("accepted"),
     };
 
     let shadowed = shadows.get(&(namespace.clone(), name.clone())).cloned().unwrap_or_default();

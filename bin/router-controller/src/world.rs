@@ -86,6 +86,11 @@ fn valid<'a, K: Resource + Clone>(objects: &'a [K], invalid: &InvalidByKey) -> C
     Cow::Owned(objects.iter().filter(|o| !invalid.contains_key(&key(o.meta()))).cloned().collect())
 }
 
+/// Accepted=True with `message`.
+pub fn accepted(message: impl Into<String>) -> Desired<'static> {
+    Desired { type_: condition_types::ACCEPTED, status: true, reason: reasons::ACCEPTED, message: message.into() }
+}
+
 /// Programmed=False for an object that is not accepted.
 pub fn not_programmed() -> Desired<'static> {
     Desired { type_: condition_types::PROGRAMMED, status: false, reason: reasons::PENDING, message: "not accepted".to_owned() }

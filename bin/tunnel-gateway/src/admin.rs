@@ -3,8 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use http::StatusCode;
-use router_kube::admin::{Readiness, render, reply, serve_with};
+use router_kube::admin::{Readiness, answer, serve_with};
 use router_tunnel::{metrics::TunnelMetrics, serve::Tunnels};
 use tokio::net::TcpListener;
 
@@ -16,6 +15,7 @@ pub async fn start(addr: SocketAddr, metrics: Arc<TunnelMetrics>, tunnels: Optio
     let listener = TcpListener::bind(addr).await.map_err(|e| format!("admin listener {addr}: {e}"))?;
     let ready = Arc::new(Readiness::default());
     let report = Arc::new(std::sync::Mutex::new(b"[]".to_vec()));
+    let serving = tunnels.is_some();
     if let Some(tunnels) = tunnels {
         let report = report.clone();
         tokio::spawn(async move {
@@ -27,13 +27,9 @@ pub async fn start(addr: SocketAddr, metrics: Arc<TunnelMetrics>, tunnels: Optio
         });
     }
     let readiness = ready.clone();
-    tokio::spawn(serve_with(listener, move |req| match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&metrics.registry)),
-        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" if readiness.get() => reply(StatusCode::OK, "text/plain", "ready\n"),
-        "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
-        "/config" => reply(StatusCode::OK, "application/json", report.lock().unwrap_or_else(|p| p.into_inner()).clone()),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz, /readyz or /config\n"),
+    tokio::spawn(serve_with(listener, move |req| {
+        let config = || report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        answer(req, &metrics.registry, &readiness, serving.then_some(&config as &dyn Fn() -> Vec<u8>))
     }));
     Ok(ready)
 }

@@ -17,7 +17,7 @@ use kube::Api;
 use router_api::{
     manifest::object_key,
     schema::Verdicts,
-    v1alpha1::{TunnelBinding, VPCService},
+    v1alpha1::{TunnelBinding, VPCService, condition_types},
 };
 use router_kube::{
     admin::Readiness,
@@ -114,7 +114,7 @@ pub async fn run(args: &ServeArgs, tunnels: &Arc<Tunnels>, ready: &Readiness, st
             let Some(report) = reports.iter().find(|r| r.binding == label) else { continue };
             let stored = b.status.clone().unwrap_or_default();
             let previous = written.get(&label).cloned().unwrap_or_else(|| LeaderStatus {
-                conditions: stored.conditions.iter().filter(|c| c.type_ == "Ready").cloned().collect(),
+                conditions: stored.conditions.iter().filter(|c| c.type_ == condition_types::READY).cloned().collect(),
                 connectors: stored.connectors.clone(),
                 reachable_connectors: stored.reachable_connectors.unwrap_or_default(),
             });

@@ -19,7 +19,7 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 use router_tunnel::{
-    ALPN,
+    ALPN, connect,
     connector::{self, ConnectorPolicy},
     endpoint::{self, Endpoint, EndpointSettings},
     key,
@@ -134,7 +134,7 @@ async fn bind(args: &EndpointArgs, alpns: Vec<Vec<u8>>) -> Result<Endpoint, Fail
 async fn connect(args: ConnectArgs) -> Result<(), Failure> {
     let gateways = args.allow_gateways.iter().map(|g| key::parse_endpoint_id(g)).collect::<Result<Vec<_>, _>>()?;
     for t in &args.targets {
-        if t.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        if !connect::is_authority(t) {
             return Err(format!("--target {t:?} is not host:port").into());
         }
     }

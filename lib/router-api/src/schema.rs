@@ -137,7 +137,7 @@ type VerdictKey = (String, String, Option<String>, Option<i64>);
 /// (beyond name and namespace) are left out of the check.
 pub struct Verdicts {
     validator: SchemaValidator,
-    seen: Mutex<HashMap<&'static str, HashMap<VerdictKey, Option<InvalidObject>>>>,
+    seen: Mutex<HashMap<String, HashMap<VerdictKey, Option<InvalidObject>>>>,
 }
 
 impl Verdicts {
@@ -156,15 +156,12 @@ impl Verdicts {
     where
         K: kube::Resource<DynamicType = ()> + serde::Serialize + 'a,
     {
-        let kind: &'static str = match K::kind(&()) {
-            std::borrow::Cow::Borrowed(k) => k,
-            std::borrow::Cow::Owned(_) => return BTreeMap::new(),
-        };
-        if !self.validator.knows(kind) {
+        let kind = K::kind(&());
+        if !self.validator.knows(&kind) {
             return BTreeMap::new();
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = seen.remove(kind).unwrap_or_default();
+        let previous = seen.remove(kind.as_ref()).unwrap_or_default();
         let mut current = HashMap::with_capacity(previous.len());
         let mut invalid = BTreeMap::new();
         for object in objects {
@@ -173,14 +170,14 @@ impl Verdicts {
             let key = (namespace.clone(), name.clone(), meta.uid.clone(), meta.generation);
             let verdict = match previous.get(&key) {
                 Some(v) => v.clone(),
-                None => self.check(kind, &namespace, &name, object).err(),
+                None => self.check(&kind, &namespace, &name, object).err(),
             };
             if let Some(e) = &verdict {
                 invalid.insert((namespace, name), e.clone());
             }
             current.insert(key, verdict);
         }
-        seen.insert(kind, current);
+        seen.insert(kind.into_owned(), current);
         invalid
     }
 

@@ -145,20 +145,6 @@ impl SnapshotReport {
         }
     }
 
-    /// Adds every problem of `other`.
-    pub fn merge(&mut self, other: SnapshotReport) {
-        fn append<K: Ord>(into: &mut BTreeMap<K, Vec<String>>, from: BTreeMap<K, Vec<String>>) {
-            for (k, mut v) in from {
-                into.entry(k).or_default().append(&mut v);
-            }
-        }
-        append(&mut self.routes, other.routes);
-        append(&mut self.services, other.services);
-        append(&mut self.egress, other.egress);
-        append(&mut self.ingresses, other.ingresses);
-        self.listeners.extend(other.listeners);
-    }
-
     pub fn is_clean(&self) -> bool {
         self.routes.values().all(Vec::is_empty)
             && self.services.values().all(Vec::is_empty)

@@ -53,13 +53,22 @@ pub fn render(registry: &prometheus::Registry) -> Vec<u8> {
     out
 }
 
-fn answer<B>(req: &Request<B>, metrics: &KubeMetrics, ready: &Readiness) -> Response<Full<Bytes>> {
-    match req.uri().path() {
-        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", render(&metrics.registry)),
-        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" if ready.get() => reply(StatusCode::OK, "text/plain", "ready\n"),
-        "/readyz" => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n"),
+/// The answers every component's admin port gives: `/metrics` from `registry`,
+/// `/healthz`, `/readyz` by `ready`, and `/config` (JSON) when `config` renders one.
+pub fn answer<B>(
+    req: &Request<B>,
+    registry: &prometheus::Registry,
+    ready: &Readiness,
+    config: Option<&dyn Fn() -> Vec<u8>>,
+) -> Response<Full<Bytes>> {
+    match (req.uri().path(), config) {
+        ("/metrics", _) => reply(StatusCode::OK, "text/plain; version=0.0.4", render(registry)),
+        ("/healthz", _) => reply(StatusCode::OK, "text/plain", "ok\n"),
+        ("/readyz", _) if ready.get() => reply(StatusCode::OK, "text/plain", "ready\n"),
+        ("/readyz", _) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
+        ("/config", Some(render_config)) => reply(StatusCode::OK, "application/json", render_config()),
+        (_, Some(_)) => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz, /readyz or /config\n"),
+        (_, None) => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n"),
     }
 }
 
@@ -85,6 +94,6 @@ where
 /// Binds `addr` and serves `/metrics`, `/healthz` and `/readyz` until the process ends.
 pub async fn serve(addr: SocketAddr, metrics: Arc<KubeMetrics>, ready: Arc<Readiness>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tokio::spawn(serve_with(listener, move |req| answer(req, &metrics, &ready)));
+    tokio::spawn(serve_with(listener, move |req| answer(req, &metrics.registry, &ready, None)));
     Ok(())
 }

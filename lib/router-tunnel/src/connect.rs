@@ -75,10 +75,15 @@ pub async fn read_request(r: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) 
         return Err(FramingError::Malformed(format!("method {:?}, want CONNECT", request.method.unwrap_or_default())));
     }
     let authority = request.path.unwrap_or_default();
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(authority.to_owned()),
-        _ => Err(FramingError::Malformed(format!("{authority:?} is not host:port"))),
+    if !is_authority(authority) {
+        return Err(FramingError::Malformed(format!("{authority:?} is not host:port")));
     }
+    Ok(authority.to_owned())
+}
+
+/// Whether `text` is a CONNECT authority: a host, a colon and a port from 1 to 65535.
+pub fn is_authority(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 /// Reads a response; returns its status, and in `buf` the bytes that followed it.

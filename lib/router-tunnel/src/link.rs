@@ -8,7 +8,6 @@
 //! stream can never be handed to a new request.
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -156,11 +155,6 @@ pub fn by_least_in_flight(links: &[Arc<Link>]) -> Vec<Arc<Link>> {
     let mut live: Vec<Arc<Link>> = links.iter().filter(|l| l.is_up()).cloned().collect();
     live.sort_by_key(|l| l.in_flight());
     live
-}
-
-/// Where a connector is reached, as a TunnelBinding lists it.
-pub fn addresses(texts: &[String]) -> Result<Vec<SocketAddr>, String> {
-    texts.iter().map(|a| a.parse::<SocketAddr>().map_err(|e| format!("address {a:?}: {e}"))).collect()
 }
 
 /// A mutex's value; a panic elsewhere while it was held does not make it unusable.

@@ -15,7 +15,7 @@ use router_api::{
     v1alpha1::{TunnelBinding, VPCService, tunnel_conflicts},
 };
 
-use crate::{key::parse_endpoint_id, link::addresses};
+use crate::key::parse_endpoint_id;
 
 /// How one connector is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +116,11 @@ impl Plan {
         }
         plan
     }
+}
+
+/// Where a connector is reached, as a TunnelBinding lists it (`IP:port` each).
+fn addresses(texts: &[String]) -> Result<Vec<SocketAddr>, String> {
+    texts.iter().map(|a| a.parse::<SocketAddr>().map_err(|e| format!("address {a:?}: {e}"))).collect()
 }
 
 #[cfg(test)]

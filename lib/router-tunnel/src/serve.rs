@@ -89,6 +89,8 @@ impl Tunnels {
     /// Makes `plan` the one served: links for new connectors are dialed, links no
     /// binding lists are closed, bindings come and go.
     pub async fn apply(&self, plan: Plan) {
+        // One link per id; a connector listed by several bindings is reached as the first lists it
+        // (collecting in reverse lets the first occurrence win).
         let wanted: BTreeMap<PublicKey, ConnectorPlan> =
             plan.bindings.iter().flat_map(|b| b.connectors.iter()).map(|c| (c.id, c.clone())).rev().collect();
         let links: BTreeMap<PublicKey, Arc<Link>> = {

@@ -13,10 +13,10 @@ use kube::Client;
 use router_api::{
     galactic::VPC,
     manifest::object_key,
-    schema::Verdicts,
+    schema::{InvalidObject, Verdicts},
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput, SnapshotReport};
+use router_core::{EndpointStore, Snapshot, SnapshotInput};
 use router_kube::cache::{self, ByName, Cache};
 use tokio::sync::{Notify, watch};
 
@@ -108,7 +108,7 @@ impl ClusterSource {
     /// rules (the API server may not have enforced them) is left out and named
     /// in the report, so `/config` and the log say why it is not served.
     fn build(&self, kinds: &Kinds, verdicts: &Verdicts) -> Snapshot {
-        let mut rejected = SnapshotReport::default();
+        let mut rejected = Vec::new();
         let services = valid(kinds.services.cloned(), verdicts, &mut rejected);
         let routes = valid(kinds.routes.cloned(), verdicts, &mut rejected);
         let ingresses = valid(kinds.ingresses.cloned(), verdicts, &mut rejected);
@@ -123,13 +123,18 @@ impl ClusterSource {
             reserved_ports: &self.reserved_ports,
         };
         let mut snapshot = Snapshot::build(input, &self.store);
-        snapshot.report.merge(rejected);
+        for (kind, (namespace, name), e) in rejected {
+            snapshot.report.reject(&kind, namespace, name, format!("not served: invalid: {e}"));
+        }
         snapshot
     }
 }
 
-/// `objects` without the invalid ones, which are recorded in `rejected`.
-fn valid<K>(mut objects: Vec<K>, verdicts: &Verdicts, rejected: &mut SnapshotReport) -> Vec<K>
+/// An object left out of the snapshot: its kind, (namespace, name), and why.
+type Rejected = (String, (String, String), InvalidObject);
+
+/// `objects` without the invalid ones, which are added to `rejected`.
+fn valid<K>(mut objects: Vec<K>, verdicts: &Verdicts, rejected: &mut Vec<Rejected>) -> Vec<K>
 where
     K: kube::Resource<DynamicType = ()> + serde::Serialize,
 {
@@ -138,8 +143,6 @@ where
         return objects;
     }
     objects.retain(|o| !invalid.contains_key(&object_key(o.meta())));
-    for ((namespace, name), e) in invalid {
-        rejected.reject(&K::kind(&()), namespace, name, format!("not served: invalid: {e}"));
-    }
+    rejected.extend(invalid.into_iter().map(|(key, e)| (K::kind(&()).into_owned(), key, e)));
     objects
 }
