@@ -26,7 +26,7 @@ use router_proxy::{
     health::HealthChecker,
     http::headers::Entry,
     listeners::IngressListeners,
-    proxy::Gateway,
+    request::Gateway,
     server::{self, ListenerKind, ServerSettings},
     telemetry::{AccessLog, AccessLogFormat, Metrics, spans::SpanExport},
     tls::{self, DefaultCertificate, TlsBuilder, accept::TlsPort},

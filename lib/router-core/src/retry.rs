@@ -32,6 +32,9 @@ pub enum AttemptFailure {
     Timeout,
     /// The upstream answered with this status.
     Status(u16),
+    /// The client's request body broke its framing (or the client went away) while
+    /// it was being forwarded: the client's fault, never retried.
+    ClientBody,
 }
 
 impl AttemptFailure {
@@ -43,6 +46,7 @@ impl AttemptFailure {
             Self::Reset => "reset",
             Self::Timeout => "timeout",
             Self::Status(_) => "status",
+            Self::ClientBody => "client-body",
         }
     }
 }
@@ -59,6 +63,7 @@ pub fn retryable(policy: &RetryPolicy, failure: AttemptFailure, idempotent: bool
         AttemptFailure::Reset => safe && policy.retry_on.contains(&RetryOn::Reset),
         AttemptFailure::Timeout => safe && policy.retry_on.contains(&RetryOn::Timeout),
         AttemptFailure::Status(s) => safe && policy.retry_on_status.contains(&i32::from(s)),
+        AttemptFailure::ClientBody => false,
     }
 }
 

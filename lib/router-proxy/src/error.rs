@@ -34,6 +34,18 @@ pub enum ProxyError {
     EgressDenied,
     /// The request itself is malformed (no host, bad URI): 400.
     BadRequest,
+    /// A Transfer-Encoding other than exactly `chunked`: 501.
+    UnsupportedTransferEncoding,
+    /// More than one Host line: 400.
+    DuplicateHost,
+    /// An absolute-form target with a scheme other than http or https: 400.
+    UnsupportedScheme,
+    /// Userinfo in the target's authority: 400.
+    InvalidAuthority,
+    /// A path or query character outside RFC 3986: 400.
+    InvalidTarget,
+    /// The client's body broke its framing (a bad chunk size) or stopped mid-way while it was forwarded: 400.
+    ClientBody,
 }
 
 impl ProxyError {
@@ -46,7 +58,13 @@ impl ProxyError {
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::EgressDenied => StatusCode::FORBIDDEN,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BadRequest
+            | Self::DuplicateHost
+            | Self::UnsupportedScheme
+            | Self::InvalidAuthority
+            | Self::InvalidTarget
+            | Self::ClientBody => StatusCode::BAD_REQUEST,
+            Self::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -64,6 +82,12 @@ impl ProxyError {
             Self::UpstreamOverflow => "upstream-overflow",
             Self::EgressDenied => "egress-denied",
             Self::BadRequest => "bad-request",
+            Self::UnsupportedTransferEncoding => "unsupported-transfer-encoding",
+            Self::DuplicateHost => "duplicate-host",
+            Self::UnsupportedScheme => "unsupported-scheme",
+            Self::InvalidAuthority => "invalid-authority",
+            Self::InvalidTarget => "invalid-request-target",
+            Self::ClientBody => "client-body-error",
         }
     }
 }

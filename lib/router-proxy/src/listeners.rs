@@ -17,7 +17,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     http::headers::Entry,
-    proxy::Gateway,
+    request::Gateway,
     server::{self, ListenerKind, ServerSettings},
     tls::accept::TlsPort,
 };

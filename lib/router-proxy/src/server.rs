@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     http::headers::{ClientInfo, Entry},
-    proxy::Gateway,
+    request::Gateway,
     tls::accept::{Accepted, TlsPort, handshake},
 };
 

@@ -9,7 +9,7 @@ use router_tls::ClientIdentity;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus the de-facto ones proxies also drop.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -30,8 +30,18 @@ pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connect
 /// Removes hop-by-hop headers, including those the Connection header names.
 /// `TE: trailers` survives: gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names is cheaper than ten hashed removals.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k) || k == PROXY_CONNECTION) {
+    // One pass over the names finds which are present (most messages carry at most
+    // Connection); only those are removed, each removal being a hashed lookup.
+    let mut present = [false; 8];
+    let mut proxy_connection = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        } else if name == PROXY_CONNECTION {
+            proxy_connection = true;
+        }
+    }
+    if !proxy_connection && !present.contains(&true) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -40,6 +50,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !HOP_BY_HOP.contains(n))
         .collect();
     for name in named {
         headers.remove(name);
@@ -48,10 +59,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
-    for name in &HOP_BY_HOP {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
-    headers.remove(&PROXY_CONNECTION);
+    if proxy_connection {
+        headers.remove(&PROXY_CONNECTION);
+    }
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -126,8 +139,11 @@ impl ClientInfo {
 /// TLS handshake verified (nothing, on connections without a client certificate):
 /// routes and upstreams can trust these headers.
 pub fn set_client_identity(headers: &mut HeaderMap, client: &ClientInfo) {
-    headers.remove(&X_CLIENT_CERT_SUBJECT);
-    headers.remove(&X_CLIENT_CERT_SANS);
+    // A scan of the few names is cheaper than two hashed removals of what is almost never there.
+    if headers.keys().any(|k| k == X_CLIENT_CERT_SUBJECT || k == X_CLIENT_CERT_SANS) {
+        headers.remove(&X_CLIENT_CERT_SUBJECT);
+        headers.remove(&X_CLIENT_CERT_SANS);
+    }
     if let Some((subject, sans)) = &client.identity {
         headers.insert(X_CLIENT_CERT_SUBJECT.clone(), subject.clone());
         if let Some(sans) = sans {
@@ -141,25 +157,44 @@ pub fn set_client_identity(headers: &mut HeaderMap, client: &ClientInfo) {
 /// is the edge: an incoming X-Forwarded-Proto or -Host is not trusted.
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, scheme: &'static str, host: &str) {
     let appended = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => HeaderValue::from_str(&format!("{prev}, {}", client.ip.to_str().unwrap_or_default())).ok(),
+        Some(prev) if !prev.is_empty() => joined(prev, client.ip.to_str().unwrap_or_default()),
         _ => None,
     };
     headers.insert(X_FORWARDED_FOR.clone(), appended.unwrap_or_else(|| client.ip.clone()));
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    let node = &client.node;
-    let quoted_host =
-        if host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') { host.to_owned() } else { format!("\"{host}\"") };
-    let element = format!("for={node};proto={scheme};host={quoted_host}");
+    // for=<node>;proto=<scheme>;host=<host>, the host quoted unless it is a plain token.
+    let mut element = String::with_capacity(client.node.len() + host.len() + 24);
+    element.push_str("for=");
+    element.push_str(&client.node);
+    element.push_str(";proto=");
+    element.push_str(scheme);
+    element.push_str(";host=");
+    if host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        element.push_str(host);
+    } else {
+        element.push('"');
+        element.push_str(host);
+        element.push('"');
+    }
     let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {element}"),
-        _ => element,
+        Some(prev) if !prev.is_empty() => joined(prev, &element),
+        _ => HeaderValue::from_maybe_shared(bytes::Bytes::from(element)).ok(),
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = forwarded {
         headers.insert(header::FORWARDED, v);
     }
     if let Ok(v) = HeaderValue::from_str(host) {
         headers.insert(X_FORWARDED_HOST.clone(), v);
     }
+}
+
+/// `prev, next` as one header value (a list header gaining an element).
+fn joined(prev: &str, next: &str) -> Option<HeaderValue> {
+    let mut v = String::with_capacity(prev.len() + 2 + next.len());
+    v.push_str(prev);
+    v.push_str(", ");
+    v.push_str(next);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
 }
 
 /// Applies a modifier in the order remove, set, add. Invalid names or values

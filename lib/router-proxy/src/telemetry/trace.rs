@@ -38,6 +38,16 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// A trace id as 32 lower-case hex digits.
+#[derive(Clone, Copy)]
+pub struct TraceIdHex([u8; 32]);
+
+impl TraceIdHex {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
 impl TraceContext {
     /// Parses a `traceparent` header (version 00 and future versions' first four fields).
     pub fn parse(header: &str) -> Option<Self> {
@@ -66,10 +76,11 @@ impl TraceContext {
         Self { trace_id, parent_id: None, sampled: true }
     }
 
-    pub fn trace_id_hex(&self) -> String {
+    /// The trace id in lower-case hex, without allocating.
+    pub fn trace_id_hex(&self) -> TraceIdHex {
         let mut out = [0u8; 32];
         hex_into(&self.trace_id, &mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        TraceIdHex(out)
     }
 
     /// The `traceparent` for an upstream attempt, with a fresh span id.
@@ -98,7 +109,7 @@ mod tests {
     #[test]
     fn parses_the_spec_example_and_keeps_the_trace_id_for_children() {
         let tc = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert_eq!(tc.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(tc.trace_id_hex().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(tc.sampled);
         let child = tc.child_header();
         let child = std::str::from_utf8(&child).unwrap();

@@ -1,18 +1,21 @@
-//! Pooled upstream clients, one per wire protocol.
+//! Upstream clients, one per wire protocol and way out.
 //!
-//! HTTP/1.1 connections are kept alive and reused per endpoint; h2c and gRPC
-//! share one multiplexed HTTP/2 connection per endpoint. Both pools are
-//! bounded (idle connections per endpoint, idle timeout) and every connect
-//! has a timeout, so a black-holed endpoint costs a bounded wait.
+//! * [`pool`]: cleartext HTTP/1.1 (the common case inside a VPC) goes through
+//!   the gateway's own keep-alive pool on hyper's connection-level client.
+//! * h2c and gRPC share one multiplexed HTTP/2 connection per endpoint, and
+//!   services with TLS get clients of their own (`tls::TlsBuilder`, because
+//!   their trust roots, server name and client certificate are their own):
+//!   both on hyper-util's pooled client, which also negotiates ALPN.
 //!
-//! Every client speaks through one connector type that does TLS for `https`
-//! URIs only, so plain and TLS services share the request path; a service
-//! with TLS gets clients of its own (`tls::TlsBuilder`), because its trust
-//! roots, server name and client certificate are its own.
+//! Pools are bounded (idle connections per endpoint, idle timeout) and every
+//! connect has a timeout, so a black-holed endpoint costs a bounded wait.
 //!
 //! With VRF binding on, connections to a service in a Galactic VPC are bound
 //! (SO_BINDTODEVICE) to that VPC's VRF device, so they leave through the
 //! tenant's routing table; each device gets its own pools.
+
+pub mod body;
+mod pool;
 
 use std::{
     collections::HashMap,
@@ -21,6 +24,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use http::{Request, Response};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -29,7 +33,78 @@ use hyper_util::{
 use router_api::v1alpha1::ServiceProtocol;
 use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider, pki_types::ServerName};
 
-use crate::mirror::{MirrorBody, RequestBody};
+pub use self::body::{MirrorBody, RequestBody, UpstreamBody};
+use self::pool::Http1Pool;
+
+/// Errors of boxed causes.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why an upstream request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made (refused, unreachable, connect timeout, TLS handshake).
+    #[error("connecting to the endpoint failed: {0}")]
+    Connect(#[source] BoxError),
+    /// The connection failed or was reset during the exchange.
+    #[error("the upstream exchange failed: {0}")]
+    Request(#[source] BoxError),
+}
+
+impl UpstreamError {
+    fn connect(e: impl Into<BoxError>) -> Self {
+        Self::Connect(e.into())
+    }
+
+    fn request(e: impl Into<BoxError>) -> Self {
+        Self::Request(e.into())
+    }
+
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+/// A client for one service's endpoints.
+// Cloned for every request: boxing the larger variant would allocate on each clone.
+#[allow(clippy::large_enum_variant)]
+pub enum UpstreamClient<B = RequestBody> {
+    /// Cleartext HTTP/1.1: the gateway's own pool.
+    Http1(Arc<Http1Pool<B>>),
+    /// HTTP/2 and TLS: hyper-util's pooled client.
+    Pooled(Client<Connector, B>),
+}
+
+impl<B> Clone for UpstreamClient<B> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Http1(pool) => Self::Http1(pool.clone()),
+            Self::Pooled(client) => Self::Pooled(client.clone()),
+        }
+    }
+}
+
+impl<B> UpstreamClient<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Sends a request whose URI names the endpoint (`scheme://ip:port/path`).
+    pub async fn request(&self, req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+        match self {
+            Self::Http1(pool) => pool.send(req).await,
+            Self::Pooled(client) => match client.request(req).await {
+                Ok(response) => Ok(response.map(|body| UpstreamBody::new(body, None))),
+                Err(e) if e.is_connect() => Err(UpstreamError::Connect(e.into())),
+                Err(e) => Err(UpstreamError::Request(e.into())),
+            },
+        }
+    }
+}
+
+/// Whether a service's endpoints speak HTTP/1.1 (HTTP and HTTPS) rather than HTTP/2 (h2c and gRPC).
+pub fn is_http1(protocol: ServiceProtocol) -> bool {
+    matches!(protocol, ServiceProtocol::Http | ServiceProtocol::Https)
+}
 
 /// Pool and connect settings.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +129,7 @@ impl Default for UpstreamSettings {
 
 /// TCP (bound to a VRF device when asked), then TLS for `https` URIs.
 pub type Connector = HttpsConnector<HttpConnector>;
-pub type UpstreamClient = Client<Connector, RequestBody>;
-pub type MirrorClient = Client<Connector, MirrorBody>;
+pub type MirrorClient = UpstreamClient<MirrorBody>;
 
 fn tcp_connector(settings: &UpstreamSettings, device: Option<&str>) -> HttpConnector {
     let mut connector = HttpConnector::new();
@@ -105,7 +179,7 @@ pub fn tls_connector(
 
 /// A pooled client over `connector`; `http2_only` for h2c and gRPC, otherwise
 /// HTTP/1.1 (or, over TLS, whatever ALPN settles on).
-pub fn pooled_client<B>(settings: &UpstreamSettings, connector: Connector, http2_only: bool) -> Client<Connector, B>
+pub fn pooled_client<B>(settings: &UpstreamSettings, connector: Connector, http2_only: bool) -> UpstreamClient<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -118,12 +192,12 @@ where
         .http2_only(http2_only)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(Duration::from_secs(10));
-    b.build(connector)
+    UpstreamClient::Pooled(b.build(connector))
 }
 
 struct ClientPair<B> {
-    http1: Client<Connector, B>,
-    http2: Client<Connector, B>,
+    http1: UpstreamClient<B>,
+    http2: UpstreamClient<B>,
 }
 
 impl<B> ClientPair<B>
@@ -131,16 +205,14 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    fn new(settings: &UpstreamSettings, connector: &Connector) -> Self {
-        Self { http1: pooled_client(settings, connector.clone(), false), http2: pooled_client(settings, connector.clone(), true) }
+    fn new(settings: &UpstreamSettings, device: Option<&str>, connector: &Connector) -> Self {
+        let http1 = Http1Pool::new(tcp_connector(settings, device), settings.pool_idle_timeout, settings.max_idle_per_endpoint);
+        Self { http1: UpstreamClient::Http1(http1), http2: pooled_client(settings, connector.clone(), true) }
     }
 
     /// HTTPS is served here only by mistake: TLS services have clients of their own (tls::TlsState).
-    fn for_protocol(&self, protocol: ServiceProtocol) -> &Client<Connector, B> {
-        match protocol {
-            ServiceProtocol::Http | ServiceProtocol::Https => &self.http1,
-            ServiceProtocol::Http2 | ServiceProtocol::Grpc => &self.http2,
-        }
+    fn for_protocol(&self, protocol: ServiceProtocol) -> &UpstreamClient<B> {
+        if is_http1(protocol) { &self.http1 } else { &self.http2 }
     }
 }
 
@@ -153,7 +225,7 @@ struct Clients {
 impl Clients {
     fn new(settings: &UpstreamSettings, device: Option<&str>, provider: &Arc<CryptoProvider>) -> Self {
         let connector = cleartext_connector(settings, device, provider);
-        Self { main: ClientPair::new(settings, &connector), mirror: ClientPair::new(settings, &connector) }
+        Self { main: ClientPair::new(settings, device, &connector), mirror: ClientPair::new(settings, device, &connector) }
     }
 }
 

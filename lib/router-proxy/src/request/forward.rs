@@ -1,0 +1,148 @@
+//! The upstream request, built once per request and reused by every attempt:
+//! the path after the route's rewrite, the headers without hop-by-hop ones,
+//! with the forwarding headers (X-Forwarded-*, Forwarded), the route's request
+//! header modifier, `x-request-id` and the child `traceparent`, and the Host
+//! the upstream sees. The body is buffered when a retry may need it again,
+//! and teed when the route mirrors.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Version, header, request::Parts, uri::PathAndQuery};
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use hyper::{body::Incoming, upgrade::OnUpgrade};
+use router_core::{route_table::RouteRule, snapshot::RoutePolicy};
+
+use super::Gateway;
+use crate::{
+    error::ProxyError,
+    http::{
+        filters,
+        headers::{self, ClientInfo},
+    },
+    mirror,
+    upstream::{self, RequestBody},
+};
+
+/// The largest request body buffered so that it can be sent again on retry;
+/// larger (or unknown-length) bodies stream and are not retried.
+pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// What identifies the request to the upstream and to traces.
+pub(super) struct RequestIds<'a> {
+    pub request_id: &'a HeaderValue,
+    pub traceparent: &'a [u8; 55],
+}
+
+pub(super) struct UpstreamRequest {
+    pub method: Method,
+    pub path_and_query: PathAndQuery,
+    pub version: Version,
+    pub headers: http::HeaderMap,
+    pub body: RequestBody,
+    /// The client's side of an HTTP/1.1 upgrade (WebSocket), when it asked for one.
+    pub upgrade: Option<OnUpgrade>,
+}
+
+impl UpstreamRequest {
+    /// The buffered body, when attempts after the first can send it again.
+    pub fn replay(&self) -> Option<Bytes> {
+        self.body.replayable()
+    }
+}
+
+impl Gateway {
+    pub(super) async fn upstream_request(
+        &self,
+        mut req: Request<Incoming>,
+        rule: &RouteRule<RoutePolicy>,
+        service_protocol: router_api::v1alpha1::ServiceProtocol,
+        client: &ClientInfo,
+        host: &str,
+        ids: &RequestIds<'_>,
+    ) -> Result<UpstreamRequest, ProxyError> {
+        let policy = &rule.action;
+        let is_h1 = upstream::is_http1(service_protocol);
+        // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.
+        let upgrade = (is_h1 && is_upgrade_request(&req)).then(|| {
+            let protocol = req.headers().get(header::UPGRADE).cloned();
+            (hyper::upgrade::on(&mut req), protocol)
+        });
+        let (mut parts, body) = req.into_parts();
+        let path_and_query = rewritten_path(&parts, rule)?;
+        headers::strip_hop_by_hop(&mut parts.headers);
+        headers::set_forwarded(&mut parts.headers, client, client.scheme, host);
+        if let Some(m) = &policy.request_headers {
+            headers::apply_modifier(&mut parts.headers, m);
+        }
+        parts.headers.insert(headers::X_REQUEST_ID.clone(), ids.request_id.clone());
+        if let Ok(v) = HeaderValue::from_bytes(ids.traceparent) {
+            parts.headers.insert(headers::TRACEPARENT.clone(), v);
+        }
+        // The logical host travels in Host for HTTP/1.1 and HTTP/2 upstreams alike; an
+        // HTTP/1.1 client's own Host header is kept as it came unless the route rewrites it.
+        if let Some(rewritten) = policy.url_rewrite.as_ref().and_then(|rw| rw.hostname.as_deref()) {
+            if let Ok(v) = HeaderValue::from_str(rewritten) {
+                parts.headers.insert(header::HOST, v);
+            }
+        } else if !parts.headers.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(host)
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        if let Some((_, Some(protocol))) = &upgrade {
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        // A request can be retried only if its body can be sent again: buffered up to a bound.
+        let retries = policy.retries.as_ref().is_some_and(|r| r.max_retries > 0) && upgrade.is_none();
+        let body = match retries {
+            true if body.is_end_stream() => RequestBody::Replay(Some(Bytes::new())),
+            true if content_length(&parts.headers).is_some_and(|n| n <= RETRY_BUFFER_BYTES) => {
+                match Limited::new(body, RETRY_BUFFER_BYTES as usize).collect().await {
+                    Ok(collected) => RequestBody::Replay(Some(collected.to_bytes())),
+                    Err(_) => return Err(ProxyError::BadRequest),
+                }
+            }
+            _ => RequestBody::Direct(body),
+        };
+        let body = match &policy.mirror {
+            Some((target, percent)) => mirror::start(&self.upstreams, &self.cell.tls(), &self.metrics, target, *percent, &parts, body),
+            None => body,
+        };
+        Ok(UpstreamRequest {
+            method: parts.method,
+            path_and_query,
+            version: if is_h1 { Version::HTTP_11 } else { Version::HTTP_2 },
+            headers: parts.headers,
+            body,
+            upgrade: upgrade.map(|(on, _)| on),
+        })
+    }
+}
+
+/// The path and query the upstream sees: the route's `urlRewrite` of the path, or the client's.
+fn rewritten_path(parts: &Parts, rule: &RouteRule<RoutePolicy>) -> Result<PathAndQuery, ProxyError> {
+    let Some(path) = rule.action.url_rewrite.as_ref().and_then(|rw| filters::rewrite_path(parts.uri.path(), &rule.path, rw)) else {
+        return Ok(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+    };
+    let joined = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    PathAndQuery::try_from(joined).map_err(|_| ProxyError::BadRequest)
+}
+
+fn is_upgrade_request<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+pub(super) fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}

@@ -1,0 +1,130 @@
+//! The request path: every request the gateway proxies goes through the same
+//! short sequence of stages, each in its own module, so a behaviour is found
+//! by its name and each stage's cost can be measured on its own:
+//!
+//! ```text
+//! handle ─► validate ─► route ─► filters ─► destination ─► forward ─► attempts ─► response ─► record
+//! ```
+//!
+//! * [`validate`]: framing and target rules every request is held to first (400, 501).
+//! * [`route`]: the listener's route table and the matching rule (404, 421).
+//! * [`filters`]: the filters that answer locally (CORS preflight, redirect).
+//! * [`destination`]: weighted split, `maxRequests`, `maxConnections`, endpoint pick, client.
+//! * [`forward`]: the upstream request head and body, built once for every attempt.
+//! * [`attempts`]: send, classify, retry, feed the circuit breaker.
+//! * [`response`]: the client's response: headers, attempts count, guarded body, upgrades.
+//! * [`record`]: metrics, the access log line and the trace span, once the head is out.
+//!
+//! Requests that ask the gateway to be their forward proxy (CONNECT,
+//! absolute-form from a VPC under a VPCEgress) leave the sequence after
+//! `handle` for [`crate::egress`].
+
+mod attempts;
+mod destination;
+mod filters;
+mod forward;
+mod host;
+mod record;
+mod response;
+mod route;
+mod validate;
+
+use std::{convert::Infallible, sync::Arc};
+
+use http::{Request, Response, Version, header};
+use hyper::body::Incoming;
+
+pub use self::{
+    forward::RETRY_BUFFER_BYTES,
+    response::{ATTEMPTS_HEADER, IdleTimeout},
+};
+use self::{forward::RequestIds, host::RequestHost, record::Record, response::with_attempts};
+use crate::{
+    config::SnapshotCell,
+    egress,
+    error::ProxyError,
+    http::headers::{self, ClientInfo},
+    local::ProxyBody,
+    outcome::Outcome,
+    telemetry::{AccessLog, Metrics, spans::SpanExport},
+    upstream::Upstreams,
+};
+
+/// Shared state of the request path.
+pub struct Gateway {
+    pub cell: Arc<SnapshotCell>,
+    pub upstreams: Upstreams,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    /// Span export over OTLP, when configured.
+    pub spans: Option<Arc<SpanExport>>,
+}
+
+impl Gateway {
+    /// Serves one request. Never fails: every problem becomes a response.
+    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible> {
+        let record = Record::start(&self, &req);
+        let valid = validate::check(&mut req);
+        // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
+        // which only routes without hostnames match.
+        let host = RequestHost::of(&req)
+            .or_else(|| (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default())));
+        let mut outcome = Outcome::default();
+        let ids = RequestIds { request_id: &record.request_id, traceparent: &record.traceparent };
+        let mut response = match (&host, valid) {
+            (_, Err(e)) => outcome.fail(e),
+            (None, Ok(())) => outcome.fail(ProxyError::BadRequest),
+            (Some(host), Ok(())) if egress::is_proxy_request(&req) => {
+                let snapshot = self.cell.load();
+                let policy = snapshot.egress.policy_for(client.addr.ip());
+                if policy.is_some() || req.method() == http::Method::CONNECT {
+                    egress::serve(&self.upstreams, &self.metrics, req, policy, &mut outcome).await
+                } else {
+                    // An absolute-form request from outside any governed VPC is an ordinary request.
+                    self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await
+                }
+            }
+            (Some(host), Ok(())) => self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await,
+        };
+        response.headers_mut().insert(headers::X_REQUEST_ID.clone(), record.request_id.clone());
+        record.finish(&self, &client, host.as_ref().map_or("", RequestHost::as_str), &response, outcome);
+        Ok(response)
+    }
+
+    /// route → filters → destination → forward → attempts → response.
+    async fn proxy(
+        &self,
+        mut req: Request<Incoming>,
+        client: &ClientInfo,
+        host: &str,
+        ids: &RequestIds<'_>,
+        outcome: &mut Outcome,
+    ) -> Response<ProxyBody> {
+        let snapshot = self.cell.load();
+        // Routing may match on the verified client identity, so it is settled before the lookup.
+        headers::set_client_identity(req.headers_mut(), client);
+        let rule = match route::lookup(&snapshot, client, host, &req) {
+            Ok(rule) => rule,
+            Err(e) => return outcome.fail(e),
+        };
+        let policy = &rule.action;
+        outcome.route = Some(policy.label.clone());
+        if let Some(answer) = filters::answer(&rule, &req, client, host) {
+            return answer;
+        }
+        let origin = policy.cors.as_ref().and_then(|_| req.headers().get(header::ORIGIN)?.to_str().ok().map(str::to_owned));
+        let mut dest = match self.destination(policy, &req, client, outcome).await {
+            Ok(dest) => dest,
+            Err(e) => return outcome.fail(e),
+        };
+        let mut request = match self.upstream_request(req, &rule, dest.service.protocol, client, host, ids).await {
+            Ok(request) => request,
+            Err(e) => return outcome.fail(e),
+        };
+        let client_upgrade = request.upgrade.take();
+        match self.attempts(policy, &mut dest, request, outcome).await {
+            Ok(answered) => self.respond(&rule, dest, answered, client_upgrade, origin.as_deref()),
+            Err(failed) => with_attempts(outcome.fail(failed.error), failed.attempts),
+        }
+    }
+}

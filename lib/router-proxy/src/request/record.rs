@@ -1,0 +1,120 @@
+//! What a request leaves behind once its response head is out: the request
+//! metrics (by route, service, method and status class), upstream error
+//! counts, the trace span (when spans are exported) and the access log line.
+//! The request id and trace context are settled first, in [`Record::start`],
+//! because the upstream request carries them.
+
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderValue, Method, Request, Response, Version};
+use opentelemetry::KeyValue;
+
+use super::{Gateway, forward::content_length};
+use crate::{
+    error::ProxyError,
+    http::headers::{self, ClientInfo},
+    outcome::Outcome,
+    telemetry::{AccessRecord, method_label, millis, spans::RequestSpan, status_class, trace::TraceContext},
+};
+
+pub(super) struct Record {
+    start: Instant,
+    method: Method,
+    /// Path and version, kept for the access log when it is on.
+    logged: Option<(String, Version)>,
+    span: Option<RequestSpan>,
+    trace: TraceContext,
+    /// The client's `x-request-id` (up to 128 bytes), else the trace id.
+    pub request_id: HeaderValue,
+    /// The `traceparent` the upstream gets: a child of the caller's, or of a new trace.
+    pub traceparent: [u8; 55],
+    request_size: Option<u64>,
+}
+
+impl Record {
+    pub(super) fn start<B>(gateway: &Gateway, req: &Request<B>) -> Self {
+        let start = Instant::now();
+        gateway.metrics.in_flight.inc();
+        let method = req.method().clone();
+        let logged = gateway.access_log.enabled().then(|| (req.uri().path().to_owned(), req.version()));
+        let caller = req.headers().get(&headers::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let span = gateway.spans.as_ref().map(|s| s.start(caller.as_ref(), method.as_str().to_owned(), SystemTime::now()));
+        let (trace, traceparent) = match &span {
+            Some(span) => span.upstream(),
+            None => {
+                let trace = caller.unwrap_or_else(TraceContext::start);
+                let header = trace.child_header();
+                (trace, header)
+            }
+        };
+        let request_id = match req.headers().get(&headers::X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128) {
+            Some(id) => id.clone(),
+            None => HeaderValue::from_str(trace.trace_id_hex().as_str()).expect("hex is a valid header value"),
+        };
+        Self { start, method, logged, span, trace, request_id, traceparent, request_size: content_length(req.headers()) }
+    }
+
+    pub(super) fn finish<B>(self, gateway: &Gateway, client: &ClientInfo, host: &str, response: &Response<B>, outcome: Outcome) {
+        let metrics = &gateway.metrics;
+        let status = response.status().as_u16();
+        let class = status_class(status);
+        let route_label = outcome.route.as_deref().unwrap_or("none");
+        let service_label = outcome.service.as_deref().unwrap_or("none");
+        metrics.requests.with_label_values(&[route_label, service_label, method_label(&self.method), class]).inc();
+        metrics.duration.with_label_values(&[route_label, class]).observe(self.start.elapsed().as_secs_f64());
+        if let Some(n) = self.request_size {
+            metrics.request_size.with_label_values(&[route_label]).observe(n as f64);
+        }
+        if let Some(n) = content_length(response.headers()) {
+            metrics.response_size.with_label_values(&[route_label]).observe(n as f64);
+        }
+        if let Some(e) = outcome.error
+            && matches!(
+                e,
+                ProxyError::UpstreamConnect | ProxyError::UpstreamProtocol | ProxyError::UpstreamTimeout | ProxyError::UpstreamTls
+            )
+        {
+            metrics.upstream_errors.with_label_values(&[service_label, e.label()]).inc();
+        }
+        metrics.in_flight.dec();
+        if let Some(span) = self.span {
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", self.method.as_str().to_owned()),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+                KeyValue::new("http.route", route_label.to_owned()),
+                KeyValue::new("datum.router.service", service_label.to_owned()),
+            ];
+            if let Some(upstream) = outcome.upstream {
+                attributes.push(KeyValue::new("server.address", upstream.ip().to_string()));
+                attributes.push(KeyValue::new("server.port", i64::from(upstream.port())));
+            }
+            span.finish(
+                format!("{} {route_label}", self.method.as_str()),
+                attributes,
+                outcome.error.map(ProxyError::label),
+                SystemTime::now(),
+            );
+        }
+        if let Some((path, version)) = &self.logged {
+            gateway.access_log.write(&AccessRecord {
+                client: client.addr,
+                method: self.method.as_str(),
+                host,
+                path,
+                protocol: match *version {
+                    Version::HTTP_2 => "HTTP/2",
+                    Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                status,
+                route: route_label,
+                upstream: outcome.upstream,
+                error: outcome.error.map(ProxyError::label),
+                duration_ms: millis(self.start.elapsed()),
+                upstream_ms: outcome.upstream_elapsed.map(millis),
+                trace_id: self.trace.trace_id_hex().as_str(),
+                request_id: self.request_id.to_str().unwrap_or_default(),
+            });
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Stage 5, response: what the client gets of the upstream's answer. Hop-by-hop
+//! headers go, the route's response header modifier and CORS origin headers
+//! apply, `x-datum-router-attempts` says how many attempts were made, and the
+//! body streams through [`GuardedBody`], which holds the request's in-flight
+//! counts and limits until it is done, enforces `timeouts.idle`, and reports a
+//! gRPC stream's trailers to the breaker. An accepted HTTP/1.1 upgrade (101)
+//! becomes a byte tunnel between the two upgraded connections.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use router_core::{
+    EndpointState,
+    balance::ActiveRequest,
+    endpoint::InFlightGuard,
+    route_table::RouteRule,
+    snapshot::{DestinationTarget, RoutePolicy},
+};
+
+use super::{
+    Gateway,
+    attempts::{Answered, record_breaker},
+    destination::Destination,
+};
+use crate::{
+    http::{filters, headers},
+    local::{ProxyBody, empty_body},
+    telemetry::Metrics,
+    upstream::{BoxError, RequestBody, UpstreamBody},
+};
+
+/// The response header with the number of upstream attempts made.
+pub const ATTEMPTS_HEADER: &str = "x-datum-router-attempts";
+
+impl Gateway {
+    pub(super) fn respond(
+        &self,
+        rule: &Arc<RouteRule<RoutePolicy>>,
+        dest: Destination<'_>,
+        answered: Answered,
+        client_upgrade: Option<OnUpgrade>,
+        origin: Option<&str>,
+    ) -> Response<ProxyBody> {
+        let policy = &rule.action;
+        let Answered { mut response, guard, retry_slot, grpc_stream, attempts } = answered;
+        if let Some(client_upgrade) = client_upgrade
+            && response.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let held = (guard, dest.connection);
+            tokio::spawn(async move {
+                let _held = held;
+                match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                    Ok((c, u)) => {
+                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, empty_body());
+        }
+        let grpc = grpc_stream.then(|| GrpcOutcome {
+            rule: rule.clone(),
+            destination: dest.index,
+            endpoint: dest.endpoint.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let (mut parts, body) = response.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if let Some(m) = &policy.response_headers {
+            headers::apply_modifier(&mut parts.headers, m);
+        }
+        if let (Some(cors), Some(origin)) = (&policy.cors, origin)
+            && let Some(origin) = filters::allowed_origin(cors, origin)
+        {
+            filters::add_origin_headers(cors, origin, &mut parts.headers);
+        }
+        let idle = policy.timeouts.idle.map(|d| IdleTimer {
+            limit: d,
+            sleep: Box::pin(tokio::time::sleep(d)),
+            fired: self.metrics.timeouts.with_label_values(&[&*policy.label, "idle"]),
+        });
+        let body =
+            GuardedBody { inner: body, idle, _guard: guard, _active: dest.active, _retry: retry_slot, _connection: dest.connection, grpc };
+        with_attempts(Response::from_parts(parts, body.boxed()), attempts)
+    }
+}
+
+pub(super) fn with_attempts(mut r: Response<ProxyBody>, attempts: u32) -> Response<ProxyBody> {
+    r.headers_mut().insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+    r
+}
+
+/// Waits for a gRPC stream's trailers to tell the destination's breaker how the call went.
+struct GrpcOutcome {
+    rule: Arc<RouteRule<RoutePolicy>>,
+    destination: usize,
+    endpoint: Arc<EndpointState>,
+    metrics: Arc<Metrics>,
+}
+
+impl GrpcOutcome {
+    /// `status`: the trailers' grpc-status, None when the stream ended without one.
+    fn finish(self, status: Option<u8>) {
+        // UNAVAILABLE, INTERNAL and DEADLINE_EXCEEDED are the endpoint's failures; other codes are the application's answer.
+        let failed = status.is_none_or(|s| matches!(s, 4 | 13 | 14));
+        if let DestinationTarget::Resolved { picker, .. } = &self.rule.action.destinations[self.destination] {
+            record_breaker(&self.metrics, &self.rule.action.label, picker, &self.endpoint, failed);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream response body that keeps the endpoint's in-flight count
+    /// raised until the body is finished or dropped.
+    struct GuardedBody {
+        #[pin]
+        inner: UpstreamBody<RequestBody>,
+        // timeouts.idle: the stream fails when no frame arrives for this long.
+        idle: Option<IdleTimer>,
+        _guard: InFlightGuard,
+        _active: ActiveRequest,
+        // A retry stays in flight (maxRetries) until its response is done.
+        _retry: Option<ActiveRequest>,
+        // The destination's connection slot (maxConnections), held until the exchange is over.
+        _connection: Option<tokio::sync::OwnedSemaphorePermit>,
+        // For gRPC streams: the breaker learns the outcome from the trailers.
+        grpc: Option<GrpcOutcome>,
+    }
+}
+
+/// The route's `timeouts.idle` on one response body, and the counter it bumps when it fires.
+struct IdleTimer {
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    fired: prometheus::IntCounter,
+}
+
+/// The response body went quiet for longer than the route's `timeouts.idle`.
+#[derive(Debug)]
+pub struct IdleTimeout(Duration);
+
+impl std::fmt::Display for IdleTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no data from the upstream for {:?} (timeouts.idle)", self.0)
+    }
+}
+
+impl std::error::Error for IdleTimeout {}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.sleep.as_mut().reset(tokio::time::Instant::now() + idle.limit);
+                }
+                match &frame {
+                    Some(Ok(f)) if f.is_trailers() => {
+                        let status = f.trailers_ref().and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok()?.parse().ok());
+                        if let Some(grpc) = this.grpc.take() {
+                            grpc.finish(status);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    // Ended or broken without trailers: no status is a failure.
+                    None | Some(Err(_)) => {
+                        if let Some(grpc) = this.grpc.take() {
+                            grpc.finish(None);
+                        }
+                    }
+                }
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+            }
+            Poll::Pending => {
+                if let Some(idle) = this.idle.as_mut()
+                    && idle.sleep.as_mut().poll(cx).is_ready()
+                {
+                    idle.fired.inc();
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(idle.limit)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,200 @@
+//! The bodies that cross the upstream side: what the gateway sends (the
+//! client's body as it streams, teed to a mirror, or a buffered copy that can
+//! be sent again on retry), the mirror's copy, and the upstream's response
+//! body, which hands its HTTP/1.1 connection back to the pool once it has been
+//! read to the end.
+
+use std::{
+    error::Error,
+    fmt,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::mpsc;
+
+use super::pool::Lease;
+
+/// The body of an upstream request: the client's own as it streams, the same
+/// teed to a mirror, or a buffered copy that can be sent again on retry.
+pub enum RequestBody {
+    Direct(Incoming),
+    Teed {
+        inner: Incoming,
+        tx: Option<mpsc::Sender<Bytes>>,
+        aborted: Arc<AtomicBool>,
+    },
+    /// Yields its bytes once; `None` once sent.
+    Replay(Option<Bytes>),
+}
+
+impl RequestBody {
+    /// The buffered bytes, when this body can be sent again.
+    pub fn replayable(&self) -> Option<Bytes> {
+        match self {
+            Self::Replay(bytes) => Some(bytes.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Direct(inner) => Pin::new(inner).poll_frame(cx),
+            Self::Replay(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Self::Teed { inner, tx, aborted } => {
+                let frame = ready!(Pin::new(inner).poll_frame(cx));
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let (Some(data), Some(sender)) = (f.data_ref(), tx.as_ref())
+                            && sender.try_send(data.clone()).is_err()
+                        {
+                            aborted.store(true, Ordering::Release);
+                            *tx = None;
+                        }
+                    }
+                    Some(Err(_)) => {
+                        aborted.store(true, Ordering::Release);
+                        *tx = None;
+                    }
+                    // End of body: dropping the sender ends the mirror's body cleanly.
+                    None => *tx = None,
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Direct(inner) | Self::Teed { inner, .. } => inner.is_end_stream(),
+            Self::Replay(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Direct(inner) | Self::Teed { inner, .. } => inner.size_hint(),
+            Self::Replay(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+/// The mirror copy's body was cut short because the mirror fell behind.
+#[derive(Debug)]
+pub struct MirrorAborted;
+
+impl fmt::Display for MirrorAborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("mirror copy aborted: the mirror fell behind the request")
+    }
+}
+
+impl Error for MirrorAborted {}
+
+/// The body of a mirrored copy.
+pub enum MirrorBody {
+    Empty,
+    /// A copy of a buffered body, sent once.
+    Full(Option<Bytes>),
+    Channel {
+        rx: mpsc::Receiver<Bytes>,
+        aborted: Arc<AtomicBool>,
+    },
+}
+
+impl Body for MirrorBody {
+    type Data = Bytes;
+    type Error = MirrorAborted;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, MirrorAborted>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Full(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            Self::Channel { rx, aborted } => match ready!(rx.poll_recv(cx)) {
+                Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                None if aborted.load(Ordering::Acquire) => Poll::Ready(Some(Err(MirrorAborted))),
+                None => Poll::Ready(None),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Self::Channel { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Channel { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// An upstream response body. A pooled HTTP/1.1 connection goes back to its
+/// pool when the body is dropped after its last frame: reusing it before that
+/// would interleave two responses, and a body dropped half-read leaves the
+/// connection unusable, so hyper closes it.
+pub struct UpstreamBody<B> {
+    inner: Incoming,
+    lease: Option<Lease<B>>,
+    ended: bool,
+}
+
+impl<B> UpstreamBody<B> {
+    pub(super) fn new(inner: Incoming, lease: Option<Lease<B>>) -> Self {
+        Self { inner, lease, ended: false }
+    }
+}
+
+impl<B: Send + 'static> Body for UpstreamBody<B> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            None => this.ended = true,
+            Some(Err(_)) => this.lease = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for UpstreamBody<B> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            if self.ended || self.inner.is_end_stream() {
+                lease.release();
+            } else {
+                tracing::debug!("response body dropped before its end: its upstream connection closes");
+            }
+        }
+    }
+}
