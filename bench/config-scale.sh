@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # How the gateway copes with large standalone configurations: for N routes over
 # N/10 services (each service its own VPCAttachment; routes spread over N/10
-# hostnames, four path prefixes each ... see gen below), in one file and split
-# over a directory of 10 files:
+# hostnames, ten path prefixes per hostname), in one file and split over a
+# directory of 10 files:
 #
 #   load_s      time from start until the gateway answers the last route
 #   rss_mib     the gateway's RSS once it serves the configuration (idle)
@@ -53,7 +53,7 @@ for s in range(services):
 kind: VPCAttachment
 metadata: {{name: a{s}}}
 spec: {{vpc: {{name: bench}}, interface: {{name: galactic0, addresses: [127.0.0.1/8]}}}}
-status: {{ready: true, identifier: {s + 1:x}}}
+status: {{ready: true, identifier: "{s + 1:04x}"}}
 ---
 apiVersion: router.datum.net/v1alpha1
 kind: VPCService
@@ -67,9 +67,8 @@ kind: VPCRoute
 metadata: {{name: r{r}}}
 spec:
   hostnames: [h{s}.bench]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
-    destinations: [{{vpcServiceRef: {{name: s{s}}}}}]""")
+  matches: [{{pathPrefix: {path}}}]
+  destinations: [{{vpcServiceRef: {{name: s{s}}}}}]""")
 if out.endswith("/"):
     os.makedirs(out, exist_ok=True)
     for i in range(10):
@@ -96,13 +95,15 @@ wait_for() { # URL HOST: until 200, max 120 s
     [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $2" "$1")" = 200 ] && return 0
     sleep 0.1
   done
+  echo "no answer from $1 (Host: $2); the gateway said:" >&2
+  tail -5 "$WORK/gw.log" >&2
   return 1
 }
 
 printf '%-8s %-6s %8s %8s %9s %7s %8s\n' routes layout load_s rss_mib reload_s failed served
 for n in $SIZES; do
   for layout in file dir; do
-    cfg="$WORK/cfg-$n-$layout"; [ $layout = dir ] && cfg="$cfg/"
+    cfg="$WORK/cfg-$n.yaml"; [ $layout = dir ] && cfg="$WORK/cfg-$n/"
     gen "$n" "$cfg" 0
     last=$(( n > 0 ? n - 1 : 0 )); services=$(( n / 10 > 0 ? n / 10 : 1 ))
     start=$(now)
