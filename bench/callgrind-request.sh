@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Instructions the gateway spends per proxied request, counted by callgrind
+# (stable on a shared machine, unlike RPS): the gateway under valgrind with
+# --access-log off and one worker, `wrk -t1 -c8 -d10s GET /small` through it to
+# an nginx backend on 127.0.0.1:18380, minus the instructions of the same
+# gateway started and stopped with no load (its startup: schema compilation,
+# CRD generation).
+#
+# Usage: bench/callgrind-request.sh [gateway binary, default target/release/router-gateway]
+# Needs: valgrind, nginx, wrk, curl; cargo build --release -p router-gateway
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+GATEWAY=${1:-$ROOT/target/release/router-gateway}
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK" -c "$WORK/backend.conf" -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
+
+cat > "$WORK/backend.conf" <<EOF
+worker_processes 1;
+error_log $WORK/backend-error.log;
+pid $WORK/backend.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:18380; keepalive_requests 1000000; location = /small { return 200 "ok"; } }
+}
+EOF
+nginx -p "$WORK" -c "$WORK/backend.conf"
+
+# run NAME LOAD(0|1): prints the callgrind total
+run() {
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" "$GATEWAY" --config "$ROOT/bench/router-gateway.yaml" \
+    --listen 127.0.0.1:18555 --admin-addr 127.0.0.1:19555 --access-log off --worker-threads 1 >/dev/null 2>"$WORK/$1.log" &
+  local pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:19555/healthz && break; sleep 0.5; done
+  if [ "$2" = 1 ]; then
+    wrk -t1 -c8 -d10s -H "Host: bench" http://127.0.0.1:18555/small >"$WORK/wrk.txt"
+  else
+    sleep 10
+  fi
+  kill -INT $pid; wait $pid || true
+  grep -o 'Collected : [0-9]*' "$WORK/$1.log" | awk '{print $3}'
+}
+
+idle=$(run idle 0)
+loaded=$(run loaded 1)
+requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+echo "startup instructions: $idle"
+echo "requests: $requests"
+echo "instructions per request: $(( (loaded - idle) / requests ))"
