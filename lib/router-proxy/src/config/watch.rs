@@ -61,8 +61,15 @@ impl Reloader {
     pub async fn watch(self: Arc<Self>) -> notify::Result<()> {
         use notify::{RecursiveMode, Watcher};
         let (tx, mut rx) = mpsc::unbounded_channel();
+        // The files named on the command line count whatever their names.
+        let mut named = vec![self.path.clone()];
+        if let Some(files) = self.tls.default_certificate() {
+            named.extend([files.cert.clone(), files.key.clone()]);
+        }
+        let named: Vec<_> = named.iter().filter_map(|p| p.file_name().map(ToOwned::to_owned)).collect();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
+            let relevant = |p: &PathBuf| may_be_configuration(p) || p.file_name().is_some_and(|n| named.iter().any(|m| m == n));
+            if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(relevant)) {
                 let _ = tx.send(());
             }
         })?;
@@ -87,11 +94,38 @@ impl Reloader {
     }
 }
 
+/// Whether a change to `path` can change the configuration: YAML files, PEM
+/// files (the default certificate), and Kubernetes volume updates, which swap
+/// `..data`-style entries. Anything else in a watched directory (a log file, an
+/// editor's swap file) must not trigger reloads — a log written beside the
+/// configuration would otherwise reload it forever, each reload's own log line
+/// triggering the next.
+fn may_be_configuration(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.starts_with("..")
+        || Path::new(name).extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "pem" | "crt" | "key"))
+}
+
 /// The directory to watch for a path: editors and Kubernetes volume updates replace files by rename.
 fn directory_of(path: &Path) -> PathBuf {
     if path.is_dir() {
         path.to_owned()
     } else {
         path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), PathBuf::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_configuration_files_trigger_reloads() {
+        for yes in ["/c/routes.yaml", "/c/a.yml", "/c/..data", "/c/..2026_12_01_10_00_00.123", "/tls/cert.pem", "/tls/tls.key"] {
+            assert!(may_be_configuration(Path::new(yes)), "{yes}");
+        }
+        for no in ["/c/gateway.log", "/c/.routes.yaml.swp", "/c/routes.yaml~", "/c/notes.txt"] {
+            assert!(!may_be_configuration(Path::new(no)), "{no}");
+        }
     }
 }
