@@ -244,9 +244,14 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Whether the exchange failed because the body the gateway was sending (the
-/// client's) failed: hyper reports the body's error as a user error.
+/// client's) failed: hyper reports it as a user error caused by the error of
+/// the client connection's body (itself a hyper error). Other user errors
+/// (a connection task gone, say) have no such cause and stay the upstream's.
 fn is_client_body_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    any_cause(e, &|c| c.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user))
+    any_cause(e, &|c| {
+        c.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_user() && std::error::Error::source(h).is_some_and(|cause| cause.is::<hyper::Error>()))
+    })
 }
 
 /// Whether a connect error is the connect timeout.
