@@ -59,7 +59,7 @@ impl Gateway {
     ) -> Result<Answered, Failed> {
         let retry = policy.retries.as_ref().filter(|r| r.max_retries > 0);
         // Only a buffered body can be sent again (never an upgrade's: it streams).
-        let replay = request.replay();
+        let replay = request.body.replayable();
         let max_attempts = match (retry, &replay) {
             (Some(r), Some(_)) => 1 + u32::try_from(r.max_retries).unwrap_or(0),
             _ => 1,

@@ -43,13 +43,6 @@ pub(super) struct UpstreamRequest {
     pub upgrade: Option<OnUpgrade>,
 }
 
-impl UpstreamRequest {
-    /// The buffered body, when attempts after the first can send it again.
-    pub fn replay(&self) -> Option<Bytes> {
-        self.body.replayable()
-    }
-}
-
 impl Gateway {
     pub(super) async fn upstream_request(
         &self,

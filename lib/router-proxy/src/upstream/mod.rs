@@ -182,7 +182,7 @@ pub fn tls_connector(
 pub fn pooled_client<B>(settings: &UpstreamSettings, connector: Connector, http2_only: bool) -> UpstreamClient<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_timer(TokioTimer::new())
@@ -203,7 +203,7 @@ struct ClientPair<B> {
 impl<B> ClientPair<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     fn new(settings: &UpstreamSettings, device: Option<&str>, connector: &Connector) -> Self {
         let http1 = Http1Pool::new(tcp_connector(settings, device), settings.pool_idle_timeout, settings.max_idle_per_endpoint);

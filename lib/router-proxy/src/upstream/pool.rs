@@ -40,7 +40,7 @@ use hyper::{
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::{UpstreamBody, UpstreamError};
+use super::{BoxError, UpstreamBody, UpstreamError};
 
 /// A connection checked out of the pool, handed back by [`Lease::release`].
 pub struct Lease<B> {
@@ -86,7 +86,7 @@ pub struct Http1Pool<B> {
 impl<B> Http1Pool<B>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     pub fn new(connector: HttpConnector, idle_timeout: Duration, max_idle: usize) -> Arc<Self> {
         Arc::new(Self { connector, idle_timeout, max_idle, idle: Mutex::new(HashMap::default()), sweeper: std::sync::Once::new() })
@@ -215,7 +215,7 @@ struct Exchange<B: Send + 'static> {
 impl<B> Exchange<B>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     fn start(pool: &Arc<Http1Pool<B>>, mut sender: http1::SendRequest<B>, key: Key, req: Request<B>) -> Self {
         let sent: Sent<B> = Box::pin(sender.try_send_request(req));
@@ -269,7 +269,7 @@ async fn finish_abandoned<B: Send + 'static>(sent: Sent<B>, sender: http1::SendR
 async fn sweep<B>(pool: Weak<Http1Pool<B>>, idle_timeout: Duration)
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B::Error: Into<BoxError>,
 {
     let period = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
