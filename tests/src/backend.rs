@@ -199,6 +199,11 @@ async fn handle(
     let (method, query, version) = (req.method().to_string(), req.uri().query().map(str::to_owned), format!("{:?}", req.version()));
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     body_bytes.fetch_add(body.len(), Ordering::Relaxed);
+    if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok()) {
+        // Static bytes: many large answers at once cost the test process nothing.
+        static BYTES: [u8; 1 << 20] = [b'x'; 1 << 20];
+        return Ok(Response::new(Full::new(Bytes::from_static(&BYTES[..n.min(BYTES.len())]))));
+    }
     let mut status = StatusCode::OK;
     if let Some(code) = path.strip_prefix("/status/") {
         status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -8,7 +8,9 @@ pub mod client;
 pub mod cluster;
 pub mod gateway;
 pub mod grpc;
+pub mod h2frames;
 pub mod otlp;
+pub mod probe;
 pub mod tls;
 pub mod tunnel;
 

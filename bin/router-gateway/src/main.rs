@@ -27,7 +27,7 @@ use router_proxy::{
     http::headers::Entry,
     listeners::IngressListeners,
     request::Gateway,
-    server::{self, ListenerKind, ServerSettings},
+    server::{self, ConnectionLimit, ListenerKind, ServerSettings},
     telemetry::{AccessLog, AccessLogFormat, Metrics, spans::SpanExport},
     tls::{self, DefaultCertificate, TlsBuilder, accept::TlsPort},
     upstream::{UpstreamSettings, Upstreams},
@@ -89,6 +89,14 @@ struct Args {
     /// Concurrent streams per HTTP/2 connection.
     #[arg(long, env = "ROUTER_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     max_concurrent_streams: u32,
+    /// Open client connections across all listeners (the admin port aside); more are refused
+    /// (cleartext: 503 connection-limit). 0: no limit.
+    #[arg(long, env = "ROUTER_MAX_CONNECTIONS", default_value_t = 20_000)]
+    max_connections: usize,
+    /// Seconds within which each 64 KiB of a request body (or its end) must arrive once the gateway waits
+    /// for it: 408 request-body-timeout otherwise. gRPC streams are exempt. 0: no timeout.
+    #[arg(long, env = "ROUTER_REQUEST_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    request_body_timeout_secs: u64,
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "ROUTER_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     drain_timeout_secs: u64,
@@ -221,14 +229,22 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
     tokio::spawn(admin::serve(admin_listener, Arc::new(Admin { cell: cell.clone(), metrics: metrics.clone(), health: health.clone() })));
 
     let access_log = AccessLog::new(args.access_log);
-    let gateway =
-        Arc::new(Gateway { cell, upstreams: Upstreams::new(upstream_settings, provider), metrics, access_log: access_log.clone(), spans });
+    let gateway = Arc::new(Gateway {
+        cell,
+        upstreams: Upstreams::new(upstream_settings, provider),
+        metrics,
+        access_log: access_log.clone(),
+        spans,
+        client_body_timeout: (args.request_body_timeout_secs > 0).then(|| Duration::from_secs(args.request_body_timeout_secs)),
+    });
     let settings = ServerSettings {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         max_headers: args.max_headers,
         max_header_bytes: args.max_header_bytes,
         max_concurrent_streams: args.max_concurrent_streams,
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+        connections: ConnectionLimit::new(args.max_connections),
+        ..ServerSettings::default()
     };
     tokio::spawn({
         let stop = stop.clone();
@@ -238,9 +254,10 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
             health.start_draining();
         }
     });
-    let ingress = tokio::spawn(IngressListeners::new(args.ingress_bind, gateway.clone(), settings).run(stop.clone()));
-    let internal_tls = tls_listener
-        .map(|l| tokio::spawn(server::serve(l, ListenerKind::Tls(TlsPort::Internal), gateway.clone(), settings, stopped(stop.clone()))));
+    let ingress = tokio::spawn(IngressListeners::new(args.ingress_bind, gateway.clone(), settings.clone()).run(stop.clone()));
+    let internal_tls = tls_listener.map(|l| {
+        tokio::spawn(server::serve(l, ListenerKind::Tls(TlsPort::Internal), gateway.clone(), settings.clone(), stopped(stop.clone())))
+    });
     server::serve(listener, ListenerKind::Cleartext(Entry::Internal), gateway, settings, stopped(stop)).await;
     if let Some(t) = internal_tls {
         let _ = t.await;

@@ -86,3 +86,40 @@ async fn malformed_framing_and_targets_are_refused_before_routing() {
 
     assert_eq!(Client::http1().get(&gw.url("/"), &[]).await.unwrap().status, 200, "normal requests still pass");
 }
+
+#[tokio::test]
+async fn malformed_http2_requests_are_reset_or_refused_and_never_forwarded() {
+    use router_tests::h2frames::{END_HEADERS, END_STREAM, HEADERS, PROTOCOL_ERROR, Peer, frame, get, header_block};
+
+    let b = start_backends(&["edge-h2"]).await;
+    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), route("r", "  destinations: [{vpcServiceRef: {name: svc}}]")].concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let mut peer = Peer::connect(gw.addr).await;
+    let userinfo = header_block(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "user:pw@x.example")]);
+    let mut requests = Vec::new();
+    // RFC 9113 §8.2.2: connection-specific fields are malformed, and `te` may only say trailers.
+    requests.extend(get(1, "/", &[("connection", "keep-alive")]));
+    requests.extend(get(3, "/", &[("te", "gzip")]));
+    requests.extend(get(5, "/", &[("transfer-encoding", "chunked")]));
+    requests.extend(frame(HEADERS, END_STREAM | END_HEADERS, 7, &userinfo));
+    requests.extend(get(9, "/", &[("te", "trailers")]));
+    peer.write.write_all(&requests).await.unwrap();
+    let frames = peer.frames(Duration::from_secs(2)).await;
+    for stream in [1, 3, 5] {
+        let reset = frames.iter().find(|f| f.stream == stream && f.reset_code().is_some());
+        assert_eq!(reset.and_then(|f| f.reset_code()), Some(PROTOCOL_ERROR), "stream {stream} is reset as malformed: {frames:?}");
+    }
+    let status = |stream| frames.iter().find(|f| f.stream == stream).and_then(|f| f.status());
+    assert_eq!(status(7), Some(400), "userinfo in :authority: 400 invalid-authority");
+    assert_eq!(status(9), Some(200), "te: trailers is allowed");
+
+    // §8.2.1: uppercase field names are malformed; h2 goes further and ends the connection.
+    let mut peer = Peer::connect(gw.addr).await;
+    peer.write.write_all(&get(1, "/", &[("X-Upper", "v")])).await.unwrap();
+    let frames = peer.frames(Duration::from_secs(2)).await;
+    assert!(
+        frames.iter().any(|f| f.goaway_code() == Some(PROTOCOL_ERROR) || (f.stream == 1 && f.reset_code() == Some(PROTOCOL_ERROR))),
+        "an uppercase name is refused with PROTOCOL_ERROR: {frames:?}"
+    );
+    assert_eq!(b[0].hits.load(Ordering::SeqCst), 1, "only the well-formed request reached the backend");
+}

@@ -35,6 +35,8 @@ pub enum AttemptFailure {
     /// The client's request body broke its framing (or the client went away) while
     /// it was being forwarded: the client's fault, never retried.
     ClientBody,
+    /// The client's request body did not keep up with the body read timeout: the client's too.
+    ClientBodyTimeout,
 }
 
 impl AttemptFailure {
@@ -47,6 +49,7 @@ impl AttemptFailure {
             Self::Timeout => "timeout",
             Self::Status(_) => "status",
             Self::ClientBody => "client-body",
+            Self::ClientBodyTimeout => "client-body-timeout",
         }
     }
 }
@@ -63,7 +66,7 @@ pub fn retryable(policy: &RetryPolicy, failure: AttemptFailure, idempotent: bool
         AttemptFailure::Reset => safe && policy.retry_on.contains(&RetryOn::Reset),
         AttemptFailure::Timeout => safe && policy.retry_on.contains(&RetryOn::Timeout),
         AttemptFailure::Status(s) => safe && policy.retry_on_status.contains(&i32::from(s)),
-        AttemptFailure::ClientBody => false,
+        AttemptFailure::ClientBody | AttemptFailure::ClientBodyTimeout => false,
     }
 }
 

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use router_api::v1alpha1::ServiceProtocol;
 use router_core::egress::EgressPolicy;
@@ -18,7 +17,7 @@ use crate::{
     local::{ProxyBody, empty_response},
     outcome::Outcome,
     telemetry::Metrics,
-    upstream::{BoxError, RequestBody, Upstreams},
+    upstream::{BoxError, ClientBody, RequestBody, Upstreams},
 };
 
 /// The response header naming the VPCEgress rule that refused a destination.
@@ -33,7 +32,7 @@ pub fn is_proxy_request<B>(req: &Request<B>) -> bool {
 pub(crate) async fn serve(
     upstreams: &Upstreams,
     metrics: &Metrics,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     policy: Option<&EgressPolicy>,
     outcome: &mut Outcome,
 ) -> Response<ProxyBody> {

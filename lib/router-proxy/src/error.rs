@@ -46,6 +46,8 @@ pub enum ProxyError {
     InvalidTarget,
     /// The client's body broke its framing (a bad chunk size) or stopped mid-way while it was forwarded: 400.
     ClientBody,
+    /// The client's body did not keep up with the body read timeout: 408.
+    ClientBodyTimeout,
 }
 
 impl ProxyError {
@@ -65,6 +67,7 @@ impl ProxyError {
             | Self::InvalidTarget
             | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
+            Self::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -88,6 +91,7 @@ impl ProxyError {
             Self::InvalidAuthority => "invalid-authority",
             Self::InvalidTarget => "invalid-request-target",
             Self::ClientBody => "client-body-error",
+            Self::ClientBodyTimeout => "request-body-timeout",
         }
     }
 }

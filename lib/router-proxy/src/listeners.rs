@@ -106,7 +106,7 @@ impl IngressListeners {
                 ListenerProtocol::Https => ListenerKind::Tls(TlsPort::Ingress(port)),
             };
             let (stop, mut stopped) = watch::channel(false);
-            let task = tokio::spawn(server::serve(listener, kind, self.gateway.clone(), self.settings, async move {
+            let task = tokio::spawn(server::serve(listener, kind, self.gateway.clone(), self.settings.clone(), async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }));
             tracing::info!(%addr, protocol = protocol_label(protocol), "VPCIngress listener open");

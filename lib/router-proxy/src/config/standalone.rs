@@ -43,6 +43,8 @@ pub struct Objects {
     pub secrets: Secrets,
     /// Objects read but not used by the gateway (kind namespace/name).
     pub ignored: Vec<String>,
+    /// Kind, namespace and name of every object added, to refuse duplicates.
+    seen: BTreeSet<(&'static str, String, String)>,
 }
 
 /// The YAML files of `path`: the file itself, or a directory's *.yaml / *.yml (sorted, not recursive).
@@ -57,10 +59,18 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
 /// Reads and validates every object under `path`.
 pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError> {
     let mut objects = Objects::default();
-    let mut seen = BTreeSet::new();
     for file in files(path)? {
         let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read { path: file.clone(), source })?;
-        for object in parse_documents(&text, &file.display().to_string(), schemas)? {
+        objects.add(&text, &file.display().to_string(), schemas)?;
+    }
+    Ok(objects)
+}
+
+impl Objects {
+    /// Adds the objects of one YAML text (a file's contents, named `origin` in
+    /// errors), validated; an object already added is refused as a duplicate.
+    pub fn add(&mut self, text: &str, origin: &str, schemas: &SchemaValidator) -> Result<(), LoadError> {
+        for object in parse_documents(text, origin, schemas)? {
             let (kind, meta) = match &object {
                 Object::Vpc(o) => ("VPC", &o.metadata),
                 Object::VpcAttachment(o) => ("VPCAttachment", &o.metadata),
@@ -72,30 +82,30 @@ pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError
                 Object::TunnelBinding(o) => ("TunnelBinding", &o.metadata),
                 Object::Secret(o) => ("Secret", &o.metadata),
                 Object::Other { kind, name, .. } => {
-                    objects.ignored.push(format!("{kind} {name}"));
+                    self.ignored.push(format!("{kind} {name}"));
                     continue;
                 }
             };
             let namespace = meta.namespace.clone().unwrap_or_else(|| "default".to_owned());
             let name = meta.name.clone().unwrap_or_default();
-            if !seen.insert((kind, namespace.clone(), name.clone())) {
+            if !self.seen.insert((kind, namespace.clone(), name.clone())) {
                 return Err(LoadError::Duplicate { kind: kind.to_owned(), namespace, name });
             }
             match object {
-                Object::Vpc(o) => objects.vpcs.push(o),
-                Object::VpcAttachment(o) => objects.attachments.push(o),
-                Object::VpcService(o) => objects.services.push(o),
-                Object::VpcRoute(o) => objects.routes.push(o),
-                Object::VpcEgress(o) => objects.egress.push(o),
-                Object::VpcIngress(o) => objects.ingresses.push(o),
-                Object::Secret(o) => objects.secrets.insert(&o),
+                Object::Vpc(o) => self.vpcs.push(o),
+                Object::VpcAttachment(o) => self.attachments.push(o),
+                Object::VpcService(o) => self.services.push(o),
+                Object::VpcRoute(o) => self.routes.push(o),
+                Object::VpcEgress(o) => self.egress.push(o),
+                Object::VpcIngress(o) => self.ingresses.push(o),
+                Object::Secret(o) => self.secrets.insert(&o),
                 // ServiceBindings need a cluster (Services and Pods): router-controller syncs them.
                 // TunnelBindings are tunnel-gateway's: here their VPCService is an ordinary one.
-                _ => objects.ignored.push(format!("{kind} {namespace}/{name}")),
+                _ => self.ignored.push(format!("{kind} {namespace}/{name}")),
             }
         }
+        Ok(())
     }
-    Ok(objects)
 }
 
 /// Resolves every VPCService's endpoints from the VPCs and attachments, the

@@ -217,6 +217,11 @@ pub fn apply_modifier(headers: &mut HeaderMap, m: &HeaderModifier) {
     }
 }
 
+/// Whether a message is gRPC (content-type application/grpc, +proto and the like).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -13,7 +13,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use http::{Request, Response, Uri, header};
+use http::{Request, Response, Uri};
 use http_body::Body;
 use router_core::{
     EndpointState,
@@ -27,9 +27,10 @@ use router_core::{
 use super::{Gateway, destination::Destination, forward::UpstreamRequest};
 use crate::{
     error::ProxyError,
+    http::headers,
     outcome::Outcome,
     telemetry::Metrics,
-    upstream::{RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
+    upstream::{ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
 };
 
 /// The response of the attempt that answered, and what stays held until its body is done.
@@ -171,6 +172,7 @@ impl Gateway {
                         AttemptFailure::Timeout => ProxyError::UpstreamTimeout,
                         AttemptFailure::Reset | AttemptFailure::Status(_) => ProxyError::UpstreamProtocol,
                         AttemptFailure::ClientBody => ProxyError::ClientBody,
+                        AttemptFailure::ClientBodyTimeout => ProxyError::ClientBodyTimeout,
                     };
                     Err(Failed { error, attempts: attempt })
                 }
@@ -211,8 +213,10 @@ async fn send(
 }
 
 fn classify(e: &UpstreamError) -> AttemptFailure {
-    if !e.is_connect() && is_client_body_failure(e) {
-        AttemptFailure::ClientBody
+    if !e.is_connect()
+        && let Some(body) = client_body_failure(e)
+    {
+        body
     } else if is_tls_failure(e) {
         AttemptFailure::Tls
     } else if e.is_connect() && is_timeout(e) {
@@ -244,14 +248,17 @@ fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Whether the exchange failed because the body the gateway was sending (the
-/// client's) failed: hyper reports it as a user error caused by the error of
-/// the client connection's body (itself a hyper error). Other user errors
-/// (a connection task gone, say) have no such cause and stay the upstream's.
-fn is_client_body_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    any_cause(e, &|c| {
-        c.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_user() && std::error::Error::source(h).is_some_and(|cause| cause.is::<hyper::Error>()))
-    })
+/// client's) failed, and how: hyper reports it as an error caused by the
+/// body's own error. Other failures (a connection task gone, say) have no
+/// such cause and stay the upstream's.
+fn client_body_failure(e: &(dyn std::error::Error + 'static)) -> Option<AttemptFailure> {
+    if any_cause(e, &|c| matches!(c.downcast_ref(), Some(ClientBodyError::Timeout))) {
+        Some(AttemptFailure::ClientBodyTimeout)
+    } else if any_cause(e, &|c| c.is::<ClientBodyError>()) {
+        Some(AttemptFailure::ClientBody)
+    } else {
+        None
+    }
 }
 
 /// Whether a connect error is the connect timeout.
@@ -274,7 +281,5 @@ fn effective_status<B>(r: &Response<B>) -> u16 {
 
 /// A gRPC response whose status will come in trailers (not a trailers-only answer).
 fn is_grpc_stream<B: Body>(r: &Response<B>) -> bool {
-    !r.body().is_end_stream()
-        && !r.headers().contains_key("grpc-status")
-        && r.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    !r.body().is_end_stream() && !r.headers().contains_key("grpc-status") && headers::is_grpc(r.headers())
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Version, header, request::Parts, uri::PathAndQuery};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use hyper::{body::Incoming, upgrade::OnUpgrade};
+use hyper::upgrade::OnUpgrade;
 use router_core::{route_table::RouteRule, snapshot::RoutePolicy};
 
 use super::Gateway;
@@ -20,7 +20,7 @@ use crate::{
         headers::{self, ClientInfo},
     },
     mirror,
-    upstream::{self, RequestBody},
+    upstream::{self, ClientBody, ClientBodyError, RequestBody},
 };
 
 /// The largest request body buffered so that it can be sent again on retry;
@@ -46,7 +46,7 @@ pub(super) struct UpstreamRequest {
 impl Gateway {
     pub(super) async fn upstream_request(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         rule: &RouteRule<RoutePolicy>,
         service_protocol: router_api::v1alpha1::ServiceProtocol,
         client: &ClientInfo,
@@ -93,7 +93,8 @@ impl Gateway {
             true if content_length(&parts.headers).is_some_and(|n| n <= RETRY_BUFFER_BYTES) => {
                 match Limited::new(body, RETRY_BUFFER_BYTES as usize).collect().await {
                     Ok(collected) => RequestBody::Replay(Some(collected.to_bytes())),
-                    Err(_) => return Err(ProxyError::BadRequest),
+                    Err(e) if matches!(e.downcast_ref(), Some(ClientBodyError::Timeout)) => return Err(ProxyError::ClientBodyTimeout),
+                    Err(_) => return Err(ProxyError::ClientBody),
                 }
             }
             _ => RequestBody::Direct(body),

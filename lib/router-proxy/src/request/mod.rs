@@ -29,7 +29,7 @@ mod response;
 mod route;
 mod validate;
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
@@ -47,7 +47,7 @@ use crate::{
     local::ProxyBody,
     outcome::Outcome,
     telemetry::{AccessLog, Metrics, spans::SpanExport},
-    upstream::Upstreams,
+    upstream::{ClientBody, Upstreams},
 };
 
 /// Shared state of the request path.
@@ -58,12 +58,17 @@ pub struct Gateway {
     pub access_log: AccessLog,
     /// Span export over OTLP, when configured.
     pub spans: Option<Arc<SpanExport>>,
+    /// The body read timeout (see [`ClientBody`]); None reads bodies without one.
+    pub client_body_timeout: Option<Duration>,
 }
 
 impl Gateway {
     /// Serves one request. Never fails: every problem becomes a response.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible> {
         let record = Record::start(&self, &req);
+        // gRPC request streams may rightly stay quiet for long; their deadlines bound them.
+        let body_timeout = self.client_body_timeout.filter(|_| !headers::is_grpc(req.headers()));
+        let mut req = req.map(|body| ClientBody::new(body, body_timeout));
         let valid = validate::check(&mut req);
         // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
         // which only routes without hostnames match.
@@ -94,7 +99,7 @@ impl Gateway {
     /// route → filters → destination → forward → attempts → response.
     async fn proxy(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         client: &ClientInfo,
         host: &str,
         ids: &RequestIds<'_>,

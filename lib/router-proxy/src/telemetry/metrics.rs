@@ -32,6 +32,9 @@ pub struct Metrics {
     pub listener_bind_errors: IntCounterVec,
     pub watch_restarts: IntCounterVec,
     pub timeouts: IntCounterVec,
+    pub connections_refused: IntCounterVec,
+    pub http2_floods: IntCounterVec,
+    pub http2_goaways: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -134,8 +137,29 @@ impl Metrics {
             ),
             &["route", "kind"],
         ));
+        let connections_refused = must(IntCounterVec::new(
+            Opts::new("connections_refused_total", "Client connections refused before serving, by reason (max-connections)."),
+            &["reason"],
+        ));
+        let http2_floods = must(IntCounterVec::new(
+            Opts::new(
+                "http2_flood_closes_total",
+                "HTTP/2 client connections closed by the flood guard, by the bound passed (control-frames, resets, window-updates).",
+            ),
+            &["bound"],
+        ));
+        let http2_goaways = must(IntCounterVec::new(
+            Opts::new(
+                "http2_goaways_sent_total",
+                "GOAWAY frames sent to HTTP/2 clients, by error code (NO_ERROR on a drain, ENHANCE_YOUR_CALM on a flood).",
+            ),
+            &["code"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_refused.clone()),
+            Box::new(http2_floods.clone()),
+            Box::new(http2_goaways.clone()),
             Box::new(timeouts.clone()),
             Box::new(watch_restarts.clone()),
             Box::new(tls_handshakes.clone()),
@@ -188,6 +212,9 @@ impl Metrics {
             listener_bind_errors,
             watch_restarts,
             timeouts,
+            connections_refused,
+            http2_floods,
+            http2_goaways,
         }
     }
 

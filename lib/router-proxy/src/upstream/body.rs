@@ -3,6 +3,14 @@
 //! be sent again on retry), the mirror's copy, and the upstream's response
 //! body, which hands its HTTP/1.1 connection back to the pool once it has been
 //! read to the end.
+//!
+//! The client's body is read under the body read timeout
+//! (`--request-body-timeout-secs`): once the gateway waits for body bytes,
+//! each 64 KiB (or the end) must arrive within the timeout. A per-read idle
+//! timeout, nginx's `client_body_timeout`, does not bound a client that sends
+//! one byte a second; this does, while an upload of any size at more than
+//! 64 KiB per timeout passes. gRPC request streams are exempt (a client stream
+//! may rightly stay quiet for minutes: that is what gRPC deadlines are for).
 
 use std::{
     error::Error,
@@ -13,21 +21,105 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Sleep};
 
 use super::pool::Lease;
+
+/// Bytes after which the body read timeout starts again.
+const BODY_TIMEOUT_WINDOW: usize = 64 * 1024;
+
+/// Why reading the client's body failed: the client's fault either way, never the upstream's.
+#[derive(Debug)]
+pub enum ClientBodyError {
+    /// The connection broke the body's framing or went away.
+    Read(hyper::Error),
+    /// 64 KiB (or the end) did not arrive within the body read timeout.
+    Timeout,
+}
+
+impl fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "reading the client's body: {e}"),
+            Self::Timeout => f.write_str("the client's body did not arrive within the body read timeout"),
+        }
+    }
+}
+
+impl Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Read(e) => Some(e),
+            Self::Timeout => None,
+        }
+    }
+}
+
+/// The client's request body, read under the body read timeout.
+pub struct ClientBody {
+    inner: Incoming,
+    timeout: Option<Duration>,
+    /// Armed the first time the gateway waits for bytes, moved on after each window.
+    deadline: Option<Pin<Box<Sleep>>>,
+    window: usize,
+}
+
+impl ClientBody {
+    /// `timeout: None` reads without one.
+    pub fn new(inner: Incoming, timeout: Option<Duration>) -> Self {
+        Self { inner, timeout, deadline: None, window: 0 }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.window += frame.data_ref().map_or(0, Bytes::len);
+                if this.window >= BODY_TIMEOUT_WINDOW {
+                    this.window = 0;
+                    if let (Some(deadline), Some(timeout)) = (&mut this.deadline, this.timeout) {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Read(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let Some(timeout) = this.timeout else { return Poll::Pending };
+                let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                ready!(deadline.as_mut().poll(cx));
+                Poll::Ready(Some(Err(ClientBodyError::Timeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// The body of an upstream request: the client's own as it streams, the same
 /// teed to a mirror, or a buffered copy that can be sent again on retry.
 pub enum RequestBody {
-    Direct(Incoming),
+    Direct(ClientBody),
     Teed {
-        inner: Incoming,
+        inner: ClientBody,
         tx: Option<mpsc::Sender<Bytes>>,
         aborted: Arc<AtomicBool>,
     },
@@ -47,9 +139,9 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.get_mut() {
             Self::Direct(inner) => Pin::new(inner).poll_frame(cx),
             Self::Replay(bytes) => Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),

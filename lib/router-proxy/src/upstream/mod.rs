@@ -33,7 +33,7 @@ use hyper_util::{
 use router_api::v1alpha1::ServiceProtocol;
 use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider, pki_types::ServerName};
 
-pub use self::body::{MirrorBody, RequestBody, UpstreamBody};
+pub use self::body::{ClientBody, ClientBodyError, MirrorBody, RequestBody, UpstreamBody};
 use self::pool::Http1Pool;
 
 /// Errors of boxed causes.

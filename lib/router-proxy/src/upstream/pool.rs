@@ -140,7 +140,10 @@ where
         });
         let uri = Uri::builder().scheme("http").authority(authority.clone()).path_and_query("/").build().map_err(UpstreamError::connect)?;
         let io = self.connector.clone().call(uri).await.map_err(UpstreamError::connect)?;
-        let (sender, connection) = http1::handshake(io).await.map_err(UpstreamError::connect)?;
+        // A bounded read buffer bounds what each upstream connection holds for a client that reads
+        // slowly or not at all (hyper's default grows to ~400 KiB); response heads stay far below it.
+        let (sender, connection) =
+            http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(io).await.map_err(UpstreamError::connect)?;
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended");
@@ -149,6 +152,9 @@ where
         Ok(sender)
     }
 }
+
+/// Largest read buffer of an upstream HTTP/1.1 connection.
+const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 
 impl<B> Http1Pool<B> {
     /// The most recently used connection that can take a request now.

@@ -1,8 +1,14 @@
 //! Client-facing listeners: HTTP/1.1 and h2c (prior knowledge) on one port,
 //! or TLS first (the listener chosen by SNI, HTTP/2 or HTTP/1.1 by ALPN), with the limits that keep a slow or hostile client from holding the
 //! gateway (header read timeout, header count and size, concurrent HTTP/2
-//! streams) and a graceful drain on shutdown (stop accepting, HTTP/2 GOAWAY,
-//! let in-flight requests finish up to the drain timeout).
+//! streams and the bounds of `flood`, the connection limit of `admission`)
+//! and a graceful drain on shutdown (stop accepting, HTTP/2 GOAWAY, let
+//! in-flight requests finish up to the drain timeout).
+
+mod admission;
+mod flood;
+
+pub use admission::ConnectionLimit;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -13,6 +19,7 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
+use self::{admission::Admitted, flood::Guarded};
 use crate::{
     http::headers::{ClientInfo, Entry},
     request::Gateway,
@@ -29,7 +36,7 @@ pub enum ListenerKind {
 }
 
 /// Limits and timeouts of the client side.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// Time a client has to send a complete request head (slowloris guard).
     pub header_read_timeout: Duration,
@@ -38,8 +45,14 @@ pub struct ServerSettings {
     /// Largest request head in bytes (HTTP/1.1 read buffer; HTTP/2 header list).
     pub max_header_bytes: usize,
     pub max_concurrent_streams: u32,
+    /// Bytes of response data queued per HTTP/2 stream beyond what the socket
+    /// takes: with `max_concurrent_streams`, what a client that never reads
+    /// can make a connection hold.
+    pub max_send_buf_per_stream: usize,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub drain_timeout: Duration,
+    /// Open client connections across every listener.
+    pub connections: ConnectionLimit,
 }
 
 impl Default for ServerSettings {
@@ -49,7 +62,9 @@ impl Default for ServerSettings {
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             max_concurrent_streams: 256,
+            max_send_buf_per_stream: 64 * 1024,
             drain_timeout: Duration::from_secs(30),
+            connections: ConnectionLimit::default(),
         }
     }
 }
@@ -66,6 +81,11 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_send_buf_size(settings.max_send_buf_per_stream)
+        // Rapid reset (CVE-2023-44487): streams the client resets before they are accepted; then GOAWAY.
+        .max_pending_accept_reset_streams(20)
+        // Streams the gateway itself had to reset (malformed requests, say); then GOAWAY.
+        .max_local_error_reset_streams(1024)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
 }
@@ -94,15 +114,24 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Some(slot) = settings.connections.admit() else {
+                    gateway.metrics.connections_refused.with_label_values(&["max-connections"]).inc();
+                    tracing::debug!(%peer, "connection limit reached; connection refused");
+                    if let ListenerKind::Cleartext(_) = kind {
+                        settings.connections.refuse_cleartext(stream);
+                    }
+                    continue;
+                };
                 match &kind {
                     ListenerKind::Cleartext(entry) => {
                         let client = ClientInfo::new(peer).with_entry(entry.clone());
-                        serve_connection(&builder, &graceful, stream, client, gateway.clone());
+                        serve_connection(&builder, &graceful, stream, client, gateway.clone(), slot);
                     }
                     ListenerKind::Tls(port) => {
                         let (builder, watcher, gateway, port) = (builder.clone(), graceful.watcher(), gateway.clone(), *port);
                         let timeout = settings.header_read_timeout;
                         tokio::spawn(async move {
+                            let _slot = slot;
                             let accepted = match handshake(stream, port, &gateway.cell, timeout).await {
                                 Ok(a) => a,
                                 Err(e) => {
@@ -127,7 +156,8 @@ pub async fn serve(
                             let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(sni, identity.as_ref()));
                             let metrics = gateway.metrics.clone();
                             let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                            let io = TokioIo::new(Guarded::new(stream, metrics.clone()));
+                            let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
                             metrics.active_connections.inc();
                             if let Err(e) = watcher.watch(conn).await {
                                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
@@ -154,15 +184,18 @@ fn serve_connection(
     stream: tokio::net::TcpStream,
     client: ClientInfo,
     gateway: Arc<Gateway>,
+    slot: Admitted,
 ) {
     let metrics = gateway.metrics.clone();
     let peer = client.addr;
     let client = Arc::new(client);
     let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+    let io = TokioIo::new(Guarded::new(stream, metrics.clone()));
+    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let conn = graceful.watch(conn);
     metrics.active_connections.inc();
     tokio::spawn(async move {
+        let _slot = slot;
         if let Err(e) = conn.await {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
         }
