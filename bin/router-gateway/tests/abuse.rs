@@ -113,6 +113,18 @@ async fn ten_thousand_idle_connections_cost_little_and_do_not_stop_service() {
 }
 
 #[tokio::test]
+async fn a_connection_that_never_sends_a_byte_is_closed_at_the_header_read_timeout() {
+    let b = start_backends(&["silent"]).await;
+    let gw = GatewayProcess::start(BIN, &config(&b[0]), &["--header-read-timeout-secs", "1"]).await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed, not held open: {read:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "closed at the 1 s timeout, took {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn connections_over_the_limit_are_refused_with_503_and_a_label() {
     let b = start_backends(&["limit"]).await;
     let gw = GatewayProcess::start(BIN, &config(&b[0]), &["--max-connections", "20"]).await;

@@ -26,16 +26,24 @@
 //! When a bound is passed, the GOAWAY is written straight to the socket (only
 //! between two of h2's own frames, so it cannot cut one in half), reads and
 //! writes fail from then on, and hyper drops the connection.
+//!
+//! The guard also bounds the wait for a connection's first bytes by the header
+//! read timeout: hyper's own header read timeout starts only once hyper-util's
+//! auto builder has seen enough bytes to tell HTTP/1.1 from HTTP/2, so a
+//! connection that never sends anything would otherwise be held forever.
 
 use std::{
     io,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Sleep,
+};
 
 use crate::telemetry::Metrics;
 
@@ -224,11 +232,14 @@ pub struct Guarded<S> {
     io: S,
     mode: Mode,
     metrics: Arc<Metrics>,
+    /// How long the first bytes may take, and the timer for them once armed.
+    first_bytes: (Duration, Option<Pin<Box<Sleep>>>),
 }
 
 impl<S> Guarded<S> {
-    pub fn new(io: S, metrics: Arc<Metrics>) -> Self {
-        Self { io, mode: Mode::Sniffing(0), metrics }
+    /// `first_bytes`: how long the client may take to send anything at all.
+    pub fn new(io: S, metrics: Arc<Metrics>, first_bytes: Duration) -> Self {
+        Self { io, mode: Mode::Sniffing(0), metrics, first_bytes: (first_bytes, None) }
     }
 
     /// Follows the bytes read; the bound passed, if any.
@@ -333,7 +344,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
             Mode::Sniffing(_) | Mode::Http2 { .. } => {}
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let (Poll::Pending, Mode::Sniffing(0)) = (&read, &this.mode) {
+            let (timeout, timer) = &mut this.first_bytes;
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
+            ready!(timer.as_mut().poll(cx));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no request within the header read timeout")));
+        }
+        ready!(read)?;
+        this.first_bytes.1 = None;
         match this.read(&buf.filled()[before..]) {
             Some(flood) => Poll::Ready(Err(this.close(cx, flood))),
             None => Poll::Ready(Ok(())),

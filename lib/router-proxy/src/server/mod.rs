@@ -125,7 +125,7 @@ pub async fn serve(
                 match &kind {
                     ListenerKind::Cleartext(entry) => {
                         let client = ClientInfo::new(peer).with_entry(entry.clone());
-                        serve_connection(&builder, &graceful, stream, client, gateway.clone(), slot);
+                        serve_connection(&builder, &graceful, stream, client, gateway.clone(), slot, settings.header_read_timeout);
                     }
                     ListenerKind::Tls(port) => {
                         let (builder, watcher, gateway, port) = (builder.clone(), graceful.watcher(), gateway.clone(), *port);
@@ -156,7 +156,7 @@ pub async fn serve(
                             let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(sni, identity.as_ref()));
                             let metrics = gateway.metrics.clone();
                             let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-                            let io = TokioIo::new(Guarded::new(stream, metrics.clone()));
+                            let io = TokioIo::new(Guarded::new(stream, metrics.clone(), timeout));
                             let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
                             metrics.active_connections.inc();
                             if let Err(e) = watcher.watch(conn).await {
@@ -185,12 +185,13 @@ fn serve_connection(
     client: ClientInfo,
     gateway: Arc<Gateway>,
     slot: Admitted,
+    first_bytes: Duration,
 ) {
     let metrics = gateway.metrics.clone();
     let peer = client.addr;
     let client = Arc::new(client);
     let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-    let io = TokioIo::new(Guarded::new(stream, metrics.clone()));
+    let io = TokioIo::new(Guarded::new(stream, metrics.clone(), first_bytes));
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let conn = graceful.watch(conn);
     metrics.active_connections.inc();
