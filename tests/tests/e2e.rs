@@ -84,6 +84,7 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
         created.extend(apply_yaml(admin, &text, None).await.expect("apply Galactic CRDs"));
     }
     created.extend(apply_dir(admin, &workspace_root().join("manifests/crds")).await.expect("apply CRDs"));
+    created.extend(apply_dir(admin, &workspace_root().join("tests/fixtures/datum")).await.expect("apply the Location CRD"));
     created.extend(apply_dir(admin, &workspace_root().join("manifests/rbac")).await.expect("apply RBAC"));
     wait_for("the CRDs established", WAIT, || async {
         let ok = Api::<VPCService>::all(admin.clone()).list(&Default::default()).await.is_ok()
@@ -150,6 +151,8 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
         "127.0.0.1".into(),
         "--access-log".into(),
         "off".into(),
+        "--locality".into(),
+        "region=e2e,zone=e2e-zone-a".into(),
     ]);
     let gateway = Component::start(&bin.join("router-gateway"), "gateway", &gateway_args, &[], dir.path());
 
@@ -158,10 +161,15 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
     let port = backends[0].addr.port();
     let galactic = format!(
         "apiVersion: galactic.datumapis.com/v1alpha\nkind: VPC\nmetadata: {{name: vpc, namespace: {ns}}}\nspec: {{networks: [127.0.0.0/8]}}\n---\n\
-         apiVersion: galactic.datumapis.com/v1alpha\nkind: VPCAttachment\nmetadata: {{name: att-a, namespace: {ns}, labels: {{app: web}}}}\n\
+         apiVersion: galactic.datumapis.com/v1alpha\nkind: VPCAttachment\nmetadata: {{name: att-a, namespace: {ns}, labels: {{app: web,\n\
+         \x20 topology.kubernetes.io/region: e2e, topology.kubernetes.io/zone: e2e-zone-a}}}}\n\
          spec: {{vpc: {{name: vpc}}, interface: {{name: galactic0, addresses: [{}/8]}}}}\n---\n\
-         apiVersion: galactic.datumapis.com/v1alpha\nkind: VPCAttachment\nmetadata: {{name: att-b, namespace: {ns}, labels: {{app: web}}}}\n\
-         spec: {{vpc: {{name: vpc}}, interface: {{name: galactic0, addresses: [{}/8]}}}}\n",
+         apiVersion: galactic.datumapis.com/v1alpha\nkind: VPCAttachment\nmetadata: {{name: att-b, namespace: {ns},\n\
+         \x20 labels: {{app: web, networking.datumapis.com/location: dfw}}}}\n\
+         spec: {{vpc: {{name: vpc}}, interface: {{name: galactic0, addresses: [{}/8]}}}}\n---\n\
+         apiVersion: networking.datumapis.com/v1alpha\nkind: Location\nmetadata: {{name: dfw, namespace: {ns}}}\n\
+         spec: {{locationClassName: datum-managed, topology: {{topology.datum.net/city-code: DFW}},\n\
+         \x20 provider: {{gcp: {{projectId: e2e, region: e2e-other, zone: e2e-zone-b}}}}}}\n",
         backends[0].addr.ip(),
         backends[1].addr.ip()
     );
@@ -180,7 +188,9 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
          apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {{name: only-b}}\n\
          spec: {{vpcAttachmentRef: {{name: att-b}}, port: {port}, protocol: HTTP, addressFamily: IPv4}}\n---\n\
          apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: web}}\n\
-         spec: {{hostnames: [web.e2e.example], destinations: [{{vpcServiceRef: {{name: web}}}}]}}\n"
+         spec: {{hostnames: [web.e2e.example], destinations: [{{vpcServiceRef: {{name: web}}}}]}}\n---\n\
+         apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: near}}\n\
+         spec: {{hostnames: [near.e2e.example], destinations: [{{vpcServiceRef: {{name: web}}, trafficDistribution: PreferClose}}]}}\n"
     );
     apply_yaml(admin, &router, Some(ns)).await.expect("router objects");
     let services: Api<VPCService> = Api::namespaced(admin.clone(), ns);
@@ -207,6 +217,35 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec
         seen.insert(http.get(&url, &host).await.unwrap().backend().unwrap_or_default().to_owned());
     }
     assert_eq!(seen, ["a".to_owned(), "b".to_owned()].into(), "both backends serve");
+
+    // 4b. Locality: service-discovery wrote where each endpoint is (att-a's labels; att-b's Location,
+    // its city code from the topology and region and zone from its GCP provider), and a PreferClose
+    // destination keeps a gateway in e2e-zone-a on att-a.
+    wait_for("endpoint localities in VPCService web's status", WAIT, || async {
+        let s = status_of(&services, "web").await?;
+        let endpoints = s["endpoints"].as_array()?;
+        let of = |att: &str| endpoints.iter().find(|e| e["attachment"] == att).cloned();
+        let (a, b) = (of("att-a")?, of("att-b")?);
+        (a["zone"] == "e2e-zone-a"
+            && a["region"] == "e2e"
+            && b["cityCode"] == "DFW"
+            && b["zone"] == "e2e-zone-b"
+            && b["region"] == "e2e-other")
+            .then_some(())
+    })
+    .await;
+    let near = [("host", "near.e2e.example")];
+    wait_for("the gateway keeping the PreferClose route in its zone", WAIT, || async {
+        let mut all_a = true;
+        for _ in 0..10 {
+            all_a &= http.get(&url, &near).await.ok()?.backend() == Some("a");
+        }
+        all_a.then_some(())
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(http.get(&url, &near).await.unwrap().backend(), Some("a"), "PreferClose keeps the gateway in its zone");
+    }
 
     // 5. A route change moves traffic.
     routes

@@ -150,6 +150,8 @@ const API_VERSIONS: &[&str] = &[
     "apiextensions.k8s.io/v1",
     "router.datum.net/v1alpha1",
     "galactic.datumapis.com/v1alpha",
+    // Datum's Location (a CRD of its own, the same on every Kubernetes version).
+    "networking.datumapis.com/v1alpha",
 ];
 
 fn documents(file: &Path) -> Vec<Value> {

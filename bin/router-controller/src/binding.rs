@@ -118,6 +118,8 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
                     continue;
                 };
                 let ready = pod_ready(pod) && attachment.is_ready();
+                // The attachment's topology labels; the pod's node is not watched (docs/api.md).
+                let locality = router_galactic::attachment_locality(attachment, att_ns, &[]);
                 for ip in pod_addresses(world, &namespace, &pod_name, attachment)
                     .into_iter()
                     .filter(|ip| family_allows(vpc_service.spec.address_family, *ip))
@@ -129,6 +131,9 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
                             attachment: Some(att_name.to_owned()),
                             pod: Some(pod_name.clone()),
                             ready,
+                            zone: locality.zone.clone(),
+                            region: locality.region.clone(),
+                            city_code: locality.city_code.clone(),
                         });
                     }
                 }

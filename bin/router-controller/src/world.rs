@@ -145,6 +145,8 @@ impl World {
             vpcs: &self.vpcs,
             ingresses: &ingresses,
             reserved_ports: &[],
+            // The controller is no gateway: its report needs no levels.
+            locality: None,
         };
         Snapshot::build(input, &EndpointStore::default())
     }

@@ -17,7 +17,10 @@ use std::{
 };
 
 use clap::Parser;
-use router_api::schema::SchemaValidator;
+use router_api::{
+    datum::{Locality, LocalityParseError},
+    schema::SchemaValidator,
+};
 use router_core::EndpointStore;
 use router_kube::shutdown::stopped;
 use router_proxy::{
@@ -113,6 +116,14 @@ struct Args {
     /// Default: the CPUs this process may use (TOKIO_WORKER_THREADS is honoured too).
     #[arg(long, env = "ROUTER_WORKER_THREADS")]
     worker_threads: Option<usize>,
+    /// Where this gateway is, for destinations with trafficDistribution: PreferClose:
+    /// `region=…,zone=…,city-code=…` (each part optional).
+    #[arg(long, env = "ROUTER_LOCALITY", value_parser = parse_locality)]
+    locality: Option<Locality>,
+    /// Cluster mode: take the parts `--locality` leaves out from the labels of the node this pod runs on
+    /// (its name from NODE_NAME, the Downward API's spec.nodeName).
+    #[arg(long, env = "ROUTER_LOCALITY_FROM_NODE")]
+    locality_from_node: bool,
     /// Demo only: start a tiny HTTP backend on every loopback endpoint of the configuration.
     #[arg(long)]
     demo_backends: bool,
@@ -164,6 +175,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The gateway's locality, logged; None when nothing is known (PreferClose then changes nothing).
+fn located(locality: Locality) -> Option<Locality> {
+    if locality.is_empty() {
+        return None;
+    }
+    tracing::info!(%locality, "gateway locality");
+    Some(locality)
+}
+
+fn parse_locality(text: &str) -> Result<Locality, LocalityParseError> {
+    Locality::parse(text)
+}
+
 async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn std::error::Error>> {
     let provider = tls::provider();
     let upstream_settings = UpstreamSettings {
@@ -196,6 +220,7 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
                 metrics: metrics.clone(),
                 tls,
                 reserved_ports,
+                locality: located(args.locality.clone().unwrap_or_default()),
             });
             // The first load must succeed: there is no last good configuration to fall back to.
             if !reloader.reload() {
@@ -212,8 +237,23 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
         }
         None => {
             let client = router_kube::connect(args.kubeconfig.as_deref()).await?;
+            let mut locality = args.locality.clone().unwrap_or_default();
+            if args.locality_from_node {
+                let node =
+                    std::env::var("NODE_NAME").map_err(|_| "--locality-from-node needs NODE_NAME (the Downward API's spec.nodeName)")?;
+                let labels = router_kube::node::labels(&client, &node).await.map_err(|e| format!("reading node {node}: {e}"))?;
+                locality = locality.or(Locality::from_map(|k| labels.get(k)));
+            }
             tracing::info!("cluster mode: watching the Kubernetes API; ready after the first full sync");
-            let source = ClusterSource { client, store, cell: cell.clone(), metrics: metrics.clone(), tls, reserved_ports };
+            let source = ClusterSource {
+                client,
+                store,
+                cell: cell.clone(),
+                metrics: metrics.clone(),
+                tls,
+                reserved_ports,
+                locality: located(locality),
+            };
             tokio::spawn(source.run(stop.clone()));
         }
     }

@@ -6,9 +6,12 @@
 //! and attachments give ready endpoints), or, when a ServiceBinding targets
 //! the service, from the pods that binding synced (their VPC addresses).
 //! At most `max_endpoints` are written; more is a condition, not a silent cut.
+//! Each endpoint carries where it is (zone, region, city code) from its
+//! attachment's topology labels or the Datum Location the attachment names.
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp};
 use router_api::{
+    datum::Location,
     galactic::{VPC, VPCAttachment},
     v1alpha1::{ConditionStatus, Conditions, ServiceBinding, ServiceEndpoint, VPCService, VpcIdentity, condition_types, reasons},
 };
@@ -34,6 +37,7 @@ pub fn desired(
     svc: &VPCService,
     attachments: &[VPCAttachment],
     vpcs: &[VPC],
+    locations: &[Location],
     bindings: &[ServiceBinding],
     max_endpoints: usize,
     now: Timestamp,
@@ -41,7 +45,7 @@ pub fn desired(
     let namespace = svc.metadata.namespace.as_deref().unwrap_or("default");
     let name = svc.metadata.name.as_deref().unwrap_or_default();
     let generation = svc.metadata.generation;
-    let resolution = resolve_endpoints(svc, attachments, vpcs);
+    let resolution = resolve_endpoints(svc, attachments, vpcs, locations);
     let binding = bindings
         .iter()
         .filter(|b| b.metadata.namespace.as_deref().unwrap_or("default") == namespace && b.spec.vpc_service_ref.name == name)
@@ -211,7 +215,8 @@ mod tests {
         ];
         for (case, vpc_ready, atts, sel, max, (disc, disc_reason, ready, ready_reason, n, n_ready)) in cases {
             let attachments: Vec<_> = atts.iter().map(|(n, ip, r)| attachment(n, ip, *r)).collect();
-            let s = desired(&service(sel), &attachments, &[vpc(vpc_ready)], &[], max, now()).unwrap_or_else(|| panic!("{case}: a write"));
+            let s =
+                desired(&service(sel), &attachments, &[vpc(vpc_ready)], &[], &[], max, now()).unwrap_or_else(|| panic!("{case}: a write"));
             let d = condition(&s, condition_types::DISCOVERED);
             let r = condition(&s, condition_types::READY);
             assert_eq!((d.status.as_str(), d.reason.as_str()), (disc, disc_reason), "{case}: {}", d.message);
@@ -225,17 +230,17 @@ mod tests {
     fn an_unchanged_status_is_not_written_again() {
         let atts = [attachment("a", "10.0.0.1", true)];
         let mut svc = service(serde_json::json!({"matchLabels": {"app": "api"}}));
-        let first = desired(&svc, &atts, &[vpc(true)], &[], 100, now()).unwrap();
+        let first = desired(&svc, &atts, &[vpc(true)], &[], &[], 100, now()).unwrap();
         svc.status = Some(VPCServiceStatus {
             conditions: first.conditions.clone(),
             vpc: first.vpc.clone(),
             endpoints: first.endpoints.clone(),
             ready_endpoints: first.ready_endpoints,
         });
-        assert_eq!(desired(&svc, &atts, &[vpc(true)], &[], 100, now()), None);
+        assert_eq!(desired(&svc, &atts, &[vpc(true)], &[], &[], 100, now()), None);
         // A flip is a write, and moves lastTransitionTime only on the flipped condition.
         let later = Timestamp::from_second(1_800_000_100).unwrap();
-        let flipped = desired(&svc, &[attachment("a", "10.0.0.1", false)], &[vpc(true)], &[], 100, later).unwrap();
+        let flipped = desired(&svc, &[attachment("a", "10.0.0.1", false)], &[vpc(true)], &[], &[], 100, later).unwrap();
         assert_eq!(condition(&flipped, condition_types::READY).last_transition_time.0, later);
         assert_eq!(condition(&flipped, condition_types::DISCOVERED).last_transition_time.0, now());
     }
@@ -252,6 +257,7 @@ mod tests {
             &service(serde_json::json!({"matchLabels": {"app": "api"}})),
             &[attachment("a", "10.0.0.1", true)],
             &[vpc(true)],
+            &[],
             &[binding],
             100,
             now(),

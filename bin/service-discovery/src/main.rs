@@ -15,6 +15,7 @@ use clap::Parser;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use router_api::{
+    datum::Location,
     galactic::{VPC, VPCAttachment},
     manifest::object_key,
     schema::Verdicts,
@@ -49,6 +50,8 @@ struct Caches {
     attachments: Cache<VPCAttachment>,
     services: Cache<VPCService>,
     bindings: Cache<ServiceBinding>,
+    /// Datum Locations; optional: without the CRD, localities come from attachment labels alone.
+    locations: Cache<Location>,
 }
 
 impl Caches {
@@ -71,6 +74,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         attachments: w.watch_all("VPCAttachment"),
         services: w.watch_all("VPCService"),
         bindings: w.watch_all("ServiceBinding"),
+        locations: w.watch_all("Location"),
     };
     let interval = Duration::from_secs(args.discovery_interval_secs.max(1));
     // The API server may not have run the CEL rules (1.24 without the gate): every object is checked here too.
@@ -86,6 +90,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 async fn walk(client: &Client, caches: &Caches, verdicts: &Verdicts, max_endpoints: usize, metrics: &KubeMetrics) {
     let timer = metrics.reconcile_duration.with_label_values(&["VPCService"]).start_timer();
     let (vpcs, attachments, mut bindings) = (caches.vpcs.cloned(), caches.attachments.cloned(), caches.bindings.cloned());
+    let locations = caches.locations.cloned();
     let invalid_bindings = verdicts.invalid(&bindings);
     bindings.retain(|b| !invalid_bindings.contains_key(&object_key(&b.metadata)));
     let services = caches.services.objects();
@@ -97,7 +102,7 @@ async fn walk(client: &Client, caches: &Caches, verdicts: &Verdicts, max_endpoin
     let now = Timestamp::now();
     let mut failed = false;
     for svc in services.iter().filter(|s| !invalid_services.contains_key(&object_key(&s.metadata))) {
-        let Some(owned) = discover::desired(svc, &attachments, &vpcs, &bindings, max_endpoints, now) else { continue };
+        let Some(owned) = discover::desired(svc, &attachments, &vpcs, &locations, &bindings, max_endpoints, now) else { continue };
         let (namespace, name) = (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
         let api: Api<VPCService> = Api::namespaced(client.clone(), &namespace);
         match status::apply(&api, &name, MANAGER, &owned).await {

@@ -13,6 +13,7 @@
 //! * [`manifest`]: reading multi-document YAML into typed objects.
 #![forbid(unsafe_code)]
 
+pub mod datum;
 pub mod galactic;
 pub mod manifest;
 pub mod schema;

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
 use crate::{
+    datum::{self, Location},
     galactic::{self, VPC, VPCAttachment},
     schema::{InvalidObject, SchemaValidator},
     v1alpha1::{self, ServiceBinding, TunnelBinding, VPCEgress, VPCIngress, VPCRoute, VPCService},
@@ -46,6 +47,7 @@ pub enum Object {
     VpcIngress(VPCIngress),
     VpcEgress(VPCEgress),
     TunnelBinding(TunnelBinding),
+    Location(Location),
     Secret(Secret),
     /// Any other kind (a Service, a Pod, ...): kept by name so callers can say they ignored it.
     Other {
@@ -141,6 +143,7 @@ fn parse_object(mut doc: Value, origin: &str, index: usize, schemas: &SchemaVali
         (v, "VPCAttachment") if v == api(galactic::GROUP, galactic::VERSION) => {
             typed(serde_json::from_value(doc).map(Object::VpcAttachment))
         }
+        (v, "Location") if v == api(datum::GROUP, datum::VERSION) => typed(serde_json::from_value(doc).map(Object::Location)),
         (v, k) if v == api(v1alpha1::GROUP, v1alpha1::VERSION) => match k {
             "VPCService" => typed(serde_json::from_value(doc).map(Object::VpcService)),
             "VPCRoute" => typed(serde_json::from_value(doc).map(Object::VpcRoute)),

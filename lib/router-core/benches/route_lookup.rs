@@ -41,6 +41,7 @@ fn routes_over(n: usize, host: impl Fn(usize) -> usize, regex: impl Fn(usize) ->
                     destinations: vec![Destination {
                         vpc_service_ref: NamespacedObjectReference { name: "svc".into(), namespace: None },
                         weight: 1,
+                        traffic_distribution: None,
                     }],
                     ..Default::default()
                 },

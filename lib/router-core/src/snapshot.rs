@@ -16,15 +16,16 @@ use std::{
 };
 
 use regex::Regex;
+use router_api::datum::Locality;
 use router_api::galactic::VPC;
 use router_api::v1alpha1::{
     CircuitBreaker, Cors, HashOn, HealthCheck, LoadBalancing, Redirect, RetryPolicy, RouteFilters, RouteMatch, ServiceProtocol,
-    UpstreamTls, VPCEgress, VPCIngress, VPCRoute, VPCService,
+    TrafficDistribution, UpstreamTls, VPCEgress, VPCIngress, VPCRoute, VPCService,
 };
 
 use crate::{
     EndpointState, EndpointStore,
-    balance::{DestinationLimits, EndpointPicker, WeightedSplit},
+    balance::{DestinationLimits, EndpointPicker, Levels, WeightedSplit},
     breaker::BreakerConfig,
     conditions::Conditions,
     egress::{EgressPolicy, EgressTable},
@@ -73,6 +74,9 @@ pub struct ServiceTarget {
     pub health_check: Option<HealthCheck>,
     /// Ready endpoints (interned: shared with other snapshots).
     pub endpoints: Vec<Arc<EndpointState>>,
+    /// Where each of `endpoints` is (as the status says), same order.
+    pub localities: Vec<Locality>,
+    pub traffic_distribution: TrafficDistribution,
     /// All endpoints the status lists, ready or not.
     pub total_endpoints: usize,
 }
@@ -165,6 +169,8 @@ pub struct Snapshot {
     pub services: BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     pub route_count: usize,
     pub report: SnapshotReport,
+    /// Where the gateway this snapshot was built for is, when it knows.
+    pub locality: Option<Locality>,
 }
 
 pub(crate) use router_api::manifest::object_key as key_of;
@@ -173,7 +179,7 @@ impl Snapshot {
     /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say
     /// where they are). Endpoint state is interned in `store`.
     pub fn build(input: SnapshotInput<'_>, store: &EndpointStore) -> Snapshot {
-        let SnapshotInput { services, routes, egress, vpcs, ingresses, reserved_ports } = input;
+        let SnapshotInput { services, routes, egress, vpcs, ingresses, reserved_ports, locality } = input;
         let mut report = SnapshotReport::default();
         let vpc_keys: Vec<(String, String)> = vpcs.iter().map(|v| key_of(&v.metadata)).collect();
         let mut ingress = IngressBuilder::new(ingresses, &vpc_keys, reserved_ports, &mut report);
@@ -183,10 +189,13 @@ impl Snapshot {
             let key = ServiceKey { namespace, name };
             let mut problems = Vec::new();
             let status_endpoints = svc.status.as_ref().map(|s| s.endpoints.as_slice()).unwrap_or_default();
-            let mut endpoints = Vec::new();
+            let (mut endpoints, mut localities) = (Vec::new(), Vec::new());
             for ep in status_endpoints.iter().filter(|e| e.ready) {
                 match (ep.address.parse::<IpAddr>(), u16::try_from(ep.port)) {
-                    (Ok(ip), Ok(port)) => endpoints.push(store.get(SocketAddr::new(ip, port))),
+                    (Ok(ip), Ok(port)) => {
+                        endpoints.push(store.get(SocketAddr::new(ip, port)));
+                        localities.push(ep.locality());
+                    }
                     _ => problems.push(format!("endpoint {}:{} is not an IP and port", ep.address, ep.port)),
                 }
             }
@@ -206,6 +215,8 @@ impl Snapshot {
                         .and_then(|v| v.identifier.as_deref())
                         .and_then(|id| router_api::galactic::vrf_device_name(id).ok()),
                     endpoints,
+                    localities,
+                    traffic_distribution: svc.spec.traffic_distribution.unwrap_or_default(),
                     total_endpoints: status_endpoints.len(),
                 }),
             );
@@ -217,7 +228,7 @@ impl Snapshot {
             let (namespace, name) = key_of(&route.metadata);
             let key = RouteKey { namespace, name };
             let mut problems = Vec::new();
-            match compile_route(route, &key, &targets, &mut problems) {
+            match compile_route(route, &key, &targets, locality, &mut problems) {
                 Ok(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
                 Ok(c) => {
                     ingress.attach(&key.namespace, &route.spec.ingress_refs, &c, &mut problems);
@@ -236,6 +247,7 @@ impl Snapshot {
             egress,
             services: targets,
             report,
+            locality: locality.cloned(),
         }
     }
 }
@@ -250,6 +262,8 @@ pub struct SnapshotInput<'a> {
     pub ingresses: &'a [VPCIngress],
     /// Ports of the gateway's own listeners, which no VPCIngress listener may claim.
     pub reserved_ports: &'a [u16],
+    /// Where the gateway is: destinations with trafficDistribution PreferClose group their endpoints by distance from it.
+    pub locality: Option<&'a Locality>,
 }
 
 /// One policy per VPC: with several VPCEgress objects for one VPC, the first
@@ -296,20 +310,32 @@ fn limits_of(cb: Option<&CircuitBreaker>) -> DestinationLimits {
     }
 }
 
+/// How a destination picks: the route's strategy and limits, and, when it prefers close endpoints
+/// (its own trafficDistribution, else its service's) and the gateway knows where it is, by level.
+struct PickerSettings<'a> {
+    lb: LoadBalancing,
+    limits: DestinationLimits,
+    traffic_distribution: Option<TrafficDistribution>,
+    locality: Option<&'a Locality>,
+}
+
 fn destination(
     namespace: &str,
     r: &router_api::v1alpha1::NamespacedObjectReference,
-    lb: LoadBalancing,
-    limits: DestinationLimits,
+    settings: PickerSettings<'_>,
     targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     problems: &mut Vec<String>,
 ) -> DestinationTarget {
     let key = ServiceKey { namespace: r.namespace_or(namespace).to_owned(), name: r.name.clone() };
     match targets.get(&key) {
-        Some(service) => DestinationTarget::Resolved {
-            picker: EndpointPicker::new(lb, service.endpoints.clone()).with_limits(limits),
-            service: service.clone(),
-        },
+        Some(service) => {
+            let mut picker = EndpointPicker::new(settings.lb, service.endpoints.clone()).with_limits(settings.limits);
+            let prefer_close = settings.traffic_distribution.unwrap_or(service.traffic_distribution) == TrafficDistribution::PreferClose;
+            if let Some(locality) = settings.locality.filter(|l| prefer_close && !l.is_empty()) {
+                picker = picker.with_levels(Levels::new(locality, &service.localities));
+            }
+            DestinationTarget::Resolved { picker, service: service.clone() }
+        }
         None => {
             problems.push(format!("VPCService {key} not found; its share of traffic is answered with 500"));
             DestinationTarget::Unresolved { label: key.to_string().into(), service: key }
@@ -321,6 +347,7 @@ fn compile_route(
     route: &VPCRoute,
     key: &RouteKey,
     targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
+    locality: Option<&Locality>,
     problems: &mut Vec<String>,
 ) -> Result<CompiledRoute<RoutePolicy>, String> {
     let spec = &route.spec;
@@ -329,12 +356,31 @@ fn compile_route(
     let destinations: Vec<DestinationTarget> = spec
         .destinations
         .iter()
-        .map(|d| destination(&key.namespace, &d.vpc_service_ref, lb, limits_of(spec.circuit_breaker.as_ref()), targets, problems))
+        .map(|d| {
+            let settings = PickerSettings {
+                lb,
+                limits: limits_of(spec.circuit_breaker.as_ref()),
+                traffic_distribution: d.traffic_distribution,
+                locality,
+            };
+            destination(&key.namespace, &d.vpc_service_ref, settings, targets, problems)
+        })
         .collect();
     let weights: Vec<u32> = spec.destinations.iter().map(|d| u32::try_from(d.weight).unwrap_or(0)).collect();
     let mirror = filters.mirror.as_ref().map(|m| {
         (
-            destination(&key.namespace, &m.vpc_service_ref, LoadBalancing::RoundRobin, DestinationLimits::default(), targets, problems),
+            destination(
+                &key.namespace,
+                &m.vpc_service_ref,
+                PickerSettings {
+                    lb: LoadBalancing::RoundRobin,
+                    limits: DestinationLimits::default(),
+                    traffic_distribution: None,
+                    locality,
+                },
+                targets,
+                problems,
+            ),
             u32::try_from(m.percent).unwrap_or(0).min(100),
         )
     });

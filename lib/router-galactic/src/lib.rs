@@ -11,5 +11,5 @@ mod resolve;
 mod selector;
 
 pub use address::{AddressError, interface_ip};
-pub use resolve::{Resolution, ResolveProblem, family_allows, resolve_endpoints};
+pub use resolve::{Resolution, ResolveProblem, attachment_locality, family_allows, resolve_endpoints};
 pub use selector::{SelectorError, selector_matches};

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use router_api::{
+    datum::{LOCATION_LABEL, Locality, Location},
     galactic::{VPC, VPCAttachment},
     v1alpha1::{AddressFamily, ServiceEndpoint, VPCService, VpcIdentity},
 };
@@ -52,7 +53,7 @@ impl Resolution {
 
 /// Resolves `service` against every known attachment and VPC (any namespace;
 /// only the service's own namespace is considered).
-pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vpcs: &[VPC]) -> Resolution {
+pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vpcs: &[VPC], locations: &[Location]) -> Resolution {
     let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
     let in_namespace = |a: &&VPCAttachment| a.metadata.namespace.as_deref().unwrap_or("default") == namespace;
     let mut out = Resolution::default();
@@ -109,6 +110,7 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
             out.vpc = Some(VpcIdentity { name: vpc_name.clone(), identifier: vpc.and_then(|v| v.identifier()).map(str::to_owned) });
         }
         let ready = vpc_ready && att.is_ready();
+        let locality = attachment_locality(att, namespace, locations);
         let mut contributed = false;
         for address in &att.spec.interface.addresses {
             let ip = match interface_ip(address) {
@@ -128,6 +130,9 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
                 attachment: Some(att_name.clone()),
                 pod: None,
                 ready,
+                zone: locality.zone.clone(),
+                region: locality.region.clone(),
+                city_code: locality.city_code.clone(),
             });
         }
         if !contributed {
@@ -143,6 +148,19 @@ pub fn resolve_endpoints(service: &VPCService, attachments: &[VPCAttachment], vp
     });
     out.endpoints.dedup_by(|a, b| a.address == b.address && a.port == b.port);
     out
+}
+
+/// Where an attachment is: its own topology labels (region, zone, city code),
+/// then, for what they leave out, the Location its `networking.datumapis.com/location`
+/// label names (`<namespace>/<name>`, or `<name>` in the attachment's namespace).
+pub fn attachment_locality(att: &VPCAttachment, namespace: &str, locations: &[Location]) -> Locality {
+    let labels = att.metadata.labels.as_ref();
+    let own = Locality::from_map(|k| labels.and_then(|l| l.get(k)));
+    let Some(named) = labels.and_then(|l| l.get(LOCATION_LABEL)) else { return own };
+    let (ns, name) = named.split_once('/').unwrap_or((namespace, named.as_str()));
+    let location =
+        locations.iter().find(|l| l.metadata.name.as_deref() == Some(name) && l.metadata.namespace.as_deref().unwrap_or("default") == ns);
+    own.or(location.map(Location::locality).unwrap_or_default())
 }
 
 /// Whether a VPCService of `family` uses an address.
@@ -209,6 +227,7 @@ mod tests {
             &by_ref("a", AddressFamily::DualStack),
             &[attachment("a", "v", &["10.1.1.1/24", "2001:10:1:1::1/64"], true, "x")],
             &[vpc("v", true)],
+            &[],
         );
         let got: Vec<_> = r.endpoints.iter().map(|e| (e.address.as_str(), e.port, e.ready)).collect();
         assert_eq!(got, [("2001:10:1:1::1", 8080, true), ("10.1.1.1", 8080, true)]);
@@ -219,10 +238,10 @@ mod tests {
     #[test]
     fn address_family_filters() {
         let atts = [attachment("a", "v", &["10.1.1.1/24", "2001:10:1:1::1/64"], true, "x")];
-        let v4 = resolve_endpoints(&by_ref("a", AddressFamily::IPv4), &atts, &[vpc("v", true)]);
+        let v4 = resolve_endpoints(&by_ref("a", AddressFamily::IPv4), &atts, &[vpc("v", true)], &[]);
         assert_eq!(v4.endpoints.len(), 1);
         assert_eq!(v4.endpoints[0].address, "10.1.1.1");
-        let v6 = resolve_endpoints(&by_ref("a", AddressFamily::IPv6), &atts, &[vpc("v", true)]);
+        let v6 = resolve_endpoints(&by_ref("a", AddressFamily::IPv6), &atts, &[vpc("v", true)], &[]);
         assert_eq!(v6.endpoints[0].address, "2001:10:1:1::1");
     }
 
@@ -233,6 +252,7 @@ mod tests {
                 &by_ref("a", AddressFamily::IPv4),
                 &[attachment("a", "v", &["10.1.1.1/24"], att_ready, "x")],
                 &[vpc("v", vpc_ready)],
+                &[],
             );
             assert_eq!(r.endpoints[0].ready, want, "attachment {att_ready} vpc {vpc_ready}");
         }
@@ -257,24 +277,81 @@ mod tests {
             attachment("d", "v", &["10.1.4.1/24"], true, "web"),
             elsewhere,
         ];
-        let r = resolve_endpoints(&svc, &atts, &[vpc("v", true)]);
+        let r = resolve_endpoints(&svc, &atts, &[vpc("v", true)], &[]);
         let got: Vec<_> = r.endpoints.iter().map(|e| e.address.as_str()).collect();
         assert_eq!(got, ["10.1.1.1", "10.1.2.1"]);
     }
 
     #[test]
     fn problems_are_reported_not_swallowed() {
-        let r = resolve_endpoints(&by_ref("missing", AddressFamily::DualStack), &[], &[]);
+        let r = resolve_endpoints(&by_ref("missing", AddressFamily::DualStack), &[], &[], &[]);
         assert_eq!(r.problems, [ResolveProblem::AttachmentNotFound("missing".into())]);
 
-        let r = resolve_endpoints(&by_ref("a", AddressFamily::IPv4), &[attachment("a", "gone", &["bogus", "10.1.1.1/24"], true, "x")], &[]);
+        let r = resolve_endpoints(
+            &by_ref("a", AddressFamily::IPv4),
+            &[attachment("a", "gone", &["bogus", "10.1.1.1/24"], true, "x")],
+            &[],
+            &[],
+        );
         assert!(matches!(r.problems[0], ResolveProblem::VpcNotFound { .. }));
         assert!(matches!(r.problems[1], ResolveProblem::BadAddress { .. }));
         assert_eq!(r.endpoints.len(), 1, "the good address still counts");
         assert!(!r.endpoints[0].ready, "but not ready without its VPC");
 
-        let r =
-            resolve_endpoints(&by_ref("a", AddressFamily::IPv6), &[attachment("a", "v", &["10.1.1.1/24"], true, "x")], &[vpc("v", true)]);
+        let r = resolve_endpoints(
+            &by_ref("a", AddressFamily::IPv6),
+            &[attachment("a", "v", &["10.1.1.1/24"], true, "x")],
+            &[vpc("v", true)],
+            &[],
+        );
         assert!(matches!(r.problems[0], ResolveProblem::NoAddressOfFamily { .. }));
+    }
+
+    #[test]
+    fn endpoints_carry_their_attachments_locality_from_labels_then_the_named_location() {
+        use router_api::datum::{GcpProvider, LocationProvider, LocationSpec};
+        let mut labelled = attachment("labelled", "v", &["10.0.0.1/24"], true, "x");
+        let labels = labelled.metadata.labels.as_mut().unwrap();
+        labels.insert("topology.kubernetes.io/zone".into(), "us-south1-a".into());
+        labels.insert("topology.kubernetes.io/region".into(), "us-south1".into());
+        let mut located = attachment("located", "v", &["10.0.0.2/24"], true, "x");
+        let labels = located.metadata.labels.as_mut().unwrap();
+        labels.insert("networking.datumapis.com/location".into(), "datum-system/dfw".into());
+        labels.insert("topology.kubernetes.io/zone".into(), "own-zone".into());
+        let mut location = Location::new(
+            "dfw",
+            LocationSpec {
+                location_class_name: "datum-managed".into(),
+                topology: BTreeMap::from([("topology.datum.net/city-code".to_string(), "DFW".to_string())]),
+                provider: LocationProvider {
+                    gcp: Some(GcpProvider { project_id: "p".into(), region: "us-south1".into(), zone: "us-south1-b".into() }),
+                    ..Default::default()
+                },
+                coordinates: None,
+            },
+        );
+        location.metadata.namespace = Some("datum-system".into());
+        let nowhere = attachment("nowhere", "v", &["10.0.0.3/24"], true, "x");
+        let svc = service(VPCServiceSpec {
+            vpc_attachment_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".to_string(), "x".to_string())])),
+                ..Default::default()
+            }),
+            port: 80,
+            address_family: AddressFamily::IPv4,
+            ..Default::default()
+        });
+        let r = resolve_endpoints(&svc, &[labelled, located, nowhere], &[vpc("v", true)], &[location]);
+        let by_attachment = |name: &str| r.endpoints.iter().find(|e| e.attachment.as_deref() == Some(name)).unwrap().locality();
+        assert_eq!(
+            by_attachment("labelled"),
+            Locality { region: Some("us-south1".into()), zone: Some("us-south1-a".into()), city_code: None }
+        );
+        assert_eq!(
+            by_attachment("located"),
+            Locality { region: Some("us-south1".into()), zone: Some("own-zone".into()), city_code: Some("DFW".into()) },
+            "labels win, the Location fills in the rest"
+        );
+        assert_eq!(by_attachment("nowhere"), Locality::default());
     }
 }

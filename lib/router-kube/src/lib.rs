@@ -14,6 +14,7 @@ pub mod admin;
 pub mod cache;
 pub mod lease;
 pub mod metrics;
+pub mod node;
 pub mod shutdown;
 pub mod status;
 pub mod writer;

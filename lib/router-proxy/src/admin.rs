@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use router_core::balance::Level;
 use router_kube::admin::reply;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -62,8 +63,12 @@ impl Admin {
                     k.to_string(),
                     json!({
                         "protocol": format!("{:?}", s.protocol),
-                        "readyEndpoints": s.endpoints.iter().map(|e| json!({
-                            "address": e.addr.to_string(), "health": e.health().as_str(), "inFlight": e.in_flight()
+                        "trafficDistribution": format!("{:?}", s.traffic_distribution),
+                        "readyEndpoints": s.endpoints.iter().zip(&s.localities).map(|(e, at)| json!({
+                            "address": e.addr.to_string(), "health": e.health().as_str(), "inFlight": e.in_flight(),
+                            "locality": at.to_string(),
+                            // Its distance from this gateway, when the gateway knows where it is.
+                            "level": snapshot.locality.as_ref().map(|gw| Level::of(gw, at).label()),
                         })).collect::<Vec<_>>(),
                         "totalEndpoints": s.total_endpoints,
                         "problems": snapshot.report.services.get(k).cloned().unwrap_or_default(),
@@ -86,6 +91,7 @@ impl Admin {
             .collect();
         serde_json::to_string_pretty(&json!({
             "generation": self.cell.generation(),
+            "locality": snapshot.locality.as_ref().map(ToString::to_string),
             "routesServed": snapshot.route_count,
             "routes": routes,
             "services": services,

@@ -371,6 +371,9 @@ pub struct Destination {
     #[serde(default = "one")]
     #[schemars(range(min = 0, max = 1000000))]
     pub weight: i32,
+    /// Overrides the VPCService's trafficDistribution for this destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_distribution: Option<super::TrafficDistribution>,
 }
 
 fn one() -> i32 {

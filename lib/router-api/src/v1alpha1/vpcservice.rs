@@ -51,6 +51,21 @@ pub struct VPCServiceSpec {
     /// TLS from the gateway to the endpoints (required when protocol is HTTPS; optional client certificate for mTLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// PreferClose: each gateway sends to the endpoints nearest to it (same zone, same city,
+    /// same region, then any), spilling over by health. Any (the default): distance is ignored.
+    /// A VPCRoute destination may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_distribution: Option<TrafficDistribution>,
+}
+
+/// Whether a gateway prefers the endpoints nearest to it (named after the Kubernetes Service field).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TrafficDistribution {
+    /// Distance is ignored.
+    #[default]
+    Any,
+    /// The nearest level of endpoints with enough healthy capacity takes the traffic.
+    PreferClose,
 }
 
 /// The protocol a VPCService's endpoints speak.
@@ -215,4 +230,18 @@ pub struct ServiceEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     pub ready: bool,
+    /// Where the endpoint is (from its attachment's topology labels or Location), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Datum's city code (`topology.datum.net/city-code`), e.g. DFW.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city_code: Option<String>,
+}
+
+impl ServiceEndpoint {
+    pub fn locality(&self) -> crate::datum::Locality {
+        crate::datum::Locality { region: self.region.clone(), zone: self.zone.clone(), city_code: self.city_code.clone() }
+    }
 }

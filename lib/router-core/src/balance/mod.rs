@@ -6,7 +6,13 @@
 //! endpoint is unhealthy the picker enters "panic mode" and picks among all of
 //! them anyway: a health checker that is wrong about everything must not turn
 //! into a total outage (Envoy's panic threshold, at 0%).
+//!
+//! With [`Levels`] (`trafficDistribution: PreferClose`), a level is drawn
+//! first by the shares of [`locality`], then the strategy picks within it:
+//! round-robin, least-request and consistent hashing all work inside a level,
+//! and a hash keeps its affinity while its level stays healthy.
 
+mod locality;
 mod maglev;
 mod split;
 
@@ -20,6 +26,7 @@ use std::{
     time::Instant,
 };
 
+pub use locality::{Level, Levels, OVERPROVISIONING, shares};
 pub use maglev::Maglev;
 use rand::Rng;
 use router_api::v1alpha1::LoadBalancing;
@@ -84,6 +91,39 @@ pub struct EndpointPicker {
     connections: Option<Arc<tokio::sync::Semaphore>>,
     max_pending: Option<u32>,
     pending: Arc<AtomicU32>,
+    /// The endpoints by distance from the gateway, when the destination prefers close ones.
+    levels: Option<Levels>,
+}
+
+/// The endpoints a strategy may choose among: all, or one level's indexes (ascending).
+#[derive(Debug, Clone, Copy)]
+enum Among<'a> {
+    All(usize),
+    Only(&'a [usize]),
+}
+
+impl Among<'_> {
+    fn len(self) -> usize {
+        match self {
+            Self::All(n) => n,
+            Self::Only(idx) => idx.len(),
+        }
+    }
+
+    /// The endpoint index of the `i`-th candidate.
+    fn at(self, i: usize) -> usize {
+        match self {
+            Self::All(_) => i,
+            Self::Only(idx) => idx[i],
+        }
+    }
+
+    fn contains(self, endpoint: usize) -> bool {
+        match self {
+            Self::All(n) => endpoint < n,
+            Self::Only(idx) => idx.binary_search(&endpoint).is_ok(),
+        }
+    }
 }
 
 /// Counts a request (or a retry) against a destination limit until dropped.
@@ -113,7 +153,18 @@ impl EndpointPicker {
             connections: None,
             max_pending: None,
             pending: Arc::new(AtomicU32::new(0)),
+            levels: None,
         }
+    }
+
+    /// Prefers the nearest endpoints, level by level (see [`locality`]).
+    pub fn with_levels(mut self, levels: Levels) -> Self {
+        self.levels = Some(levels);
+        self
+    }
+
+    pub fn levels(&self) -> Option<&Levels> {
+        self.levels.as_ref()
     }
 
     /// Circuit breaking on this destination's endpoints, and its concurrent request and retry limits.
@@ -174,38 +225,78 @@ impl EndpointPicker {
 
     /// Picks an endpoint, or None when the service has no ready endpoint.
     pub fn pick(&self, ctx: &PickContext) -> Option<&Arc<EndpointState>> {
+        self.pick_located(ctx).map(|(e, _)| e)
+    }
+
+    /// Picks an endpoint and says from which level, when the destination prefers close endpoints.
+    pub fn pick_located(&self, ctx: &PickContext) -> Option<(&Arc<EndpointState>, Option<Level>)> {
         let eps = &self.endpoints;
         if eps.is_empty() {
             return None;
         }
-        let panic_mode = !eps.iter().any(|e| e.is_healthy());
         // Only routes with a circuit breaker pay for reading the clock.
         let now = self.breaker.is_some().then(Instant::now);
-        let usable = |e: &EndpointState| {
-            (panic_mode || e.is_healthy())
-                && self.breaker.as_ref().zip(now).is_none_or(|(cfg, now)| e.breaker.admits(now, e.in_flight(), cfg))
+        let admits = |e: &EndpointState| self.breaker.as_ref().zip(now).is_none_or(|(cfg, now)| e.breaker.admits(now, e.in_flight(), cfg));
+        let Some(levels) = &self.levels else {
+            let panic_mode = !eps.iter().any(|e| e.is_healthy());
+            return self.choose(Among::All(eps.len()), ctx, |e| (panic_mode || e.is_healthy()) && admits(e)).map(|e| (e, None));
         };
+        let ejected = |e: &EndpointState| now.is_some_and(|now| e.breaker.status(now) == BreakerStatus::Open);
+        let counts = Level::ALL.map(|l| {
+            let members = levels.members(l);
+            (members.iter().filter(|&&i| eps[i].is_healthy() && !ejected(&eps[i])).count(), members.len())
+        });
+        let Some(shares) = shares(&counts) else {
+            // Panic mode: the nearest level that has endpoints, health ignored.
+            let nearest = Level::ALL.into_iter().find(|&l| !levels.members(l).is_empty())?;
+            return self.choose(Among::Only(levels.members(nearest)), ctx, admits).map(|e| (e, Some(nearest)));
+        };
+        let draw: f64 = rand::rng().random();
+        let mut cumulative = 0.0;
+        let drawn = Level::ALL.into_iter().zip(shares).find(|&(_, share)| {
+            cumulative += share;
+            share > 0.0 && draw < cumulative
+        });
+        // The drawn level first; should its breakers refuse everything, the others by distance.
+        let order = drawn.map(|(l, _)| l).into_iter().chain(Level::ALL.into_iter().filter(|l| Some(*l) != drawn.map(|(l, _)| l)));
+        for level in order {
+            let among = Among::Only(levels.members(level));
+            if let Some(e) = self.choose(among, ctx, |e| e.is_healthy() && admits(e)) {
+                return Some((e, Some(level)));
+            }
+        }
+        None
+    }
+
+    /// The strategy's choice among `among`, of the endpoints `usable` allows.
+    fn choose(&self, among: Among<'_>, ctx: &PickContext, usable: impl Fn(&EndpointState) -> bool) -> Option<&Arc<EndpointState>> {
+        let eps = &self.endpoints;
+        let n = among.len();
+        if n == 0 {
+            return None;
+        }
+        let at = |i: usize| &eps[among.at(i)];
         match self.strategy {
             LoadBalancing::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e))
+                (0..n).map(|i| at((start + i) % n)).find(|e| usable(e))
             }
             LoadBalancing::Random => {
-                let start = rand::rng().random_range(0..eps.len());
-                (0..eps.len()).map(|i| &eps[(start + i) % eps.len()]).find(|e| usable(e))
+                let start = rand::rng().random_range(0..n);
+                (0..n).map(|i| at((start + i) % n)).find(|e| usable(e))
             }
-            LoadBalancing::LeastConnections => eps.iter().filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
+            LoadBalancing::LeastConnections => (0..n).map(at).filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
             LoadBalancing::LeastRequest => {
                 // Power of two choices: two distinct random endpoints, the less loaded wins.
                 let mut rng = rand::rng();
-                let a = rng.random_range(0..eps.len());
-                let b = if eps.len() > 1 { (a + rng.random_range(1..eps.len())) % eps.len() } else { a };
-                let (a, b) = (&eps[a], &eps[b]);
+                let a = rng.random_range(0..n);
+                let b = if n > 1 { (a + rng.random_range(1..n)) % n } else { a };
+                let (a, b) = (at(a), at(b));
                 match (usable(a), usable(b)) {
                     (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
                     (true, false) => Some(a),
                     (false, true) => Some(b),
-                    (false, false) => eps.iter().filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
+                    (false, false) => (0..n).map(at).filter(|e| usable(e)).min_by_key(|e| e.in_flight()),
                 }
             }
             LoadBalancing::SourceIpHash | LoadBalancing::ConsistentHash => {
@@ -215,8 +306,8 @@ impl EndpointPicker {
                 };
                 let table = self.maglev.as_ref().expect("built for hashing strategies");
                 match key {
-                    Some(key) => table.lookup_with(key, |i| usable(&eps[i])).map(|i| &eps[i]),
-                    None => eps.iter().find(|e| usable(e)),
+                    Some(key) => table.lookup_with(key, |i| among.contains(i) && usable(&eps[i])).map(|i| &eps[i]),
+                    None => (0..n).map(at).find(|e| usable(e)),
                 }
             }
         }
@@ -355,5 +446,84 @@ mod tests {
     fn no_endpoints_means_none() {
         let p = EndpointPicker::new(LoadBalancing::RoundRobin, Vec::new());
         assert!(p.pick(&PickContext::default()).is_none());
+    }
+
+    /// Ten endpoints around a gateway in region r, zone a: four in zone a (ports 8000–8003), four in
+    /// zone b of the same region (8004–8007), two in another region (8008–8009).
+    fn ten_around_zone_a(strategy: LoadBalancing) -> (Vec<Arc<EndpointState>>, EndpointPicker) {
+        let eps = endpoints(10);
+        let at = |region: &str, zone: &str| router_api::datum::Locality {
+            region: Some(region.into()),
+            zone: Some(zone.into()),
+            city_code: None,
+        };
+        let places: Vec<_> = (0..10)
+            .map(|i| {
+                if i < 4 {
+                    at("r", "a")
+                } else if i < 8 {
+                    at("r", "b")
+                } else {
+                    at("x", "c")
+                }
+            })
+            .collect();
+        let levels = Levels::new(&at("r", "a"), &places);
+        (eps.clone(), EndpointPicker::new(strategy, eps).with_levels(levels))
+    }
+
+    #[test]
+    fn prefer_close_keeps_traffic_in_the_zone_and_spills_by_the_rule() {
+        let (eps, p) = ten_around_zone_a(LoadBalancing::RoundRobin);
+        let c = counts(&p, 1000, |_| PickContext::default());
+        assert_eq!(c.keys().filter(|&&port| port >= 8004).count(), 0, "all healthy: zone a only: {c:?}");
+        assert_eq!(p.pick_located(&PickContext::default()).unwrap().1, Some(Level::Zone));
+        // Two of zone a's four down: 2/4 × 1.4 = 70 % stays, 30 % goes to the region level.
+        eps[0].set_health(crate::health::HealthStatus::Unhealthy);
+        eps[1].set_health(crate::health::HealthStatus::Unhealthy);
+        let c = counts(&p, 4000, |_| PickContext::default());
+        let zone: usize = (8002..8004).map(|port| c.get(&port).copied().unwrap_or(0)).sum();
+        let region: usize = (8004..8008).map(|port| c.get(&port).copied().unwrap_or(0)).sum();
+        assert!((2650..2950).contains(&zone), "≈ 70 % in zone a: {c:?}");
+        assert_eq!(zone + region, 4000, "nothing beyond the region: {c:?}");
+        assert!(!c.contains_key(&8000) && !c.contains_key(&8001), "unhealthy endpoints get nothing");
+        // Everything down: panic mode stays in the nearest level, health ignored.
+        eps.iter().for_each(|e| e.set_health(crate::health::HealthStatus::Unhealthy));
+        let c = counts(&p, 100, |_| PickContext::default());
+        assert!(c.keys().all(|&port| port < 8004), "panic mode picks in zone a: {c:?}");
+        assert_eq!(p.pick_located(&PickContext::default()).unwrap().1, Some(Level::Zone));
+    }
+
+    #[test]
+    fn an_ejected_endpoint_counts_as_unhealthy_for_its_level() {
+        let (eps, p) = ten_around_zone_a(LoadBalancing::RoundRobin);
+        let p = p.with_limits(DestinationLimits { breaker: Some(BreakerConfig::default()), ..Default::default() });
+        let now = Instant::now();
+        for e in &eps[..3] {
+            for _ in 0..BreakerConfig::default().consecutive_failures {
+                e.breaker.record(false, now, &BreakerConfig::default(), true);
+            }
+        }
+        let c = counts(&p, 2000, |_| PickContext::default());
+        let zone = c.get(&8003).copied().unwrap_or(0);
+        // One of four left: 1/4 × 1.4 = 35 %.
+        assert!((550..850).contains(&zone), "≈ 35 % to the one zone-a endpoint left: {c:?}");
+    }
+
+    #[test]
+    fn consistent_hash_keeps_affinity_inside_the_level() {
+        let (eps, p) = ten_around_zone_a(LoadBalancing::ConsistentHash);
+        let ctx = |key: u64| PickContext { hash_key: Some(hash_key(&key.to_be_bytes())), ..Default::default() };
+        let before: Vec<_> = (0..200u64).map(|k| p.pick(&ctx(k)).unwrap().addr).collect();
+        assert!(before.iter().all(|a| a.port() < 8004), "every key lands in zone a");
+        // One zone-a endpoint goes: 3/4 × 1.4 ≥ 1, the level keeps all its traffic, and only its keys move.
+        eps[0].set_health(crate::health::HealthStatus::Unhealthy);
+        for (k, was) in before.iter().enumerate() {
+            let now = p.pick(&ctx(k as u64)).unwrap().addr;
+            assert!(now.port() < 8004, "key {k} stays in the zone");
+            if was.port() != 8000 {
+                assert_eq!(now, *was, "key {k} keeps its endpoint");
+            }
+        }
     }
 }

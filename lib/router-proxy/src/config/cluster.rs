@@ -38,6 +38,8 @@ pub struct ClusterSource {
     pub tls: Arc<TlsBuilder>,
     /// The gateway's own ports, which VPCIngress listeners may not claim.
     pub reserved_ports: Vec<u16>,
+    /// Where the gateway is (`--locality`).
+    pub locality: Option<router_api::datum::Locality>,
 }
 
 struct Kinds {
@@ -121,6 +123,7 @@ impl ClusterSource {
             vpcs: &vpcs,
             ingresses: &ingresses,
             reserved_ports: &self.reserved_ports,
+            locality: self.locality.as_ref(),
         };
         let mut snapshot = Snapshot::build(input, &self.store);
         for (kind, (namespace, name), e) in rejected {

@@ -8,6 +8,7 @@ use std::{
 };
 
 use router_api::{
+    datum::{Locality, Location},
     galactic::{VPC, VPCAttachment},
     manifest::{DEFAULT_NAMESPACE, ManifestError, Object, parse_documents},
     schema::SchemaValidator,
@@ -39,6 +40,8 @@ pub struct Objects {
     pub routes: Vec<VPCRoute>,
     pub egress: Vec<VPCEgress>,
     pub ingresses: Vec<VPCIngress>,
+    /// Datum Locations that attachments name for their topology.
+    pub locations: Vec<Location>,
     /// TLS material of listeners and services (`kubernetes.io/tls` and CA Secrets).
     pub secrets: Secrets,
     /// Objects read but not used by the gateway (kind namespace/name).
@@ -80,6 +83,7 @@ impl Objects {
                 Object::VpcIngress(o) => ("VPCIngress", &o.metadata),
                 Object::VpcEgress(o) => ("VPCEgress", &o.metadata),
                 Object::TunnelBinding(o) => ("TunnelBinding", &o.metadata),
+                Object::Location(o) => ("Location", &o.metadata),
                 Object::Secret(o) => ("Secret", &o.metadata),
                 Object::Other { kind, name, .. } => {
                     self.ignored.push(format!("{kind} {name}"));
@@ -98,6 +102,7 @@ impl Objects {
                 Object::VpcRoute(o) => self.routes.push(o),
                 Object::VpcEgress(o) => self.egress.push(o),
                 Object::VpcIngress(o) => self.ingresses.push(o),
+                Object::Location(o) => self.locations.push(o),
                 Object::Secret(o) => self.secrets.insert(&o),
                 // ServiceBindings need a cluster (Services and Pods): router-controller syncs them.
                 // TunnelBindings are tunnel-gateway's: here their VPCService is an ordinary one.
@@ -110,11 +115,12 @@ impl Objects {
 
 /// Resolves every VPCService's endpoints from the VPCs and attachments, the
 /// way service-discovery would write them to status, and builds a snapshot.
-/// `reserved_ports` are the gateway's own listeners, which VPCIngress listeners may not claim.
-pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16]) -> Snapshot {
+/// `reserved_ports` are the gateway's own listeners, which VPCIngress listeners may not claim;
+/// `locality` is where the gateway is (for trafficDistribution: PreferClose).
+pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16], locality: Option<&Locality>) -> Snapshot {
     let mut problems = Vec::new();
     for svc in &mut objects.services {
-        let resolution = router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs);
+        let resolution = router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs, &objects.locations);
         let key = ServiceKey {
             namespace: svc.metadata.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             name: svc.metadata.name.clone().unwrap_or_default(),
@@ -135,6 +141,7 @@ pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16
         vpcs: &objects.vpcs,
         ingresses: &objects.ingresses,
         reserved_ports,
+        locality,
     };
     let mut snapshot = Snapshot::build(input, store);
     for (key, mut p) in problems {

@@ -26,6 +26,8 @@ pub struct Reloader {
     pub tls: Arc<TlsBuilder>,
     /// The gateway's own ports, which VPCIngress listeners may not claim.
     pub reserved_ports: Vec<u16>,
+    /// Where the gateway is (`--locality`).
+    pub locality: Option<router_api::datum::Locality>,
 }
 
 impl Reloader {
@@ -37,7 +39,7 @@ impl Reloader {
                 for ignored in &objects.ignored {
                     tracing::debug!(object = %ignored, "not used by the gateway in standalone mode");
                 }
-                let mut snapshot = standalone::build(&mut objects, &self.store, &self.reserved_ports);
+                let mut snapshot = standalone::build(&mut objects, &self.store, &self.reserved_ports, self.locality.as_ref());
                 let tls = self.tls.build(&mut snapshot, &objects.secrets);
                 log_problems(&snapshot.report);
                 self.metrics.record_snapshot(&snapshot);

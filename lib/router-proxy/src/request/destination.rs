@@ -75,7 +75,11 @@ impl Gateway {
         } else {
             None
         };
-        let endpoint = picker.pick(&ctx).ok_or(ProxyError::NoHealthyUpstream)?.clone();
+        let (endpoint, level) = picker.pick_located(&ctx).ok_or(ProxyError::NoHealthyUpstream)?;
+        if let Some(level) = level {
+            self.metrics.locality_requests.with_label_values(&[&*policy.label, level.label()]).inc();
+        }
+        let endpoint = endpoint.clone();
         let (client, scheme) = self.upstream_client(service)?;
         Ok(Destination { index, service, picker, ctx, endpoint, client, scheme, active, connection, deadline })
     }

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub http2_floods: IntCounterVec,
     pub http2_goaways: IntCounterVec,
+    pub locality_requests: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -155,8 +156,16 @@ impl Metrics {
             ),
             &["code"],
         ));
+        let locality_requests = must(IntCounterVec::new(
+            Opts::new(
+                "locality_requests_total",
+                "Requests to destinations with trafficDistribution PreferClose, by route and the level of the endpoint picked (zone, city, region, any).",
+            ),
+            &["route", "level"],
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(locality_requests.clone()),
             Box::new(connections_refused.clone()),
             Box::new(http2_floods.clone()),
             Box::new(http2_goaways.clone()),
@@ -215,6 +224,7 @@ impl Metrics {
             connections_refused,
             http2_floods,
             http2_goaways,
+            locality_requests,
         }
     }
 
