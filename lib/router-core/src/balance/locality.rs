@@ -136,7 +136,9 @@ mod tests {
     #[test]
     fn ten_endpoints_in_three_levels_spill_over_by_the_overprovisioning_rule() {
         // zone: 4 endpoints, region: 4, any: 2; (unhealthy in zone, unhealthy in region, unhealthy in any) → shares.
-        let table: &[((usize, usize, usize), Option<[f64; 4]>)] = &[
+        // (unhealthy in zone, in region, in any) → shares
+        type Case = ((usize, usize, usize), Option<[f64; 4]>);
+        let table: &[Case] = &[
             ((0, 0, 0), Some([1.0, 0.0, 0.0, 0.0])),
             ((1, 0, 0), Some([1.0, 0.0, 0.0, 0.0])), // 3/4 × 1.4 = 1.05: still the full share
             ((2, 0, 0), Some([0.7, 0.0, 0.3, 0.0])), // 2/4 × 1.4 = 0.7; the rest to the next level

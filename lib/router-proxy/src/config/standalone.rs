@@ -149,3 +149,34 @@ pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16
     }
     snapshot
 }
+
+#[cfg(test)]
+mod tests {
+    use router_core::balance::Level;
+
+    use super::*;
+
+    #[test]
+    fn the_two_city_example_resolves_each_endpoints_city_and_a_dallas_gateway_prefers_dallas() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/examples/two-cities.yaml");
+        let schemas = SchemaValidator::for_router_kinds().expect("schemas");
+        let mut objects = read(&example, &schemas).expect("the example loads");
+        assert_eq!(objects.locations.len(), 2);
+        let dallas = Locality { city_code: Some("DFW".into()), ..Default::default() };
+        build(&mut objects, &EndpointStore::default(), &[], Some(&dallas));
+        let status = objects.services[0].status.as_ref().expect("resolved");
+        let cities: Vec<_> = status.endpoints.iter().map(|e| (e.attachment.clone().unwrap_or_default(), e.city_code.clone())).collect();
+        assert_eq!(
+            cities,
+            [
+                ("api-dfw-1".to_owned(), Some("DFW".to_owned())),
+                ("api-dfw-2".into(), Some("DFW".into())),
+                ("api-ord-1".into(), Some("ORD".into()))
+            ]
+        );
+        assert_eq!(status.endpoints[2].region.as_deref(), Some("us-central1"), "region from the Location's GCP provider");
+        // (Galactic has not marked the example's attachments ready, so the levels are read off the status.)
+        let levels: Vec<Level> = status.endpoints.iter().map(|e| Level::of(&dallas, &e.locality())).collect();
+        assert_eq!(levels, [Level::City, Level::City, Level::Any]);
+    }
+}
