@@ -61,11 +61,21 @@ async fn malformed_framing_and_targets_are_refused_before_routing() {
     }
     assert_eq!(b[0].hits.load(Ordering::SeqCst), 0, "nothing refused reached the backend");
 
-    // Content-Length with chunked: hyper reads the body as chunked and closes the connection after;
-    // the upstream never sees both framings.
+    // Content-Length with chunked (request smuggling's shape), alone or after a pipelined request
+    // that is served: 400 ambiguous-framing, and the connection closes.
     let answer = exchange(&gw, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").await;
-    let lower = answer.to_ascii_lowercase();
-    assert!(!lower.contains("\"content-length\":\"5\""), "the upstream did not get the client's Content-Length: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 400"), "CL+TE: {answer}");
+    assert!(answer.to_ascii_lowercase().contains("x-datum-router-error: ambiguous-framing"), "{answer}");
+    let hits = b[0].hits.load(Ordering::SeqCst);
+    let answer = exchange(
+        &gw,
+        b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST /second HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "the request before it is served: {answer}");
+    assert_eq!(answer.matches("HTTP/1.1 400").count(), 1, "then the ambiguous one is refused: {answer}");
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "and nothing after it is read: {answer}");
+    assert_eq!(b[0].hits.load(Ordering::SeqCst), hits + 1, "only /first reached the backend");
 
     // A chunked body whose chunk size is not hex is the client's error, not the upstream's.
     let answer =

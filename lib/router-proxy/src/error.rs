@@ -34,6 +34,8 @@ pub enum ProxyError {
     EgressDenied,
     /// The request itself is malformed (no host, bad URI): 400.
     BadRequest,
+    /// Content-Length and Transfer-Encoding in one HTTP/1.1 request head (request smuggling's shape): 400.
+    AmbiguousFraming,
     /// A Transfer-Encoding other than exactly `chunked`: 501.
     UnsupportedTransferEncoding,
     /// More than one Host line: 400.
@@ -61,6 +63,7 @@ impl ProxyError {
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::EgressDenied => StatusCode::FORBIDDEN,
             Self::BadRequest
+            | Self::AmbiguousFraming
             | Self::DuplicateHost
             | Self::UnsupportedScheme
             | Self::InvalidAuthority
@@ -85,6 +88,7 @@ impl ProxyError {
             Self::UpstreamOverflow => "upstream-overflow",
             Self::EgressDenied => "egress-denied",
             Self::BadRequest => "bad-request",
+            Self::AmbiguousFraming => "ambiguous-framing",
             Self::UnsupportedTransferEncoding => "unsupported-transfer-encoding",
             Self::DuplicateHost => "duplicate-host",
             Self::UnsupportedScheme => "unsupported-scheme",

@@ -1,5 +1,6 @@
-//! Header and filter logic of the request path, as pure functions over
-//! `http` types so each is unit-tested without sockets.
+//! Header, filter and framing logic of the request path, as pure functions
+//! over `http` types and bytes so each is unit-tested without sockets.
 
 pub mod filters;
+pub mod framing;
 pub mod headers;

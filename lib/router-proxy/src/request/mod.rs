@@ -69,7 +69,9 @@ impl Gateway {
         // gRPC request streams may rightly stay quiet for long; their deadlines bound them.
         let body_timeout = self.client_body_timeout.filter(|_| !headers::is_grpc(req.headers()));
         let mut req = req.map(|body| ClientBody::new(body, body_timeout));
-        let valid = validate::check(&mut req);
+        // Counted for every HTTP/1.x request, so the scanner's position matches.
+        let ambiguous = req.version() != Version::HTTP_2 && client.framing.next_request_is_ambiguous();
+        let valid = if ambiguous { Err(ProxyError::AmbiguousFraming) } else { validate::check(&mut req) };
         // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
         // which only routes without hostnames match.
         let host = RequestHost::of(&req)

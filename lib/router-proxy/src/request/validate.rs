@@ -6,10 +6,10 @@
 //! differ, a `Transfer-Encoding` that does not end in `chunked`); these are the
 //! rules a proxy must add on top.
 //!
-//! `Content-Length` with `Transfer-Encoding: chunked` never gets here: hyper
-//! drops the `Content-Length`, reads the body as chunked and closes the
-//! connection after the response, which RFC 9112 §6.3 (3) allows; the
-//! upstream gets the body chunked, never both headers.
+//! `Content-Length` with `Transfer-Encoding` cannot be seen here: hyper drops
+//! the `Content-Length` before the request arrives. The connection's framing
+//! scanner (`http::framing`) notes such a head as the bytes pass, and
+//! `Gateway::handle` answers it 400 `ambiguous-framing` before these rules.
 //!
 //! | rule | RFC | answer |
 //! |---|---|---|

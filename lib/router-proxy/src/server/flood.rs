@@ -19,9 +19,10 @@
 //!
 //! The guard reads only the 9-byte frame headers as bytes pass (and the first
 //! 8 payload bytes of the gateway's own GOAWAY frames, to count their error
-//! codes), never holds frames back, and switches itself off for the rest of the
-//! connection when the first bytes are not the HTTP/2 preface: an HTTP/1.1
-//! connection pays one 24-byte comparison.
+//! codes) and never holds frames back. When the first bytes are not the
+//! HTTP/2 preface, the connection is HTTP/1.1 and its bytes pass the framing
+//! scanner of `http::framing` instead (request smuggling's
+//! Content-Length-with-Transfer-Encoding shape).
 //!
 //! When a bound is passed, the GOAWAY is written straight to the socket (only
 //! between two of h2's own frames, so it cannot cut one in half), reads and
@@ -45,7 +46,10 @@ use tokio::{
     time::Sleep,
 };
 
-use crate::telemetry::Metrics;
+use crate::{
+    http::framing::{FramingNotes, RequestHeads},
+    telemetry::Metrics,
+};
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -217,7 +221,8 @@ impl Budget {
 enum Mode {
     /// Comparing the first bytes with the HTTP/2 preface; this many matched so far.
     Sniffing(usize),
-    Http1,
+    /// HTTP/1.1: the bytes pass the framing scanner (`http::framing`) instead.
+    Http1(Box<RequestHeads>),
     Http2 {
         inbound: Frames,
         outbound: Frames,
@@ -234,12 +239,15 @@ pub struct Guarded<S> {
     metrics: Arc<Metrics>,
     /// How long the first bytes may take, and the timer for them once armed.
     first_bytes: (Duration, Option<Pin<Box<Sleep>>>),
+    /// Where an HTTP/1.1 connection's framing scanner leaves its notes.
+    framing: Arc<FramingNotes>,
 }
 
 impl<S> Guarded<S> {
-    /// `first_bytes`: how long the client may take to send anything at all.
-    pub fn new(io: S, metrics: Arc<Metrics>, first_bytes: Duration) -> Self {
-        Self { io, mode: Mode::Sniffing(0), metrics, first_bytes: (first_bytes, None) }
+    /// `first_bytes`: how long the client may take to send anything at all; `framing`: the
+    /// connection's notes for the request stage, should it be HTTP/1.1.
+    pub fn new(io: S, metrics: Arc<Metrics>, first_bytes: Duration, framing: Arc<FramingNotes>) -> Self {
+        Self { io, mode: Mode::Sniffing(0), metrics, first_bytes: (first_bytes, None), framing }
     }
 
     /// Follows the bytes read; the bound passed, if any.
@@ -247,7 +255,11 @@ impl<S> Guarded<S> {
         if let Mode::Sniffing(matched) = &mut self.mode {
             let n = bytes.len().min(PREFACE.len() - *matched);
             if bytes[..n] != PREFACE[*matched..*matched + n] {
-                self.mode = Mode::Http1;
+                // Whatever matched so far was the start of an HTTP/1.1 request line too.
+                let mut heads = Box::new(RequestHeads::new(self.framing.clone()));
+                heads.feed(&PREFACE[..*matched]);
+                heads.feed(bytes);
+                self.mode = Mode::Http1(heads);
                 return None;
             }
             *matched += n;
@@ -274,7 +286,7 @@ impl<S> Guarded<S> {
     fn wrote(&mut self, bytes: &[u8]) {
         match &mut self.mode {
             // hyper reads the preface before it writes; a write before that means this is not HTTP/2.
-            Mode::Sniffing(_) => self.mode = Mode::Http1,
+            Mode::Sniffing(_) => self.mode = Mode::Http1(Box::new(RequestHeads::new(self.framing.clone()))),
             Mode::Http2 { outbound, budget, .. } => {
                 let metrics = &self.metrics;
                 outbound.feed(bytes, |event| match event {
@@ -283,7 +295,7 @@ impl<S> Guarded<S> {
                     Event::GoAway(code) => metrics.http2_goaways.with_label_values(&[error_code_name(code)]).inc(),
                 });
             }
-            Mode::Http1 | Mode::Closed(_) => {}
+            Mode::Http1(_) | Mode::Closed(_) => {}
         }
     }
 }
@@ -338,9 +350,14 @@ fn error_code_name(code: u32) -> &'static str {
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match this.mode {
-            Mode::Closed(flood) => return Poll::Ready(Err(closed(flood))),
-            Mode::Http1 => return Pin::new(&mut this.io).poll_read(cx, buf),
+        match &mut this.mode {
+            Mode::Closed(flood) => return Poll::Ready(Err(closed(*flood))),
+            Mode::Http1(heads) => {
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+                heads.feed(&buf.filled()[before..]);
+                return Poll::Ready(Ok(()));
+            }
             Mode::Sniffing(_) | Mode::Http2 { .. } => {}
         }
         let before = buf.filled().len();

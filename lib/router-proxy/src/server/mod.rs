@@ -155,8 +155,9 @@ pub async fn serve(
                             };
                             let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(sni, identity.as_ref()));
                             let metrics = gateway.metrics.clone();
+                            let framing = client.framing.clone();
                             let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-                            let io = TokioIo::new(Guarded::new(stream, metrics.clone(), timeout));
+                            let io = TokioIo::new(Guarded::new(stream, metrics.clone(), timeout, framing));
                             let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
                             metrics.active_connections.inc();
                             if let Err(e) = watcher.watch(conn).await {
@@ -189,9 +190,10 @@ fn serve_connection(
 ) {
     let metrics = gateway.metrics.clone();
     let peer = client.addr;
+    let framing = client.framing.clone();
     let client = Arc::new(client);
     let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-    let io = TokioIo::new(Guarded::new(stream, metrics.clone(), first_bytes));
+    let io = TokioIo::new(Guarded::new(stream, metrics.clone(), first_bytes, framing));
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     let conn = graceful.watch(conn);
     metrics.active_connections.inc();
