@@ -35,6 +35,11 @@ pub struct FramingNotes {
 }
 
 impl FramingNotes {
+    /// The position of the ambiguous head, once one was seen.
+    pub fn ambiguous_head(&self) -> Option<u64> {
+        Some(self.ambiguous_head.load(Ordering::Acquire)).filter(|&n| n > 0)
+    }
+
     /// Counts one more request on the connection; whether it is the ambiguous one.
     pub fn next_request_is_ambiguous(&self) -> bool {
         let position = self.served.fetch_add(1, Ordering::Relaxed) + 1;
@@ -214,13 +219,13 @@ mod tests {
     fn ambiguous_position(bytes: &[u8]) -> u64 {
         let notes = Arc::new(FramingNotes::default());
         RequestHeads::new(notes.clone()).feed(bytes);
-        let whole = notes.ambiguous_head.load(Ordering::Relaxed);
+        let whole = notes.ambiguous_head().unwrap_or(0);
         for cut in 1..bytes.len() {
             let notes = Arc::new(FramingNotes::default());
             let mut heads = RequestHeads::new(notes.clone());
             heads.feed(&bytes[..cut]);
             heads.feed(&bytes[cut..]);
-            assert_eq!(notes.ambiguous_head.load(Ordering::Relaxed), whole, "cut at {cut}");
+            assert_eq!(notes.ambiguous_head().unwrap_or(0), whole, "cut at {cut}");
         }
         whole
     }
