@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use router_api::{
+    datum::Locality,
     galactic::{POD_ATTACHMENT_ANNOTATION, TENANT_ID_LABEL, VPCAttachment, tenant_id},
     v1alpha1::{ServiceBinding, ServiceBindingStatus, ServiceEndpoint, condition_types, reasons},
 };
@@ -118,8 +119,8 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
                     continue;
                 };
                 let ready = pod_ready(pod) && attachment.is_ready();
-                // The attachment's topology labels; the pod's node is not watched (docs/api.md).
-                let locality = router_galactic::attachment_locality(attachment, att_ns, &[]);
+                // Where the pod runs: its node's topology labels, then its attachment's.
+                let locality = node_locality(world, pod).or(router_galactic::attachment_locality(attachment, att_ns, &[]));
                 for ip in pod_addresses(world, &namespace, &pod_name, attachment)
                     .into_iter()
                     .filter(|ip| family_allows(vpc_service.spec.address_family, *ip))
@@ -194,4 +195,12 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
     }
     let last_sync_time = if content_changed || stored.last_sync_time.is_none() { Some(Time(now)) } else { stored.last_sync_time };
     Some(ServiceBindingStatus { conditions, endpoints, ready_endpoints, unattached_pods: unattached, last_sync_time })
+}
+
+/// The topology labels of the node `pod` is scheduled on, when the node is known.
+fn node_locality(world: &World, pod: &Pod) -> Locality {
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    let labels =
+        node.and_then(|n| world.nodes.iter().find(|x| x.metadata.name.as_deref() == Some(n))).and_then(|n| n.metadata.labels.as_ref());
+    Locality::from_map(|k| labels.and_then(|l| l.get(k)))
 }

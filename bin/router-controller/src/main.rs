@@ -24,7 +24,7 @@ use clap::Parser;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        core::v1::{Pod, Secret, Service},
+        core::v1::{Node, Pod, Secret, Service},
         discovery::v1::EndpointSlice,
     },
     jiff::Timestamp,
@@ -76,6 +76,9 @@ struct Caches {
     egress: Cache<VPCEgress>,
     kube_services: Cache<Service>,
     pods: Cache<Pod>,
+    /// Where ServiceBinding pods run (their topology labels); not waited for: without it,
+    /// endpoint localities come from the attachments alone.
+    nodes: Cache<Node>,
     endpoint_slices: Cache<EndpointSlice>,
     secrets: ByName<Secret>,
 }
@@ -117,6 +120,7 @@ impl Caches {
             secrets,
             kube_services: self.kube_services.cloned(),
             pods: self.pods.cloned(),
+            nodes: self.nodes.cloned(),
             endpoint_slices: self.endpoint_slices.cloned(),
             invalid: Invalid::default(),
         };
@@ -145,6 +149,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         egress: w.watch_all("VPCEgress"),
         kube_services: w.watch_all("Service"),
         pods: w.watch_all("Pod"),
+        nodes: w.watch_all("Node"),
         // Only Galactic's per-pod slices: they carry the tenant-id label.
         endpoint_slices: w.watch(
             Api::all(w.client.clone()),

@@ -245,7 +245,11 @@ fn service_binding_sync_table() {
         obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("api"), "spec": {"selector": {"app": "api"}}})),
         obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta("headless"), "spec": {}})),
     ];
-    world.pods = vec![obj(pod("api-0", true, true)), obj(pod("api-1", true, false)), obj(pod("api-2", false, true))];
+    let mut on_node = pod("api-0", true, true);
+    on_node["spec"] = json!({"nodeName": "node-a", "containers": []});
+    world.pods = vec![obj(on_node), obj(pod("api-1", true, false)), obj(pod("api-2", false, true))];
+    world.nodes = vec![obj(json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "us-south1-a", "topology.kubernetes.io/region": "us-south1"}}}))];
     // api-0's address comes from its Galactic EndpointSlice (tenant id of VPC 0a1b2c3d4e5f, attachment 1f2e).
     world.endpoint_slices = vec![obj(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv6",
         "metadata": {"name": "api-0-galactic", "namespace": "default", "labels": {"galactic.datum.net/tenant-id": router_api::galactic::tenant_id("0a1b2c3d4e5f", "1f2e").unwrap()}},
@@ -270,6 +274,9 @@ fn service_binding_sync_table() {
     );
     assert_eq!(s.ready_endpoints, 1);
     assert!(s.last_sync_time.is_some());
+    let zones: Vec<Option<&str>> = s.endpoints.iter().map(|e| e.zone.as_deref()).collect();
+    assert_eq!(zones, [Some("us-south1-a"), None], "a pod's endpoint is where its node is");
+    assert_eq!(s.endpoints[0].region.as_deref(), Some("us-south1"));
 
     let mut stored = b.clone();
     stored.status = Some(s.clone());

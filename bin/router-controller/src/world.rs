@@ -8,7 +8,7 @@ use std::{borrow::Cow, collections::BTreeMap};
 
 use k8s_openapi::{
     api::{
-        core::v1::{Pod, Secret, Service},
+        core::v1::{Node, Pod, Secret, Service},
         discovery::v1::EndpointSlice,
     },
     apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta},
@@ -39,6 +39,7 @@ pub struct World {
     pub secrets: Vec<Secret>,
     pub kube_services: Vec<Service>,
     pub pods: Vec<Pod>,
+    pub nodes: Vec<Node>,
     pub endpoint_slices: Vec<EndpointSlice>,
     /// Verdicts on Secret contents, kept across passes: parsing a key is the
     /// costliest check here, and a Secret's resourceVersion says when to redo it.
