@@ -74,13 +74,15 @@ pub struct RequestHeads {
     /// The current line's first bytes, and its full length so far.
     line: [u8; LINE],
     line_len: usize,
+    /// Whether the current line can matter (decided by its first byte): only those are kept.
+    relevant: bool,
     heads: u64,
     notes: Arc<FramingNotes>,
 }
 
 impl RequestHeads {
     pub fn new(notes: Arc<FramingNotes>) -> Self {
-        Self { state: State::Head(HeadFacts::default()), line: [0; LINE], line_len: 0, heads: 0, notes }
+        Self { state: State::Head(HeadFacts::default()), line: [0; LINE], line_len: 0, relevant: false, heads: 0, notes }
     }
 
     pub fn feed(&mut self, mut bytes: &[u8]) {
@@ -99,13 +101,26 @@ impl RequestHeads {
                     }
                 }
                 State::Head(_) | State::ChunkSize | State::ChunkDataEnd | State::Trailers => {
-                    let (taken, complete) = match memchr_newline(bytes) {
+                    if self.line_len == 0 {
+                        self.relevant = match &self.state {
+                            // A request line matters only for CONNECT; a header only if it can be one of the three
+                            // names; the empty line that ends a head always. Other lines are not copied at all.
+                            State::Head(facts) => matches!(
+                                (facts.request_line_seen, bytes[0]),
+                                (_, b'\r' | b'\n') | (false, b'C') | (true, b'c' | b'C' | b't' | b'T' | b'u' | b'U')
+                            ),
+                            _ => true,
+                        };
+                    }
+                    let (taken, complete) = match memchr::memchr(b'\n', bytes) {
                         Some(i) => (i + 1, true),
                         None => (bytes.len(), false),
                     };
-                    let start = self.line_len.min(LINE);
-                    let keep = taken.min(LINE - start);
-                    self.line[start..start + keep].copy_from_slice(&bytes[..keep]);
+                    if self.relevant {
+                        let start = self.line_len.min(LINE);
+                        let keep = taken.min(LINE - start);
+                        self.line[start..start + keep].copy_from_slice(&bytes[..keep]);
+                    }
                     self.line_len += taken;
                     bytes = &bytes[taken..];
                     if complete {
@@ -117,8 +132,15 @@ impl RequestHeads {
         }
     }
 
-    /// Acts on a complete line (its first `LINE` bytes in `self.line`).
+    /// Acts on a complete line (its first `LINE` bytes in `self.line`, when relevant).
     fn line_done(&mut self) {
+        if !self.relevant {
+            // A request line that is not CONNECT, or a header of no interest.
+            if let State::Head(facts) = &mut self.state {
+                facts.request_line_seen = true;
+            }
+            return;
+        }
         if self.line_len > LINE {
             // A line longer than kept: a long request line or header is fine unless it is one of the two that matter.
             if let State::Head(facts) = &mut self.state
@@ -191,10 +213,6 @@ impl RequestHeads {
             _ => State::Head(HeadFacts::default()),
         }
     }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 fn trim_line_end(line: &[u8]) -> &[u8] {
