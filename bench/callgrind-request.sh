@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GATEWAY=${1:-$ROOT/target/release/router-gateway}
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK" -c "$WORK/backend.conf" -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; nginx -p "$WORK" -c "$WORK/backend.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cat > "$WORK/backend.conf" <<EOF
 worker_processes 1;
