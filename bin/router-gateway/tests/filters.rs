@@ -110,12 +110,14 @@ async fn mirror_copies_requests_and_bodies_and_ignores_the_mirror_answer() {
     let r = c.send(http::Method::POST, &gw.url("/upload"), &[], body).await.unwrap();
     assert_eq!(r.json()["body_len"], 1024 * 1024);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while b[1].hits() < 12 && std::time::Instant::now() < deadline {
+    // The mirror counts a request when it arrives and its body once read: wait for both.
+    let mirrored = || b[1].body_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    while (b[1].hits() < 12 || mirrored() < 1024 * 1024) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(b[1].hits(), 12, "every request was mirrored");
     assert_eq!(b[0].hits(), 12);
-    assert_eq!(b[1].body_bytes.load(std::sync::atomic::Ordering::Relaxed), 1024 * 1024, "the mirror got the whole body");
+    assert_eq!(mirrored(), 1024 * 1024, "the mirror got the whole body");
     let metrics = c.get(&gw.admin_url("/metrics"), &[]).await.unwrap().body;
     assert!(metrics.contains(r#"datum_router_mirrored_requests_total{outcome="sent"} 12"#), "{metrics}");
 }
