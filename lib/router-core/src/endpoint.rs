@@ -4,7 +4,7 @@
 //! counts, health) of endpoints that were already known — a reload never
 //! makes a busy endpoint look idle.
 
-use crate::{breaker::Breaker, health::HealthStatus};
+use crate::{balance::DestinationCounters, breaker::Breaker, health::HealthStatus};
 
 use std::{
     collections::HashMap,
@@ -77,10 +77,16 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// Interns endpoints by address across snapshots.
+/// A destination as the store knows it: route, destination index, and its
+/// connection limit (a semaphore's size cannot change, so a new limit is a new entry).
+type DestinationSlot = (String, usize, Option<u32>);
+
+/// Interns endpoints by address, and destinations' concurrency counters by
+/// route and position, across snapshots.
 #[derive(Debug, Default)]
 pub struct EndpointStore {
     known: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
+    destinations: Mutex<HashMap<DestinationSlot, Weak<DestinationCounters>>>,
 }
 
 impl EndpointStore {
@@ -95,6 +101,20 @@ impl EndpointStore {
         let state = Arc::new(EndpointState::new(addr));
         known.insert(addr, Arc::downgrade(&state));
         state
+    }
+
+    /// The counters of destination `index` of `route` (with `max_connections` slots), shared
+    /// with every snapshot still holding it.
+    pub fn destination(&self, route: &str, index: usize, max_connections: Option<u32>) -> Arc<DestinationCounters> {
+        let mut known = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (route.to_owned(), index, max_connections);
+        if let Some(counters) = known.get(&slot).and_then(Weak::upgrade) {
+            return counters;
+        }
+        known.retain(|_, w| w.strong_count() > 0);
+        let counters = Arc::new(DestinationCounters::new(max_connections));
+        known.insert(slot, Arc::downgrade(&counters));
+        counters
     }
 }
 

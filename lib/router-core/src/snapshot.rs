@@ -25,7 +25,7 @@ use router_api::v1alpha1::{
 
 use crate::{
     EndpointState, EndpointStore,
-    balance::{DestinationLimits, EndpointPicker, Levels, WeightedSplit},
+    balance::{DestinationCounters, DestinationLimits, EndpointPicker, Levels, WeightedSplit},
     breaker::BreakerConfig,
     conditions::Conditions,
     egress::{EgressPolicy, EgressTable},
@@ -228,7 +228,7 @@ impl Snapshot {
             let (namespace, name) = key_of(&route.metadata);
             let key = RouteKey { namespace, name };
             let mut problems = Vec::new();
-            match compile_route(route, &key, &targets, locality, &mut problems) {
+            match compile_route(route, &key, &targets, locality, store, &mut problems) {
                 Ok(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
                 Ok(c) => {
                     ingress.attach(&key.namespace, &route.spec.ingress_refs, &c, &mut problems);
@@ -315,6 +315,8 @@ fn limits_of(cb: Option<&CircuitBreaker>) -> DestinationLimits {
 struct PickerSettings<'a> {
     lb: LoadBalancing,
     limits: DestinationLimits,
+    /// Interned across snapshots (see `EndpointStore::destination`).
+    counters: Arc<DestinationCounters>,
     traffic_distribution: Option<TrafficDistribution>,
     locality: Option<&'a Locality>,
 }
@@ -329,7 +331,8 @@ fn destination(
     let key = ServiceKey { namespace: r.namespace_or(namespace).to_owned(), name: r.name.clone() };
     match targets.get(&key) {
         Some(service) => {
-            let mut picker = EndpointPicker::new(settings.lb, service.endpoints.clone()).with_limits(settings.limits);
+            let mut picker =
+                EndpointPicker::new(settings.lb, service.endpoints.clone()).with_limits_counted_in(settings.limits, settings.counters);
             let prefer_close = settings.traffic_distribution.unwrap_or(service.traffic_distribution) == TrafficDistribution::PreferClose;
             if let Some(locality) = settings.locality.filter(|l| prefer_close && !l.is_empty()) {
                 picker = picker.with_levels(Levels::new(locality, &service.localities));
@@ -348,18 +351,23 @@ fn compile_route(
     key: &RouteKey,
     targets: &BTreeMap<ServiceKey, Arc<ServiceTarget>>,
     locality: Option<&Locality>,
+    store: &EndpointStore,
     problems: &mut Vec<String>,
 ) -> Result<CompiledRoute<RoutePolicy>, String> {
+    let route_label = key.to_string();
     let spec = &route.spec;
     let filters: RouteFilters = spec.filters.clone().unwrap_or_default();
     let lb = spec.load_balancing;
     let destinations: Vec<DestinationTarget> = spec
         .destinations
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
+            let limits = limits_of(spec.circuit_breaker.as_ref());
             let settings = PickerSettings {
                 lb,
-                limits: limits_of(spec.circuit_breaker.as_ref()),
+                limits,
+                counters: store.destination(&route_label, i, limits.max_connections),
                 traffic_distribution: d.traffic_distribution,
                 locality,
             };
@@ -375,6 +383,7 @@ fn compile_route(
                 PickerSettings {
                     lb: LoadBalancing::RoundRobin,
                     limits: DestinationLimits::default(),
+                    counters: Arc::new(DestinationCounters::new(None)),
                     traffic_distribution: None,
                     locality,
                 },
@@ -464,4 +473,53 @@ fn path_of(m: &RouteMatch) -> Result<(PathMatch, bool), String> {
         PathMatch::Prefix(m.path_prefix.as_deref().unwrap_or("/").trim_end_matches('/').to_owned())
     };
     Ok((path, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects() -> (Vec<VPCService>, Vec<VPCRoute>) {
+        let service: VPCService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCService",
+            "metadata": {"name": "svc", "namespace": "default"},
+            "spec": {"port": 80},
+            "status": {"endpoints": [{"address": "10.0.0.1", "port": 80, "ready": true}], "readyEndpoints": 1}
+        }))
+        .expect("a service");
+        let route: VPCRoute = serde_json::from_value(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCRoute",
+            "metadata": {"name": "r", "namespace": "default"},
+            "spec": {"destinations": [{"vpcServiceRef": {"name": "svc"}}], "circuitBreaker": {"maxRequests": 1, "maxConnections": 1}}
+        }))
+        .expect("a route");
+        (vec![service], vec![route])
+    }
+
+    fn picker(snapshot: &Snapshot) -> &EndpointPicker {
+        let view = crate::RequestView { host: "x", path: "/", query: None, method: &http::Method::GET, headers: &http::HeaderMap::new() };
+        let rule = snapshot.routes.lookup(&view).expect("the route");
+        match &rule.action.destinations[0] {
+            DestinationTarget::Resolved { picker, .. } => picker,
+            DestinationTarget::Unresolved { .. } => panic!("resolved"),
+        }
+    }
+
+    #[tokio::test]
+    async fn destination_limits_count_across_a_reload() {
+        let store = EndpointStore::default();
+        let (services, routes) = objects();
+        let input = SnapshotInput { services: &services, routes: &routes, ..Default::default() };
+        let before = Snapshot::build(input, &store);
+        let in_flight = picker(&before).start_request().expect("the first request");
+        let slot = picker(&before).connection_slot().await.expect("not overflowing").expect("a connection slot");
+        let after = Snapshot::build(input, &store);
+        assert!(picker(&after).start_request().is_none(), "the request admitted before the reload still counts");
+        drop((in_flight, slot));
+        assert!(picker(&after).start_request().is_some(), "and frees its place when it ends");
+        assert!(picker(&after).connection_slot().await.expect("not overflowing").is_some());
+        drop(before);
+        // A fresh store (another gateway) counts on its own.
+        assert!(picker(&Snapshot::build(input, &EndpointStore::default())).start_request().is_some());
+    }
 }

@@ -76,6 +76,30 @@ fn admit(counter: &Arc<AtomicU32>, max: Option<u32>) -> Option<ActiveRequest> {
     }
 }
 
+/// A destination's concurrency counts: requests, retries, connection slots
+/// and requests waiting for one. Interned across snapshots by
+/// [`crate::EndpointStore::destination`], so a reload does not start them
+/// afresh while requests admitted under the previous snapshot still run.
+#[derive(Debug)]
+pub struct DestinationCounters {
+    active: Arc<AtomicU32>,
+    retrying: Arc<AtomicU32>,
+    pending: Arc<AtomicU32>,
+    connections: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl DestinationCounters {
+    /// Counters for a destination with `max_connections` slots (None: no connection limit).
+    pub fn new(max_connections: Option<u32>) -> Self {
+        Self {
+            active: Arc::new(AtomicU32::new(0)),
+            retrying: Arc::new(AtomicU32::new(0)),
+            pending: Arc::new(AtomicU32::new(0)),
+            connections: max_connections.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize))),
+        }
+    }
+}
+
 /// Endpoint selection for one destination of one route.
 #[derive(Debug)]
 pub struct EndpointPicker {
@@ -85,12 +109,9 @@ pub struct EndpointPicker {
     maglev: Option<Maglev>,
     breaker: Option<BreakerConfig>,
     max_requests: Option<u32>,
-    active: Arc<AtomicU32>,
     max_retries: Option<u32>,
-    retrying: Arc<AtomicU32>,
-    connections: Option<Arc<tokio::sync::Semaphore>>,
     max_pending: Option<u32>,
-    pending: Arc<AtomicU32>,
+    counters: Arc<DestinationCounters>,
     /// The endpoints by distance from the gateway, when the destination prefers close ones.
     levels: Option<Levels>,
 }
@@ -147,12 +168,9 @@ impl EndpointPicker {
             maglev,
             breaker: None,
             max_requests: None,
-            active: Arc::new(AtomicU32::new(0)),
             max_retries: None,
-            retrying: Arc::new(AtomicU32::new(0)),
-            connections: None,
             max_pending: None,
-            pending: Arc::new(AtomicU32::new(0)),
+            counters: Arc::new(DestinationCounters::new(None)),
             levels: None,
         }
     }
@@ -167,19 +185,25 @@ impl EndpointPicker {
         self.levels.as_ref()
     }
 
-    /// Circuit breaking on this destination's endpoints, and its concurrent request and retry limits.
-    pub fn with_limits(mut self, limits: DestinationLimits) -> Self {
+    /// Circuit breaking on this destination's endpoints, and its concurrent request and retry limits,
+    /// counted afresh.
+    pub fn with_limits(self, limits: DestinationLimits) -> Self {
+        self.with_limits_counted_in(limits, Arc::new(DestinationCounters::new(limits.max_connections)))
+    }
+
+    /// As [`Self::with_limits`], counted in `counters` (made for `limits.max_connections`) shared with other snapshots.
+    pub fn with_limits_counted_in(mut self, limits: DestinationLimits, counters: Arc<DestinationCounters>) -> Self {
         self.breaker = limits.breaker;
         self.max_requests = limits.max_requests;
         self.max_retries = limits.max_retries;
-        self.connections = limits.max_connections.map(|n| Arc::new(tokio::sync::Semaphore::new(n as usize)));
         self.max_pending = limits.max_pending;
+        self.counters = counters;
         self
     }
 
     /// Whether the destination has `maxConnections`, so requests need [`Self::connection_slot`].
     pub fn limits_connections(&self) -> bool {
-        self.connections.is_some()
+        self.counters.connections.is_some()
     }
 
     /// One of the destination's `maxConnections` upstream connections for a
@@ -188,11 +212,11 @@ impl EndpointPicker {
     /// request waits, unless `maxPendingRequests` are waiting already. Ok(None):
     /// the destination has no connection limit.
     pub async fn connection_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, PendingOverflow> {
-        let Some(connections) = &self.connections else { return Ok(None) };
+        let Some(connections) = &self.counters.connections else { return Ok(None) };
         if let Ok(permit) = connections.clone().try_acquire_owned() {
             return Ok(Some(permit));
         }
-        let waiting = admit(&self.pending, self.max_pending).ok_or(PendingOverflow)?;
+        let waiting = admit(&self.counters.pending, self.max_pending).ok_or(PendingOverflow)?;
         let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
         drop(waiting);
         Ok(Some(permit))
@@ -204,12 +228,12 @@ impl EndpointPicker {
 
     /// Admits one more request under `maxRequests`, or None when the destination is full.
     pub fn start_request(&self) -> Option<ActiveRequest> {
-        admit(&self.active, self.max_requests)
+        admit(&self.counters.active, self.max_requests)
     }
 
     /// Admits one more retry under `maxRetries`, or None when that many retries are in flight.
     pub fn start_retry(&self) -> Option<ActiveRequest> {
-        admit(&self.retrying, self.max_retries)
+        admit(&self.counters.retrying, self.max_retries)
     }
 
     /// Whether ejecting one more endpoint keeps the ejected share within the cap.
