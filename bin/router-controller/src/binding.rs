@@ -29,9 +29,7 @@ fn pod_addresses(world: &World, namespace: &str, pod: &str, attachment: &VPCAtta
         .and_then(|v| v.identifier().map(str::to_owned));
     let tenant = vpc_id.zip(attachment.identifier()).and_then(|(v, a)| tenant_id(&v, a).ok());
     let from_slices: Vec<IpAddr> = world
-        .endpoint_slices
-        .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .endpoint_slices_in(namespace)
         .filter(|s| {
             s.metadata.labels.as_ref().and_then(|l| l.get(TENANT_ID_LABEL)).is_some_and(|t| tenant.as_ref().is_none_or(|want| t == want))
         })
@@ -50,7 +48,7 @@ fn pod_addresses(world: &World, namespace: &str, pod: &str, attachment: &VPCAtta
 pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Option<ServiceBindingStatus> {
     let (namespace, _) = key(&binding.metadata);
     let stored = binding.status.clone().unwrap_or_default();
-    let service = world.kube_services.iter().find(|s| key(&s.metadata) == (namespace.clone(), binding.spec.service_ref.name.clone()));
+    let service = world.kube_service(&namespace, &binding.spec.service_ref.name);
     let vpc_service = world.service(&namespace, &binding.spec.vpc_service_ref.name);
     let mut missing = Vec::new();
     if service.is_none() {
@@ -95,9 +93,7 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
                 p
             };
             let mut pods: Vec<&Pod> = world
-                .pods
-                .iter()
-                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+                .pods_in(&namespace)
                 .filter(|p| {
                     !selector.is_empty() && selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
                 })
@@ -113,8 +109,7 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
                     continue;
                 };
                 let (att_ns, att_name) = reference.split_once('/').unwrap_or((namespace.as_str(), reference.as_str()));
-                let Some(attachment) = world.attachments.iter().find(|a| key(&a.metadata) == (att_ns.to_owned(), att_name.to_owned()))
-                else {
+                let Some(attachment) = world.attachment(att_ns, att_name) else {
                     notes.push(format!("pod {pod_name}: VPCAttachment {att_ns}/{att_name} not found"));
                     continue;
                 };
@@ -200,7 +195,6 @@ pub fn desired(binding: &ServiceBinding, world: &World, now: Timestamp) -> Optio
 /// The topology labels of the node `pod` is scheduled on, when the node is known.
 fn node_locality(world: &World, pod: &Pod) -> Locality {
     let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
-    let labels =
-        node.and_then(|n| world.nodes.iter().find(|x| x.metadata.name.as_deref() == Some(n))).and_then(|n| n.metadata.labels.as_ref());
+    let labels = node.and_then(|n| world.node(n)).and_then(|n| n.metadata.labels.as_ref());
     Locality::from_map(|k| labels.and_then(|l| l.get(k)))
 }

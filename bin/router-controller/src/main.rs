@@ -1,38 +1,21 @@
-//! router-controller: reconciles VPCService, VPCRoute, ServiceBinding,
-//! VPCIngress, VPCEgress and TunnelBinding — resolves their references, syncs
-//! ServiceBindings from pods, and writes conditions.
-//!
-//! Reflectors keep a cache of every kind the statuses depend on; any change
-//! wakes one pass that recomputes every status from the whole picture (a
-//! change to a VPCService reaches the routes naming it, a Secret the
-//! VPCIngresses using it) and writes only those that differ from what is
-//! stored. Replicas elect a leader on a Lease; all keep warm caches, only
-//! the leader writes.
+//! The router-controller binary: caches, the Lease, and the loop that runs
+//! [`plan`] after every change and hands its writes to the status queue
+//! (the library's doc says how it fits together).
 
-mod binding;
-mod events;
-mod objects;
-mod routes;
-mod world;
-
-#[cfg(test)]
-mod tests;
-
-use std::{fmt::Debug, process::ExitCode, time::Duration};
+use std::{fmt::Debug, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 use k8s_openapi::{
-    NamespaceResourceScope,
     api::{
-        core::v1::{Node, Pod, Secret, Service},
+        core::v1::{Node, Pod, PodStatus, Secret, Service},
         discovery::v1::EndpointSlice,
     },
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource,
+    Api,
     runtime::{
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Recorder, Reporter},
         watcher,
     },
 };
@@ -41,15 +24,15 @@ use router_api::{
     schema::Verdicts,
     v1alpha1::{ServiceBinding, TunnelBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
+use router_controller::{
+    plan::{overlay, plan},
+    world::{Invalid, SecretChecks, World},
+};
 use router_kube::{
     cache::{ByName, Cache},
-    metrics::KubeMetrics,
-    status,
+    status_queue::StatusQueue,
     writer::{self, Writer, WriterArgs},
 };
-use serde::{Serialize, de::DeserializeOwned};
-
-use crate::world::{Invalid, SecretChecks, World};
 
 /// The field manager of every status write.
 const MANAGER: &str = "datum-router-controller";
@@ -104,29 +87,51 @@ impl Caches {
         referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s))
     }
 
-    fn world(&self, secret_checks: &SecretChecks, verdicts: &Verdicts) -> World {
+    /// The world as cached, with the statuses the controller last offered laid over it.
+    fn world(&self, secret_checks: &SecretChecks, verdicts: &Verdicts, queue: &StatusQueue) -> World {
         let secrets = self.secrets.cloned();
         secret_checks.retain_current(&secrets);
-        let mut world = World {
-            secret_checks: secret_checks.clone(),
-            vpcs: self.vpcs.cloned(),
-            attachments: self.attachments.cloned(),
-            services: self.services.cloned(),
-            routes: self.routes.cloned(),
-            bindings: self.bindings.cloned(),
-            tunnels: self.tunnels.cloned(),
-            ingresses: self.ingresses.cloned(),
-            egress: self.egress.cloned(),
-            secrets,
-            kube_services: self.kube_services.cloned(),
-            pods: self.pods.cloned(),
-            nodes: self.nodes.cloned(),
-            endpoint_slices: self.endpoint_slices.cloned(),
-            invalid: Invalid::default(),
-        };
+        let mut world = World::default();
+        world.secret_checks = secret_checks.clone();
+        world.vpcs = self.vpcs.cloned();
+        world.attachments = self.attachments.cloned();
+        world.services = self.services.cloned();
+        world.routes = self.routes.cloned();
+        world.bindings = self.bindings.cloned();
+        world.tunnels = self.tunnels.cloned();
+        world.ingresses = self.ingresses.cloned();
+        world.egress = self.egress.cloned();
+        world.secrets = secrets;
+        world.kube_services = self.kube_services.cloned();
+        world.pods = self.pods.cloned();
+        world.nodes = self.nodes.cloned();
+        world.endpoint_slices = self.endpoint_slices.cloned();
+        overlay(&mut world, queue);
         world.invalid = Invalid::of(&world, verdicts);
         world
     }
+}
+
+/// What a ServiceBinding reads of a pod: its name, labels, annotations, node and readiness.
+fn trim_pod(pod: &mut Pod) {
+    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    pod.spec = node_name.map(|n| k8s_openapi::api::core::v1::PodSpec { node_name: Some(n), ..Default::default() });
+    let conditions =
+        pod.status.as_ref().and_then(|s| s.conditions.clone()).map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect::<Vec<_>>());
+    pod.status = Some(PodStatus { conditions, ..Default::default() });
+}
+
+/// What endpoint localities read of a node: its topology labels.
+fn trim_node(node: &mut Node) {
+    node.spec = None;
+    node.status = None;
+}
+
+/// What a ServiceBinding reads of a Service: its selector.
+fn trim_service(service: &mut Service) {
+    let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
+    service.spec = Some(k8s_openapi::api::core::v1::ServiceSpec { selector, ..Default::default() });
+    service.status = None;
 }
 
 #[tokio::main]
@@ -138,6 +143,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let w = Writer::start(&args.writer, "controller").await?;
+    let all = || watcher::Config::default();
     let caches = Caches {
         vpcs: w.watch_all("VPC"),
         attachments: w.watch_all("VPCAttachment"),
@@ -147,9 +153,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tunnels: w.watch_all("TunnelBinding"),
         ingresses: w.watch_all("VPCIngress"),
         egress: w.watch_all("VPCEgress"),
-        kube_services: w.watch_all("Service"),
-        pods: w.watch_all("Pod"),
-        nodes: w.watch_all("Node"),
+        kube_services: w.watch_trimmed(Api::all(w.client.clone()), all(), "Service", trim_service),
+        pods: w.watch_trimmed(Api::all(w.client.clone()), all(), "Pod", trim_pod),
+        nodes: w.watch_trimmed(Api::all(w.client.clone()), all(), "Node", trim_node),
         // Only Galactic's per-pod slices: they carry the tenant-id label.
         endpoint_slices: w.watch(
             Api::all(w.client.clone()),
@@ -169,87 +175,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let recorder =
         Recorder::new(w.client.clone(), Reporter { controller: "router-controller".to_owned(), instance: Some(w.identity().to_owned()) });
+    let queue: Arc<StatusQueue> = w.status_queue(&args.writer, MANAGER, Some(recorder));
     let secret_checks = SecretChecks::default();
     // The API server may not have run the CEL rules (1.24 without the gate): every object is checked here too.
     let verdicts = Verdicts::for_router_kinds()?;
     let pass = || {
-        let world = caches.borrow().world(&secret_checks, &verdicts);
-        let ctx = Ctx { client: &w.client, metrics: &w.metrics, recorder: &recorder };
-        async move { reconcile(&ctx, &world).await }
+        let timer = w.metrics.reconcile_duration.with_label_values(&["pass"]).start_timer();
+        let world = caches.borrow().world(&secret_checks, &verdicts, &queue);
+        let writes = plan(&world, Timestamp::now());
+        let offered = writes.len();
+        for write in writes {
+            queue.offer(write);
+        }
+        timer.observe_duration();
+        w.metrics.reconciles.with_label_values(&["pass", "success"]).inc();
+        if offered > 0 {
+            tracing::info!(offered, queued = queue.pending(), "statuses offered");
+        }
+        std::future::ready(())
     };
     w.run("router-controller", resync, prepare, pass).await;
     Ok(())
-}
-
-/// Writes one object's status; counts the outcome; tells condition changes as Events.
-async fn write<K>(ctx: &Ctx<'_>, kind: &'static str, object: &K, status: impl Serialize) -> bool
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Serialize + Debug,
-{
-    let (client, metrics) = (ctx.client, ctx.metrics);
-    let (namespace, name) = world::key(object.meta());
-    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
-    let desired = serde_json::to_value(&status).unwrap_or_default();
-    match status::apply(&api, &name, MANAGER, status).await {
-        Ok(()) => {
-            metrics.status_writes.with_label_values(&[kind, "applied"]).inc();
-            tracing::info!(kind, object = %format!("{namespace}/{name}"), "status written");
-            let stored = serde_json::to_value(object).ok().and_then(|o| o.pointer("/status/conditions").cloned()).unwrap_or_default();
-            for t in events::transitions(&stored, &desired["conditions"]) {
-                let event = Event {
-                    type_: if t.warning { EventType::Warning } else { EventType::Normal },
-                    reason: t.reason,
-                    note: Some(t.note),
-                    action: "Reconcile".to_owned(),
-                    secondary: None,
-                };
-                if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-                    tracing::debug!(kind, object = %format!("{namespace}/{name}"), error = %e, "event not recorded");
-                }
-            }
-            true
-        }
-        Err(e) => {
-            metrics.status_writes.with_label_values(&[kind, "error"]).inc();
-            tracing::warn!(kind, object = %format!("{namespace}/{name}"), error = %e, "status write failed; retried on the next pass");
-            false
-        }
-    }
-}
-
-/// What a pass writes with.
-struct Ctx<'a> {
-    client: &'a Client,
-    metrics: &'a KubeMetrics,
-    recorder: &'a Recorder,
-}
-
-/// One pass: every status computed from `world`, the changed ones written.
-async fn reconcile(ctx: &Ctx<'_>, world: &World) {
-    let metrics = ctx.metrics;
-    let now = Timestamp::now();
-    let snapshot = world.snapshot();
-    let shadows = routes::shadowing(&world.routes);
-    macro_rules! pass {
-        ($kind:literal, $ty:ty, $objects:expr, $desired:expr) => {{
-            let timer = metrics.reconcile_duration.with_label_values(&[$kind]).start_timer();
-            let mut ok = true;
-            for o in $objects {
-                if let Some(s) = $desired(o) {
-                    ok &= write::<$ty>(ctx, $kind, o, s).await;
-                }
-            }
-            timer.observe_duration();
-            metrics.reconciles.with_label_values(&[$kind, if ok { "success" } else { "error" }]).inc();
-        }};
-    }
-    pass!("VPCService", VPCService, &world.services, |s| objects::service(s, world, &snapshot, now)
-        .map(|conditions| serde_json::json!({ "conditions": conditions })));
-    pass!("VPCRoute", VPCRoute, &world.routes, |r| routes::desired(r, world, &snapshot, &shadows, now));
-    pass!("ServiceBinding", ServiceBinding, &world.bindings, |b| binding::desired(b, world, now));
-    let tunnel_losers = router_api::v1alpha1::tunnel_conflicts(&world.tunnels);
-    pass!("TunnelBinding", TunnelBinding, &world.tunnels, |t| objects::tunnel(t, world, &tunnel_losers, now)
-        .map(|conditions| serde_json::json!({ "conditions": conditions })));
-    pass!("VPCIngress", VPCIngress, &world.ingresses, |i| objects::ingress(i, world, &snapshot, now));
-    pass!("VPCEgress", VPCEgress, &world.egress, |e| objects::egress(e, world, &snapshot, now));
 }

@@ -17,7 +17,7 @@ pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timest
     let (namespace, name) = key(&svc.metadata);
     let mut missing = Vec::new();
     if let Some(r) = &svc.spec.vpc_attachment_ref
-        && !world.attachments.iter().any(|a| key(&a.metadata) == (namespace.clone(), r.name.clone()))
+        && world.attachment(&namespace, &r.name).is_none()
     {
         missing.push(RefProblem::missing(format!("VPCAttachment {namespace}/{} not found", r.name)));
     }

@@ -93,7 +93,7 @@ pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &S
         }
     }
     for r in &route.spec.ingress_refs {
-        if !world.ingresses.iter().any(|i| key(&i.metadata) == (namespace.clone(), r.name.clone())) {
+        if world.ingress(&namespace, &r.name).is_none() {
             missing.push(format!("VPCIngress {namespace}/{} not found", r.name));
         }
     }

@@ -187,6 +187,7 @@ fn service_ingress_and_egress_conditions() {
             json!([{"name": "https", "port": 7443, "protocol": "HTTPS", "tls": {"certificateRefs": [{"name": "junk"}]}}]),
         )),
     ];
+    world.index.take(); // changed after it was read
     let snapshot = world.snapshot();
     let first = objects::ingress(&world.ingresses[0], &world, &snapshot, now()).unwrap();
     assert_eq!(cond(&first.conditions, types::ACCEPTED), ("True", reasons::ACCEPTED));

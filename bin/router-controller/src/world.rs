@@ -4,7 +4,10 @@
 //! on it (the reverse mapping is the whole picture), and only statuses that
 //! differ from what is stored are written.
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+};
 
 use k8s_openapi::{
     api::{
@@ -46,6 +49,48 @@ pub struct World {
     pub secret_checks: SecretChecks,
     /// Router objects that break their CRD's schema or CEL rules.
     pub invalid: Invalid,
+    /// Lookups by namespace and name, built on first use: a world is not changed once read.
+    pub(crate) index: std::sync::OnceLock<Index>,
+}
+
+/// namespace → name → position.
+type ByKey = HashMap<String, HashMap<String, usize>>;
+
+/// Positions of a world's objects, so that a pass over N routes naming M
+/// services costs N lookups rather than N × M comparisons.
+#[derive(Default)]
+pub(crate) struct Index {
+    services: ByKey,
+    vpcs: ByKey,
+    attachments: ByKey,
+    secrets: ByKey,
+    kube_services: ByKey,
+    ingresses: ByKey,
+    /// namespace → positions.
+    pods: HashMap<String, Vec<usize>>,
+    endpoint_slices: HashMap<String, Vec<usize>>,
+    nodes: HashMap<String, usize>,
+}
+
+fn by_key<K: Resource>(objects: &[K]) -> ByKey {
+    let mut map = ByKey::new();
+    for (i, o) in objects.iter().enumerate() {
+        let (namespace, name) = key(o.meta());
+        map.entry(namespace).or_default().entry(name).or_insert(i);
+    }
+    map
+}
+
+fn by_namespace<K: Resource>(objects: &[K]) -> HashMap<String, Vec<usize>> {
+    let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, o) in objects.iter().enumerate() {
+        map.entry(o.meta().namespace.clone().unwrap_or_default()).or_default().push(i);
+    }
+    map
+}
+
+fn find<'a, K>(objects: &'a [K], index: &ByKey, namespace: &str, name: &str) -> Option<&'a K> {
+    index.get(namespace).and_then(|m| m.get(name)).map(|&i| &objects[i])
 }
 
 /// (namespace, name) → why, per router kind.
@@ -116,7 +161,7 @@ pub struct SecretChecks(std::sync::Arc<std::sync::Mutex<std::collections::HashMa
 
 impl SecretChecks {
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
@@ -152,16 +197,54 @@ impl World {
         Snapshot::build(input, &EndpointStore::default())
     }
 
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| Index {
+            services: by_key(&self.services),
+            vpcs: by_key(&self.vpcs),
+            attachments: by_key(&self.attachments),
+            secrets: by_key(&self.secrets),
+            kube_services: by_key(&self.kube_services),
+            ingresses: by_key(&self.ingresses),
+            pods: by_namespace(&self.pods),
+            endpoint_slices: by_namespace(&self.endpoint_slices),
+            nodes: self.nodes.iter().enumerate().filter_map(|(i, n)| Some((n.metadata.name.clone()?, i))).collect(),
+        })
+    }
+
     pub fn service(&self, namespace: &str, name: &str) -> Option<&VPCService> {
-        self.services.iter().find(|s| key(&s.metadata) == (namespace.to_owned(), name.to_owned()))
+        find(&self.services, &self.index().services, namespace, name)
     }
 
     pub fn vpc(&self, namespace: &str, name: &str) -> Option<&VPC> {
-        self.vpcs.iter().find(|v| key(&v.metadata) == (namespace.to_owned(), name.to_owned()))
+        find(&self.vpcs, &self.index().vpcs, namespace, name)
     }
 
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&Secret> {
-        self.secrets.iter().find(|s| key(&s.metadata) == (namespace.to_owned(), name.to_owned()))
+        find(&self.secrets, &self.index().secrets, namespace, name)
+    }
+
+    pub fn attachment(&self, namespace: &str, name: &str) -> Option<&VPCAttachment> {
+        find(&self.attachments, &self.index().attachments, namespace, name)
+    }
+
+    pub fn kube_service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        find(&self.kube_services, &self.index().kube_services, namespace, name)
+    }
+
+    pub fn ingress(&self, namespace: &str, name: &str) -> Option<&VPCIngress> {
+        find(&self.ingresses, &self.index().ingresses, namespace, name)
+    }
+
+    pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &Pod> {
+        self.index().pods.get(namespace).into_iter().flatten().map(|&i| &self.pods[i])
+    }
+
+    pub fn endpoint_slices_in(&self, namespace: &str) -> impl Iterator<Item = &EndpointSlice> {
+        self.index().endpoint_slices.get(namespace).into_iter().flatten().map(|&i| &self.endpoint_slices[i])
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.index().nodes.get(name).map(|&i| &self.nodes[i])
     }
 
     /// What is wrong with a referenced Secret, if anything: missing, missing

@@ -3,6 +3,11 @@
 //! first list completed, and wakes the consumer on every change. When the API
 //! server is unreachable the store keeps its last state: consumers go on
 //! serving what they had.
+//!
+//! What no consumer reads is dropped before an object is stored: every
+//! object's `managedFields` and `kubectl apply`'s last-applied annotation (a
+//! second copy of the object), which together are most of a small object's
+//! size; a cache may trim more of its kind (see [`spawn_trimmed`]).
 
 use std::{fmt::Debug, sync::Arc};
 
@@ -51,15 +56,47 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
     }
 }
 
+/// The annotation `kubectl apply` keeps a copy of the applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops the metadata no consumer reads.
+fn trim_metadata<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// Starts watching `api` with `config`; every change wakes `changes`, every
 /// watch failure counts in `restarts` (labelled `kind`).
 pub fn spawn<K>(api: Api<K>, config: watcher::Config, changes: Arc<Notify>, restarts: IntCounterVec, kind: &'static str) -> Cache<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    spawn_trimmed(api, config, changes, restarts, kind, |_| {})
+}
+
+/// [`spawn`], with `trim` dropping more of each object (the fields of a big
+/// kind, such as Pods, that its consumer never reads) before it is stored.
+pub fn spawn_trimmed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changes: Arc<Notify>,
+    restarts: IntCounterVec,
+    kind: &'static str,
+    trim: fn(&mut K),
+) -> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store();
     let (synced_tx, synced) = watch::channel(false);
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    let trimmed = watcher(api, config).modify(move |o| {
+        trim_metadata(o);
+        trim(o);
+    });
+    let stream = reflector::reflector(writer, trimmed.default_backoff());
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {

@@ -5,6 +5,7 @@
 //! * [`cache`]: reflector-backed caches that say when they first synced and wake a consumer on every change.
 //! * [`lease`]: leader election on a `coordination.k8s.io` Lease.
 //! * [`status`]: server-side apply of a status, with a field manager per component.
+//! * [`status_queue`]: the coalescing, rate-limited, retrying queue status writes go through.
 //! * [`admin`]: `/metrics`, `/healthz` and `/readyz` on their own port.
 //! * [`shutdown`]: SIGTERM and SIGINT as a watch channel.
 //! * [`writer`]: the election-driven loop router-controller and service-discovery run their passes in.
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod node;
 pub mod shutdown;
 pub mod status;
+pub mod status_queue;
 pub mod writer;
 
 use std::path::Path;

@@ -9,8 +9,12 @@ pub struct KubeMetrics {
     /// Reconcile passes (a walk, or one kind's recomputation), by kind and result.
     pub reconciles: IntCounterVec,
     pub reconcile_duration: HistogramVec,
-    /// Status patches sent, by kind and result (applied, error).
+    /// Status writes, by kind and result: applied, error (each failed attempt;
+    /// retried), gone (the object was deleted), coalesced (replaced by a newer
+    /// status before it was sent).
     pub status_writes: IntCounterVec,
+    /// Status writes waiting or in flight.
+    pub status_queue: IntGauge,
     /// Watches that failed and were restarted, by kind.
     pub watch_restarts: IntCounterVec,
     /// 1 while this replica holds the lease.
@@ -32,8 +36,11 @@ impl KubeMetrics {
                 .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
             &["kind"],
         ));
-        let status_writes =
-            must(IntCounterVec::new(Opts::new("status_writes_total", "Status patches, by kind and result."), &["kind", "result"]));
+        let status_writes = must(IntCounterVec::new(
+            Opts::new("status_writes_total", "Status writes, by kind and result (applied, error, gone, coalesced)."),
+            &["kind", "result"],
+        ));
+        let status_queue = must(IntGauge::new("status_queue_depth", "Status writes waiting or in flight."));
         let watch_restarts =
             must(IntCounterVec::new(Opts::new("watch_restarts_total", "Watches that failed and were restarted, by kind."), &["kind"]));
         let leader = must(IntGauge::new("leader", "1 while this replica holds the leader lease."));
@@ -41,11 +48,12 @@ impl KubeMetrics {
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_duration.clone()),
             Box::new(status_writes.clone()),
+            Box::new(status_queue.clone()),
             Box::new(watch_restarts.clone()),
             Box::new(leader.clone()),
         ] {
             must(registry.register(c));
         }
-        Self { registry, reconciles, reconcile_duration, status_writes, watch_restarts, leader }
+        Self { registry, reconciles, reconcile_duration, status_writes, status_queue, watch_restarts, leader }
     }
 }

@@ -6,7 +6,10 @@
 use std::{fmt::Debug, future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::{Api, Client, Resource, runtime::watcher};
+use kube::{
+    Api, Client, Resource,
+    runtime::{events::Recorder, watcher},
+};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 
@@ -16,6 +19,7 @@ use crate::{
     lease::{self, LeaseSettings},
     metrics::KubeMetrics,
     shutdown,
+    status_queue::{KubeSink, QueueArgs, StatusQueue},
 };
 
 /// How long a burst of events settles before a pass.
@@ -51,6 +55,8 @@ pub struct WriterArgs {
     /// Diagnostic log format on stderr: text or json (filter with RUST_LOG).
     #[arg(long, env = "ROUTER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 impl WriterArgs {
@@ -90,6 +96,20 @@ impl Writer {
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
         cache::spawn_all(&self.client, &self.changes, &self.metrics.watch_restarts, kind)
+    }
+
+    /// The queue this writer's statuses go through, applied as `manager`
+    /// (with the Events of their condition changes when there is a `recorder`).
+    pub fn status_queue(&self, args: &WriterArgs, manager: &'static str, recorder: Option<Recorder>) -> Arc<StatusQueue> {
+        StatusQueue::start(KubeSink { client: self.client.clone(), manager, recorder }, &args.queue, self.metrics.clone())
+    }
+
+    /// A cache of `api` that wakes this writer's passes, its objects trimmed by `trim` (see [`cache::spawn_trimmed`]).
+    pub fn watch_trimmed<K>(&self, api: Api<K>, config: watcher::Config, kind: &'static str, trim: fn(&mut K)) -> Cache<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        cache::spawn_trimmed(api, config, self.changes.clone(), self.metrics.watch_restarts.clone(), kind, trim)
     }
 
     /// A cache of `api` that wakes this writer's passes.
