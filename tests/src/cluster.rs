@@ -191,6 +191,17 @@ impl Component {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The sum of the samples of `/metrics` whose lines start with `prefix` (0 when the admin port does not answer).
+    pub async fn metric_sum(&self, prefix: &str) -> u64 {
+        let text = crate::client::Client::http1().get(&format!("http://{}/metrics", self.admin), &[]).await.map(|r| r.body);
+        crate::sample_sum(&text.unwrap_or_default(), prefix)
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        crate::gateway::rss_kib(self.child.id())
+    }
 }
 
 impl Drop for Component {
@@ -199,17 +210,50 @@ impl Drop for Component {
     }
 }
 
-/// Builds the control-plane binaries (debug) and returns the directory they are in.
+/// Builds the control-plane binaries and returns the directory they are in:
+/// a debug build, or the cargo profile `ROUTER_E2E_PROFILE` names (`release`
+/// for measurements that mean something).
 pub fn build_binaries() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let profile = std::env::var("ROUTER_E2E_PROFILE").unwrap_or_else(|_| "dev".to_owned());
     let status = Command::new(cargo)
         .current_dir(crate::workspace_root())
-        .args(["build", "-p", "router-controller", "-p", "service-discovery", "-p", "router-gateway", "-p", "tunnel-gateway"])
+        .args(["build", "--profile", &profile])
+        .args(["-p", "router-controller", "-p", "service-discovery", "-p", "router-gateway", "-p", "tunnel-gateway"])
         .status()
         .expect("cargo build");
     assert!(status.success(), "building the binaries failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace_root().join("target"));
-    target.join("debug")
+    target.join(if profile == "dev" { "debug" } else { &profile })
+}
+
+/// Applies what a user applies before the components start — the Galactic
+/// CRDs, ours, the Location stand-in and the RBAC manifests — waits until the
+/// API server serves them, and creates namespace `ns`. Returns what was
+/// applied, for [`delete_all`].
+pub async fn install(admin: &Client, ns: &str) -> Vec<DynamicObject> {
+    let mut created = Vec::new();
+    for crd in ["galactic.datumapis.com_vpcs.yaml", "galactic.datumapis.com_vpcattachments.yaml"] {
+        let text = std::fs::read_to_string(crate::shared_dir().join("fixtures/galactic").join(crd)).expect("Galactic CRD");
+        created.extend(apply_yaml(admin, &text, None).await.expect("apply Galactic CRDs"));
+    }
+    let root = crate::workspace_root();
+    created.extend(apply_dir(admin, &root.join("manifests/crds")).await.expect("apply CRDs"));
+    created.extend(apply_dir(admin, &root.join("tests/fixtures/datum")).await.expect("apply the Location CRD"));
+    created.extend(apply_dir(admin, &root.join("manifests/rbac")).await.expect("apply RBAC"));
+    wait_for("the CRDs established", Duration::from_secs(60), || async {
+        let router = Api::<router_api::v1alpha1::VPCService>::all(admin.clone()).list(&Default::default()).await.is_ok();
+        let galactic = Api::<DynamicObject>::all_with(admin.clone(), &ApiResource::erase::<router_api::galactic::VPCAttachment>(&()))
+            .list(&Default::default())
+            .await
+            .is_ok();
+        (router && galactic).then_some(())
+    })
+    .await;
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).expect("namespace");
+    Api::all(admin.clone()).create(&kube::api::PostParams::default(), &namespace).await.expect("test namespace");
+    created
 }
 
 /// Polls `check` until it returns Some, or panics with `what` after `timeout`.

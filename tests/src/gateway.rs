@@ -97,7 +97,7 @@ impl GatewayProcess {
 
     /// The sum of every sample whose line starts with `prefix` (a metric name and leading labels).
     pub async fn metric_sum(&self, prefix: &str) -> u64 {
-        self.metrics().await.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+        crate::sample_sum(&self.metrics().await, prefix)
     }
 
     /// Replaces the configuration the way an editor or kubectl-cp would: write aside, rename.

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod client;
 pub mod cluster;
+pub mod fleet;
 pub mod gateway;
 pub mod grpc;
 pub mod h2frames;
@@ -15,6 +16,12 @@ pub mod tls;
 pub mod tunnel;
 
 use std::path::{Path, PathBuf};
+
+/// The sum of every sample in Prometheus text `metrics` whose line starts
+/// with `prefix` (a metric name and leading labels).
+pub fn sample_sum(metrics: &str, prefix: &str) -> u64 {
+    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).map(|v| v as u64).sum()
+}
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {

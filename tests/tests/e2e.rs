@@ -20,20 +20,17 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+    api::{DeleteParams, DynamicObject, Patch, PatchParams},
 };
 use router_api::v1alpha1::{ServiceBinding, TunnelBinding, VPCRoute, VPCService};
 use router_tests::{
     backend::{loopback_block, loopback_ip, start_backends},
     client::Client as Http,
     cluster::{
-        Component, Relay, apply_dir, apply_yaml, build_binaries, delete_all, e2e_kubeconfig, impersonating_kubeconfig, server_addr,
-        wait_for,
+        Component, Relay, apply_yaml, build_binaries, delete_all, e2e_kubeconfig, impersonating_kubeconfig, install, server_addr, wait_for,
     },
     gateway::free_port,
-    shared_dir,
     tunnel::endpoint_id,
-    workspace_root,
 };
 use serde_json::json;
 
@@ -79,33 +76,7 @@ async fn control_plane_end_to_end() {
 
 async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec<DynamicObject>) {
     // 1. CRDs and RBAC, as a user would apply them.
-    for crd in ["galactic.datumapis.com_vpcs.yaml", "galactic.datumapis.com_vpcattachments.yaml"] {
-        let text = std::fs::read_to_string(shared_dir().join("fixtures/galactic").join(crd)).expect("Galactic CRD");
-        created.extend(apply_yaml(admin, &text, None).await.expect("apply Galactic CRDs"));
-    }
-    created.extend(apply_dir(admin, &workspace_root().join("manifests/crds")).await.expect("apply CRDs"));
-    created.extend(apply_dir(admin, &workspace_root().join("tests/fixtures/datum")).await.expect("apply the Location CRD"));
-    created.extend(apply_dir(admin, &workspace_root().join("manifests/rbac")).await.expect("apply RBAC"));
-    wait_for("the CRDs established", WAIT, || async {
-        let ok = Api::<VPCService>::all(admin.clone()).list(&Default::default()).await.is_ok()
-            && Api::<DynamicObject>::all_with(
-                admin.clone(),
-                &kube::discovery::ApiResource::erase::<router_api::galactic::VPCAttachment>(&()),
-            )
-            .list(&Default::default())
-            .await
-            .is_ok();
-        ok.then_some(())
-    })
-    .await;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .expect("test namespace");
+    created.extend(install(admin, ns).await);
 
     // 2. The components, each as its own ServiceAccount; the gateway through a relay the test can cut.
     let dir = tempfile::tempdir().unwrap();

@@ -21,4 +21,6 @@ mod routes;
 pub mod world;
 
 #[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
 mod tests;

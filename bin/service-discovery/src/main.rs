@@ -5,15 +5,15 @@
 //! Watches keep its caches current and wake a walk on every change; a full
 //! walk also runs every `DISCOVERY_INTERVAL_SECS` whatever happens. Replicas
 //! elect a leader on a Lease: all keep warm caches, only the leader writes,
-//! and a status is written only when it changes (docs/ownership.md).
+//! and a status is written only when it differs from the last one written
+//! (docs/ownership.md), through the coalescing, rate-limited status queue.
 
 mod discover;
 
-use std::{process::ExitCode, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Api, Client};
 use router_api::{
     datum::Location,
     galactic::{VPC, VPCAttachment},
@@ -24,7 +24,7 @@ use router_api::{
 use router_kube::{
     cache::Cache,
     metrics::KubeMetrics,
-    status,
+    status_queue::{StatusQueue, StatusWrite},
     writer::{self, Writer, WriterArgs},
 };
 
@@ -79,44 +79,45 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let interval = Duration::from_secs(args.discovery_interval_secs.max(1));
     // The API server may not have run the CEL rules (1.24 without the gate): every object is checked here too.
     let verdicts = Verdicts::for_router_kinds()?;
-    let walk = || walk(&w.client, &caches, &verdicts, args.max_endpoints, &w.metrics);
+    let queue = w.status_queue(&args.writer, MANAGER, None);
+    let walk = || {
+        walk(&queue, &caches, &verdicts, args.max_endpoints, &w.metrics);
+        std::future::ready(())
+    };
     w.run("service-discovery", interval, || caches.synced(), walk).await;
     Ok(())
 }
 
-/// One pass over every VPCService: write the statuses that changed. A
-/// VPCService or ServiceBinding that breaks its CRD's rules is not acted on
-/// (router-controller reports it `Accepted=False Invalid`); it is named in the log.
-async fn walk(client: &Client, caches: &Caches, verdicts: &Verdicts, max_endpoints: usize, metrics: &KubeMetrics) {
-    let timer = metrics.reconcile_duration.with_label_values(&["VPCService"]).start_timer();
+/// One pass over every VPCService: offer the statuses that differ from the
+/// last ones offered. A VPCService or ServiceBinding that breaks its CRD's
+/// rules is not acted on (router-controller reports it `Accepted=False
+/// Invalid`); it is named in the log.
+fn walk(queue: &Arc<StatusQueue>, caches: &Caches, verdicts: &Verdicts, max_endpoints: usize, metrics: &KubeMetrics) {
+    const KIND: &str = "VPCService";
+    let timer = metrics.reconcile_duration.with_label_values(&[KIND]).start_timer();
     let (vpcs, attachments, mut bindings) = (caches.vpcs.cloned(), caches.attachments.cloned(), caches.bindings.cloned());
     let locations = caches.locations.cloned();
     let invalid_bindings = verdicts.invalid(&bindings);
     bindings.retain(|b| !invalid_bindings.contains_key(&object_key(&b.metadata)));
-    let services = caches.services.objects();
-    let invalid_services = verdicts.invalid(services.iter().map(|s| &**s));
-    let invalid = invalid_bindings.iter().map(|b| ("ServiceBinding", b)).chain(invalid_services.iter().map(|s| ("VPCService", s)));
+    let mut services = caches.services.cloned();
+    queue.overlay(KIND, &mut services);
+    let invalid_services = verdicts.invalid(&services);
+    let invalid = invalid_bindings.iter().map(|b| ("ServiceBinding", b)).chain(invalid_services.iter().map(|s| (KIND, s)));
     for (kind, ((namespace, name), e)) in invalid {
         tracing::warn!(kind, object = %format!("{namespace}/{name}"), error = %e, "invalid: not acted on");
     }
     let now = Timestamp::now();
-    let mut failed = false;
+    let mut offered = 0;
     for svc in services.iter().filter(|s| !invalid_services.contains_key(&object_key(&s.metadata))) {
         let Some(owned) = discover::desired(svc, &attachments, &vpcs, &locations, &bindings, max_endpoints, now) else { continue };
-        let (namespace, name) = (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
-        let api: Api<VPCService> = Api::namespaced(client.clone(), &namespace);
-        match status::apply(&api, &name, MANAGER, &owned).await {
-            Ok(()) => {
-                metrics.status_writes.with_label_values(&["VPCService", "applied"]).inc();
-                tracing::info!(service = %format!("{namespace}/{name}"), endpoints = owned.endpoints.len(), ready = owned.ready_endpoints, "endpoints written");
-            }
-            Err(e) => {
-                failed = true;
-                metrics.status_writes.with_label_values(&["VPCService", "error"]).inc();
-                tracing::warn!(service = %format!("{namespace}/{name}"), error = %e, "status write failed; retried on the next walk");
-            }
-        }
+        tracing::debug!(service = %format!("{}/{}", svc.metadata.namespace.as_deref().unwrap_or_default(), svc.metadata.name.as_deref().unwrap_or_default()),
+            endpoints = owned.endpoints.len(), ready = owned.ready_endpoints, "endpoints changed");
+        queue.offer(StatusWrite::new(KIND, svc, serde_json::to_value(&owned).unwrap_or_default(), Vec::new()));
+        offered += 1;
     }
     timer.observe_duration();
-    metrics.reconciles.with_label_values(&["VPCService", if failed { "error" } else { "success" }]).inc();
+    metrics.reconciles.with_label_values(&[KIND, "success"]).inc();
+    if offered > 0 {
+        tracing::info!(offered, queued = queue.pending(), "endpoints offered");
+    }
 }

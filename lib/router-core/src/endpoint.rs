@@ -85,36 +85,52 @@ type DestinationSlot = (String, usize, Option<u32>);
 /// route and position, across snapshots.
 #[derive(Debug, Default)]
 pub struct EndpointStore {
-    known: Mutex<HashMap<SocketAddr, Weak<EndpointState>>>,
-    destinations: Mutex<HashMap<DestinationSlot, Weak<DestinationCounters>>>,
+    known: Mutex<Interner<SocketAddr, EndpointState>>,
+    destinations: Mutex<Interner<DestinationSlot, DestinationCounters>>,
+}
+
+/// Weak handles by key, so a value lives as long as some snapshot holds it.
+/// Dead handles are swept once the map has doubled since the last sweep: a
+/// snapshot of N destinations interns them in O(N), not O(N²), and the map
+/// stays within twice what is alive.
+#[derive(Debug)]
+struct Interner<K, V> {
+    map: HashMap<K, Weak<V>>,
+    sweep_at: usize,
+}
+
+impl<K, V> Default for Interner<K, V> {
+    fn default() -> Self {
+        Self { map: HashMap::new(), sweep_at: 64 }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V> Interner<K, V> {
+    fn get_or_make(&mut self, key: K, make: impl FnOnce() -> V) -> Arc<V> {
+        if let Some(value) = self.map.get(&key).and_then(Weak::upgrade) {
+            return value;
+        }
+        if self.map.len() >= self.sweep_at {
+            self.map.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at = (self.map.len() * 2).max(64);
+        }
+        let value = Arc::new(make());
+        self.map.insert(key, Arc::downgrade(&value));
+        value
+    }
 }
 
 impl EndpointStore {
     /// The shared state for `addr`, created on first use.
     pub fn get(&self, addr: SocketAddr) -> Arc<EndpointState> {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(state) = known.get(&addr).and_then(Weak::upgrade) {
-            return state;
-        }
-        // Forget endpoints no snapshot holds any more, so the map cannot grow without bound.
-        known.retain(|_, w| w.strong_count() > 0);
-        let state = Arc::new(EndpointState::new(addr));
-        known.insert(addr, Arc::downgrade(&state));
-        state
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).get_or_make(addr, || EndpointState::new(addr))
     }
 
     /// The counters of destination `index` of `route` (with `max_connections` slots), shared
     /// with every snapshot still holding it.
     pub fn destination(&self, route: &str, index: usize, max_connections: Option<u32>) -> Arc<DestinationCounters> {
         let mut known = self.destinations.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = (route.to_owned(), index, max_connections);
-        if let Some(counters) = known.get(&slot).and_then(Weak::upgrade) {
-            return counters;
-        }
-        known.retain(|_, w| w.strong_count() > 0);
-        let counters = Arc::new(DestinationCounters::new(max_connections));
-        known.insert(slot, Arc::downgrade(&counters));
-        counters
+        known.get_or_make((route.to_owned(), index, max_connections), || DestinationCounters::new(max_connections))
     }
 }
 
@@ -132,5 +148,20 @@ mod tests {
         assert_eq!(b.in_flight(), 1);
         drop(_guard);
         assert_eq!(a.in_flight(), 0);
+    }
+
+    #[test]
+    fn endpoints_no_snapshot_holds_are_forgotten_and_the_map_stays_bounded() {
+        let store = EndpointStore::default();
+        let held: Vec<_> = (0..10u16).map(|p| store.get(SocketAddr::from(([127, 0, 0, 1], p)))).collect();
+        for round in 0..50u16 {
+            // Each round's endpoints are dropped at once, as an old snapshot's are.
+            for p in 0..100u16 {
+                drop(store.get(SocketAddr::from(([127, 0, 1, round as u8], 1000 + p))));
+            }
+        }
+        let map_len = store.known.lock().unwrap().map.len();
+        assert!(map_len <= 2 * 64 + 100, "{map_len} handles kept for 10 live endpoints");
+        assert!(Arc::ptr_eq(&held[3], &store.get(SocketAddr::from(([127, 0, 0, 1], 3)))), "live ones are still shared");
     }
 }

@@ -1,0 +1,80 @@
+//! The controller's pure pass over synthetic fleets of 1,000 and 10,000
+//! routes (250 and 2,500 services, four routes each): cold (every status
+//! still to write) and converged (every status current: the pass after one
+//! unrelated change), and the routing snapshot the gateways build from the
+//! same objects. docs/performance.md, "Control plane", has the numbers.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use k8s_openapi::jiff::Timestamp;
+use router_controller::{plan::plan, world::World};
+use router_kube::status_queue::merge;
+
+fn world(services: usize) -> World {
+    let f = router_tests::fleet::fleet("default", services, 4);
+    let mut w = World::default();
+    w.vpcs = f.vpcs;
+    w.attachments = f.attachments;
+    w.services = f.services;
+    w.routes = f.routes;
+    w
+}
+
+/// `objects` with the statuses `writes` gave them.
+fn written<K: serde::Serialize + serde::de::DeserializeOwned + kube::Resource>(
+    objects: &mut [K],
+    writes: &std::collections::HashMap<String, serde_json::Value>,
+) {
+    for o in objects {
+        if let Some(status) = writes.get(o.meta().name.as_deref().unwrap_or_default()) {
+            let mut v = serde_json::to_value(&*o).unwrap();
+            let mut stored = v["status"].take();
+            merge(&mut stored, status);
+            v["status"] = stored;
+            *o = serde_json::from_value(v).unwrap();
+        }
+    }
+}
+
+fn converged(services: usize, now: Timestamp) -> World {
+    let cold = world(services);
+    let writes = plan(&cold, now).into_iter().map(|w| (w.key.name, w.status)).collect();
+    let mut w = world(services);
+    written(&mut w.services, &writes);
+    written(&mut w.routes, &writes);
+    assert!(plan(&w, now).is_empty(), "a converged world offers nothing");
+    w
+}
+
+fn pass(c: &mut Criterion) {
+    let now = Timestamp::from_second(1_800_000_000).unwrap();
+    let mut group = c.benchmark_group("pass");
+    group.sample_size(10);
+    for services in [250, 2_500] {
+        let routes = services * 4;
+        group.bench_with_input(BenchmarkId::new("cold", routes), &services, |b, &s| {
+            b.iter_batched(|| world(s), |w| plan(&w, now).len(), criterion::BatchSize::LargeInput)
+        });
+        let current = converged(services, now);
+        group.bench_with_input(BenchmarkId::new("converged", routes), &services, |b, &s| {
+            // A fresh world each time, as each pass builds one: its lookup index is part of the cost.
+            b.iter_batched(
+                || {
+                    let mut w = World::default();
+                    w.vpcs = current.vpcs.clone();
+                    w.attachments = current.attachments.clone();
+                    w.services = current.services.clone();
+                    w.routes = current.routes.clone();
+                    let _ = s;
+                    w
+                },
+                |w| plan(&w, now).len(),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("snapshot", routes), &services, |b, _| b.iter(|| current.snapshot()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pass);
+criterion_main!(benches);

@@ -1,0 +1,167 @@
+//! Write amplification, pass by pass: a fleet reconciled through the real
+//! status queue into an in-memory "API server", with a cache that lags
+//! behind the writes the way a reflector does.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use router_kube::{
+    metrics::KubeMetrics,
+    status_queue::{ObjectKey, QueueArgs, Sink, StatusQueue, StatusWrite, WriteError, merge},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use crate::{
+    plan::{kinds, overlay, plan},
+    world::World,
+};
+
+/// The statuses written, in order, and the latest per object.
+#[derive(Clone, Default)]
+struct Server(Arc<Mutex<(Vec<ObjectKey>, HashMap<ObjectKey, Value>)>>);
+
+impl Sink for Server {
+    async fn apply(&self, write: &StatusWrite) -> Result<(), WriteError> {
+        let mut s = self.0.lock().unwrap();
+        s.0.push(write.key.clone());
+        merge(s.1.entry(write.key.clone()).or_insert(Value::Null), &write.status);
+        Ok(())
+    }
+}
+
+impl Server {
+    fn writes(&self) -> Vec<ObjectKey> {
+        self.0.lock().unwrap().0.clone()
+    }
+
+    /// `objects` as a reflector shows them once it has seen every write.
+    fn show<K: Resource<DynamicType = ()> + Serialize + DeserializeOwned>(&self, kind: &'static str, objects: &mut [K]) {
+        let s = self.0.lock().unwrap();
+        for o in objects {
+            let key = ObjectKey { kind, namespace: o.meta().namespace.clone().unwrap(), name: o.meta().name.clone().unwrap() };
+            if let Some(status) = s.1.get(&key) {
+                let mut v = serde_json::to_value(&*o).unwrap();
+                let mut stored = v["status"].take();
+                merge(&mut stored, status);
+                v["status"] = stored;
+                *o = serde_json::from_value(v).unwrap();
+            }
+        }
+    }
+
+    /// `world` with every write so far visible.
+    fn caught_up(&self, mut world: World) -> World {
+        self.show(kinds::SERVICE, &mut world.services);
+        self.show(kinds::ROUTE, &mut world.routes);
+        world
+    }
+}
+
+fn fleet_world(services: usize) -> World {
+    let f = router_tests::fleet::fleet("default", services, 4);
+    let mut world = World::default();
+    world.vpcs = f.vpcs;
+    world.attachments = f.attachments;
+    world.services = f.services;
+    world.routes = f.routes;
+    world
+}
+
+fn cloned(w: &World) -> World {
+    let mut c = World::default();
+    c.vpcs = w.vpcs.clone();
+    c.attachments = w.attachments.clone();
+    c.services = w.services.clone();
+    c.routes = w.routes.clone();
+    c
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+/// One pass over what the cache shows: offers what differs from the controller's last word.
+fn pass(cache: &World, queue: &Arc<StatusQueue>) -> usize {
+    let mut world = cloned(cache);
+    overlay(&mut world, queue);
+    let writes = plan(&world, now());
+    let n = writes.len();
+    for w in writes {
+        queue.offer(w);
+    }
+    n
+}
+
+async fn drained(queue: &StatusQueue) {
+    for _ in 0..500 {
+        if queue.pending() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("queue not drained");
+}
+
+fn queue(server: &Server) -> Arc<StatusQueue> {
+    StatusQueue::start(server.clone(), &QueueArgs::default(), Arc::new(KubeMetrics::new("test")))
+}
+
+#[tokio::test]
+async fn a_replay_of_the_same_world_writes_nothing_even_before_the_cache_catches_up() {
+    let server = Server::default();
+    let q = queue(&server);
+    let cache = fleet_world(50);
+    assert_eq!(pass(&cache, &q), 250, "50 services and 200 routes, each written once");
+    drained(&q).await;
+    assert_eq!(server.writes().len(), 250);
+
+    // The cache has not seen the writes yet; their watch events start more passes.
+    for _ in 0..3 {
+        assert_eq!(pass(&cache, &q), 0);
+    }
+    drained(&q).await;
+    let caught_up = server.caught_up(cloned(&cache));
+    assert_eq!(pass(&caught_up, &q), 0, "the cache shows what was written");
+    assert_eq!(pass(&caught_up, &q), 0);
+    assert_eq!(server.writes().len(), 250, "exactly one write per object");
+
+    // A cold leader (no memory of its own writes) over a current cache writes nothing either.
+    let fresh = queue(&server);
+    assert_eq!(pass(&caught_up, &fresh), 0);
+}
+
+#[tokio::test]
+async fn one_change_writes_the_objects_that_depend_on_it_and_no_others() {
+    let server = Server::default();
+    let q = queue(&server);
+    let cache = fleet_world(50);
+    pass(&cache, &q);
+    drained(&q).await;
+    let mut current = server.caught_up(cloned(&cache));
+    let before = server.writes().len();
+
+    // One route now names a service that does not exist: that route, alone.
+    let r = current.routes.iter_mut().find(|r| r.metadata.name.as_deref() == Some("route-3-0")).unwrap();
+    r.spec.destinations[0].vpc_service_ref.name = "missing".into();
+    r.metadata.generation = Some(2);
+    assert_eq!(pass(&current, &q), 1);
+    drained(&q).await;
+    let written: Vec<String> = server.writes()[before..].iter().map(|k| format!("{} {}", k.kind, k.name)).collect();
+    assert_eq!(written, ["VPCRoute route-3-0"]);
+    assert_eq!(pass(&current, &q), 0, "and only once, though the cache still shows the old status");
+
+    // A deleted service: the four routes naming it, nothing else.
+    let before = server.writes().len();
+    current.services.retain(|s| s.metadata.name.as_deref() != Some("svc-7"));
+    current.index.take();
+    assert_eq!(pass(&current, &q), 4);
+    drained(&q).await;
+    let mut written: Vec<String> = server.writes()[before..].iter().map(|k| k.name.clone()).collect();
+    written.sort();
+    assert_eq!(written, ["route-7-0", "route-7-1", "route-7-2", "route-7-3"]);
+}
