@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
-use router_api::schema::SchemaValidator;
+use router_api::{manifest::parse_documents, schema::SchemaValidator};
 use router_core::{EndpointStore, RequestView, normalize_host};
 use router_proxy::config::standalone::{self, Objects};
 
@@ -17,11 +17,18 @@ static SCHEMAS: LazyLock<SchemaValidator> = LazyLock::new(|| SchemaValidator::fo
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    // Cut into documents (as a reload reads a file) or parsed whole (a cold load): the same objects.
+    let mut documents = standalone::Documents::default();
+    documents.begin();
+    let cut = documents.objects(text, "fuzz.yaml", &SCHEMAS);
+    let whole = parse_documents(text, "fuzz.yaml", &SCHEMAS);
+    assert_eq!(cut.as_ref().map(Vec::len).ok(), whole.as_ref().map(Vec::len).ok(), "cutting at --- lines changed the file");
+    let Ok(parsed) = cut else { return };
     let mut objects = Objects::default();
-    if objects.add(text, "fuzz.yaml", &SCHEMAS).is_err() {
+    if objects.add(parsed).is_err() {
         return;
     }
-    let snapshot = standalone::build(&mut objects, &EndpointStore::default(), &[8080]);
+    let snapshot = standalone::build(&mut objects, &EndpointStore::default(), &[8080], None);
     let headers = HeaderMap::new();
     for route in &objects.routes {
         let hosts: Vec<String> = match route.spec.hostnames.is_empty() {

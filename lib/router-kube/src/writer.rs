@@ -22,7 +22,10 @@ use crate::{
     status_queue::{KubeSink, QueueArgs, StatusQueue},
 };
 
-/// How long a burst of events settles before a pass.
+/// How long a burst of events settles before a pass, at least. After a pass
+/// that took longer, the next waits as long as it took: a storm of events
+/// (a cluster converging, every write coming back as a watch event) then
+/// costs at most half a core, not a pass back to back with the next.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// A status writer's shared state.
@@ -140,6 +143,7 @@ impl Writer {
         let api = Api::<Lease>::namespaced(self.client.clone(), &self.lease_namespace);
         let campaign = tokio::spawn(lease::run(api, settings, leader_tx, self.stop.clone()));
         let mut stopping = self.stop.clone();
+        let mut last_pass = Duration::ZERO;
         loop {
             tokio::select! {
                 () = self.changes.notified() => {}
@@ -147,13 +151,15 @@ impl Writer {
                 _ = leader.changed() => {}
                 _ = stopping.wait_for(|s| *s) => break,
             }
-            tokio::time::sleep(DEBOUNCE).await;
+            tokio::time::sleep(DEBOUNCE.max(last_pass)).await;
             let synced = prepare();
             self.ready.set(synced);
             let leads = *leader.borrow();
             self.metrics.leader.set(i64::from(leads));
             if synced && leads {
+                let started = tokio::time::Instant::now();
                 pass().await;
+                last_pass = started.elapsed();
             }
         }
         self.ready.set(false);

@@ -51,6 +51,15 @@ struct Kinds {
 }
 
 impl ClusterSource {
+    /// A cache of every `K`, stored with `drop_status` applied.
+    fn without_status<K>(&self, kind: &'static str, changes: &Arc<Notify>, drop_status: fn(&mut K)) -> Cache<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let api = kube::Api::all(self.client.clone());
+        cache::spawn_trimmed(api, Default::default(), changes.clone(), self.metrics.watch_restarts.clone(), kind, drop_status)
+    }
+
     /// Watches and rebuilds until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let changes = Arc::new(Notify::new());
@@ -58,9 +67,10 @@ impl ClusterSource {
         let kinds = Kinds {
             vpcs: cache::spawn_all(&self.client, &changes, &restarts, "VPC"),
             services: cache::spawn_all(&self.client, &changes, &restarts, "VPCService"),
-            routes: cache::spawn_all(&self.client, &changes, &restarts, "VPCRoute"),
-            ingresses: cache::spawn_all(&self.client, &changes, &restarts, "VPCIngress"),
-            egress: cache::spawn_all(&self.client, &changes, &restarts, "VPCEgress"),
+            // The gateway builds from specs: the controller's statuses on these kinds are not kept.
+            routes: self.without_status("VPCRoute", &changes, |r: &mut VPCRoute| r.status = None),
+            ingresses: self.without_status("VPCIngress", &changes, |i: &mut VPCIngress| i.status = None),
+            egress: self.without_status("VPCEgress", &changes, |e: &mut VPCEgress| e.status = None),
         };
         let mut secrets: ByName<Secret> = ByName::new(self.client.clone(), "Secret");
         let verdicts = match Verdicts::for_router_kinds() {

@@ -6,6 +6,7 @@
 
 mod cell;
 pub mod cluster;
+mod documents;
 pub mod standalone;
 mod watch;
 

@@ -10,12 +10,13 @@ use std::{
 use router_api::{
     datum::{Locality, Location},
     galactic::{VPC, VPCAttachment},
-    manifest::{DEFAULT_NAMESPACE, ManifestError, Object, parse_documents},
+    manifest::{DEFAULT_NAMESPACE, ManifestError, Object},
     schema::SchemaValidator,
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, VPCServiceStatus},
 };
 use router_core::{EndpointStore, ServiceKey, Snapshot, SnapshotInput};
 
+pub use super::documents::Documents;
 use crate::tls::secrets::Secrets;
 
 /// Why a configuration was not loaded.
@@ -59,21 +60,23 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
-/// Reads and validates every object under `path`.
-pub fn read(path: &Path, schemas: &SchemaValidator) -> Result<Objects, LoadError> {
+/// Reads and validates every object under `path`, parsing only the documents
+/// `documents` does not hold from the last load (see [`Documents`]).
+pub fn read(path: &Path, schemas: &SchemaValidator, documents: &mut Documents) -> Result<Objects, LoadError> {
     let mut objects = Objects::default();
+    documents.begin();
     for file in files(path)? {
         let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read { path: file.clone(), source })?;
-        objects.add(&text, &file.display().to_string(), schemas)?;
+        objects.add(documents.objects(&text, &file.display().to_string(), schemas)?)?;
     }
+    documents.commit();
     Ok(objects)
 }
 
 impl Objects {
-    /// Adds the objects of one YAML text (a file's contents, named `origin` in
-    /// errors), validated; an object already added is refused as a duplicate.
-    pub fn add(&mut self, text: &str, origin: &str, schemas: &SchemaValidator) -> Result<(), LoadError> {
-        for object in parse_documents(text, origin, schemas)? {
+    /// Adds parsed, validated objects; an object already added is refused as a duplicate.
+    pub fn add(&mut self, parsed: Vec<Object>) -> Result<(), LoadError> {
+        for object in parsed {
             let (kind, meta) = match &object {
                 Object::Vpc(o) => ("VPC", &o.metadata),
                 Object::VpcAttachment(o) => ("VPCAttachment", &o.metadata),
@@ -160,7 +163,7 @@ mod tests {
     fn the_two_city_example_resolves_each_endpoints_city_and_a_dallas_gateway_prefers_dallas() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/examples/two-cities.yaml");
         let schemas = SchemaValidator::for_router_kinds().expect("schemas");
-        let mut objects = read(&example, &schemas).expect("the example loads");
+        let mut objects = read(&example, &schemas, &mut Documents::default()).expect("the example loads");
         assert_eq!(objects.locations.len(), 2);
         let dallas = Locality { city_code: Some("DFW".into()), ..Default::default() };
         build(&mut objects, &EndpointStore::default(), &[], Some(&dallas));

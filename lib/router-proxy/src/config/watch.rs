@@ -28,13 +28,17 @@ pub struct Reloader {
     pub reserved_ports: Vec<u16>,
     /// Where the gateway is (`--locality`).
     pub locality: Option<router_api::datum::Locality>,
+    /// The documents of the last load, so a reload parses only what changed.
+    pub documents: std::sync::Mutex<standalone::Documents>,
 }
 
 impl Reloader {
     /// Reads the configuration, builds a snapshot and publishes it. Returns whether it was published.
     pub fn reload(&self) -> bool {
         let path = &self.path;
-        match standalone::read(path, &self.schemas) {
+        let started = std::time::Instant::now();
+        let mut documents = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        match standalone::read(path, &self.schemas, &mut documents) {
             Ok(mut objects) => {
                 for ignored in &objects.ignored {
                     tracing::debug!(object = %ignored, "not used by the gateway in standalone mode");
@@ -48,7 +52,8 @@ impl Reloader {
                 let listeners = snapshot.ingress.ports.values().map(|p| p.listeners.len()).sum::<usize>();
                 let generation = self.cell.publish(snapshot, tls);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
-                tracing::info!(generation, routes, services, listeners, path = %path.display(), "configuration loaded");
+                let (parsed, reused, ms) = (documents.parsed, documents.reused, started.elapsed().as_millis());
+                tracing::info!(generation, routes, services, listeners, parsed, reused, ms, path = %path.display(), "configuration loaded");
                 true
             }
             Err(e) => {
