@@ -6,8 +6,9 @@
 #
 #   load_s      time from start until the gateway answers the last route
 #   rss_mib     the gateway's RSS once it serves the configuration (idle)
-#   reload_s    time from rewriting the file (one route's path changed) until
-#               the new path answers
+#   reload_s    time from replacing the configuration (one route's path
+#               changed; written aside, then renamed into place, as editors
+#               and kubectl cp do) until the new path answers
 #   failed      non-2xx answers (and socket errors) a steady wrk load (-c8) on
 #               the last route saw during the 4 s around the reload, of `served`
 #
@@ -121,9 +122,11 @@ for n in $SIZES; do
     if [ "$n" -gt 1 ]; then
       wrk -t1 -c8 -d4s -H "Host: h$(( last % services )).bench" -s "$WORK/count.lua" "http://127.0.0.1:18391/p$last" >"$WORK/wrk.txt" 2>&1 &
       wrkpid=$!
+      next="$WORK/next-$n"; [ $layout = dir ] && next="$WORK/next-$n/"
+      gen "$n" "$next" 1
       sleep 1
       start=$(now)
-      gen "$n" "$cfg" 1
+      if [ $layout = dir ]; then for f in "$next"*; do mv "$f" "$cfg"; done; else mv "$next" "$cfg"; fi
       wait_for "http://127.0.0.1:18391/changed" "h0.bench"
       reload=$(printf '%.2f' "$(echo "$(now) - $start" | bc)")
       wait $wrkpid || true

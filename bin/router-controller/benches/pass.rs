@@ -7,37 +7,26 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use k8s_openapi::jiff::Timestamp;
 use router_controller::{plan::plan, world::World};
-use router_kube::status_queue::merge;
+use router_kube::status_queue::with_status;
+use serde_json::Value;
+use std::collections::HashMap;
 
 fn world(services: usize) -> World {
     let f = router_tests::fleet::fleet("default", services, 4);
-    let mut w = World::default();
-    w.vpcs = f.vpcs;
-    w.attachments = f.attachments;
-    w.services = f.services;
-    w.routes = f.routes;
-    w
+    World::routing(f.vpcs, f.attachments, f.services, f.routes)
 }
 
 /// `objects` with the statuses `writes` gave them.
-fn written<K: serde::Serialize + serde::de::DeserializeOwned + kube::Resource>(
-    objects: &mut [K],
-    writes: &std::collections::HashMap<String, serde_json::Value>,
-) {
+fn written<K: serde::Serialize + serde::de::DeserializeOwned + kube::Resource>(objects: &mut [K], writes: &HashMap<String, Value>) {
     for o in objects {
         if let Some(status) = writes.get(o.meta().name.as_deref().unwrap_or_default()) {
-            let mut v = serde_json::to_value(&*o).unwrap();
-            let mut stored = v["status"].take();
-            merge(&mut stored, status);
-            v["status"] = stored;
-            *o = serde_json::from_value(v).unwrap();
+            *o = with_status(serde_json::to_value(&*o).unwrap(), status).unwrap();
         }
     }
 }
 
 fn converged(services: usize, now: Timestamp) -> World {
-    let cold = world(services);
-    let writes = plan(&cold, now).into_iter().map(|w| (w.key.name, w.status)).collect();
+    let writes = plan(&world(services), now).into_iter().map(|w| (w.key.name, w.status)).collect();
     let mut w = world(services);
     written(&mut w.services, &writes);
     written(&mut w.routes, &writes);
@@ -55,18 +44,10 @@ fn pass(c: &mut Criterion) {
             b.iter_batched(|| world(s), |w| plan(&w, now).len(), criterion::BatchSize::LargeInput)
         });
         let current = converged(services, now);
-        group.bench_with_input(BenchmarkId::new("converged", routes), &services, |b, &s| {
+        group.bench_with_input(BenchmarkId::new("converged", routes), &services, |b, _| {
             // A fresh world each time, as each pass builds one: its lookup index is part of the cost.
             b.iter_batched(
-                || {
-                    let mut w = World::default();
-                    w.vpcs = current.vpcs.clone();
-                    w.attachments = current.attachments.clone();
-                    w.services = current.services.clone();
-                    w.routes = current.routes.clone();
-                    let _ = s;
-                    w
-                },
+                || World::routing(current.vpcs.clone(), current.attachments.clone(), current.services.clone(), current.routes.clone()),
                 |w| plan(&w, now).len(),
                 criterion::BatchSize::LargeInput,
             )

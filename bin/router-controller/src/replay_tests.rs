@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use router_kube::{
     metrics::KubeMetrics,
-    status_queue::{ObjectKey, QueueArgs, Sink, StatusQueue, StatusWrite, WriteError, merge},
+    status_queue::{ObjectKey, QueueArgs, Sink, StatusQueue, StatusWrite, WriteError, merge, with_status},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -21,22 +21,28 @@ use crate::{
     world::World,
 };
 
-/// The statuses written, in order, and the latest per object.
+/// The statuses written: in order, and the latest per object.
+#[derive(Default)]
+struct Written {
+    order: Vec<ObjectKey>,
+    latest: HashMap<ObjectKey, Value>,
+}
+
 #[derive(Clone, Default)]
-struct Server(Arc<Mutex<(Vec<ObjectKey>, HashMap<ObjectKey, Value>)>>);
+struct Server(Arc<Mutex<Written>>);
 
 impl Sink for Server {
     async fn apply(&self, write: &StatusWrite) -> Result<(), WriteError> {
         let mut s = self.0.lock().unwrap();
-        s.0.push(write.key.clone());
-        merge(s.1.entry(write.key.clone()).or_insert(Value::Null), &write.status);
+        s.order.push(write.key.clone());
+        merge(s.latest.entry(write.key.clone()).or_insert(Value::Null), &write.status);
         Ok(())
     }
 }
 
 impl Server {
     fn writes(&self) -> Vec<ObjectKey> {
-        self.0.lock().unwrap().0.clone()
+        self.0.lock().unwrap().order.clone()
     }
 
     /// `objects` as a reflector shows them once it has seen every write.
@@ -44,12 +50,8 @@ impl Server {
         let s = self.0.lock().unwrap();
         for o in objects {
             let key = ObjectKey { kind, namespace: o.meta().namespace.clone().unwrap(), name: o.meta().name.clone().unwrap() };
-            if let Some(status) = s.1.get(&key) {
-                let mut v = serde_json::to_value(&*o).unwrap();
-                let mut stored = v["status"].take();
-                merge(&mut stored, status);
-                v["status"] = stored;
-                *o = serde_json::from_value(v).unwrap();
+            if let Some(status) = s.latest.get(&key) {
+                *o = with_status(serde_json::to_value(&*o).unwrap(), status).unwrap();
             }
         }
     }
@@ -64,21 +66,11 @@ impl Server {
 
 fn fleet_world(services: usize) -> World {
     let f = router_tests::fleet::fleet("default", services, 4);
-    let mut world = World::default();
-    world.vpcs = f.vpcs;
-    world.attachments = f.attachments;
-    world.services = f.services;
-    world.routes = f.routes;
-    world
+    World::routing(f.vpcs, f.attachments, f.services, f.routes)
 }
 
 fn cloned(w: &World) -> World {
-    let mut c = World::default();
-    c.vpcs = w.vpcs.clone();
-    c.attachments = w.attachments.clone();
-    c.services = w.services.clone();
-    c.routes = w.routes.clone();
-    c
+    World::routing(w.vpcs.clone(), w.attachments.clone(), w.services.clone(), w.routes.clone())
 }
 
 fn now() -> Timestamp {

@@ -177,6 +177,11 @@ impl SecretChecks {
 pub use router_api::manifest::object_key as key;
 
 impl World {
+    /// A world of routing objects alone (no bindings, tunnels, listeners or Secrets).
+    pub fn routing(vpcs: Vec<VPC>, attachments: Vec<VPCAttachment>, services: Vec<VPCService>, routes: Vec<VPCRoute>) -> Self {
+        Self { vpcs, attachments, services, routes, ..Self::default() }
+    }
+
     /// The routing snapshot the gateways build from these objects: route
     /// compilation, listener conflicts and attachment, egress policies. The
     /// controller reports what the data plane will do, computed by the same code.

@@ -11,7 +11,7 @@
 //! document exactly as a cold load would; a file with YAML directives (`%`
 //! lines) always goes through whole.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use router_api::{
     manifest::{ManifestError, Object, parse_documents},
@@ -21,8 +21,8 @@ use router_api::{
 /// Parsed documents by text: those of the last successful load.
 #[derive(Default)]
 pub struct Documents {
-    last: HashMap<Box<str>, Vec<Object>>,
-    next: HashMap<Box<str>, Vec<Object>>,
+    last: HashMap<Box<str>, Arc<[Object]>>,
+    next: HashMap<Box<str>, Arc<[Object]>>,
     /// Documents parsed (not found) in the load under way, for the log.
     pub parsed: usize,
     pub reused: usize,
@@ -44,10 +44,9 @@ impl Documents {
         };
         let mut objects = Vec::new();
         for doc in documents {
-            if let Some(found) = self.next.get(doc).or_else(|| self.last.get(doc)) {
+            if let Some(found) = self.next.get(doc).or_else(|| self.last.get(doc)).cloned() {
                 self.reused += 1;
                 objects.extend(found.iter().cloned());
-                let found = found.clone();
                 self.next.insert(doc.into(), found);
                 continue;
             }
@@ -55,7 +54,7 @@ impl Documents {
                 Ok(parsed) => {
                     self.parsed += 1;
                     objects.extend(parsed.iter().cloned());
-                    self.next.insert(doc.into(), parsed);
+                    self.next.insert(doc.into(), parsed.into());
                 }
                 // Parsed alone, a document's error has the wrong line and document numbers.
                 Err(e) => return parse_documents(text, origin, schemas).and(Err(e)),
