@@ -144,6 +144,8 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, n: usize, created
     let total = f.routes.len();
     let budget = Duration::from_secs(120 + (n as u64) / 10);
     wait_for("every route Accepted and Programmed", budget, || async {
+        // A list of every route is heavy: once a second, so the measurement does not load the server it measures.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let list = routes.list(&ListParams::default()).await.ok()?;
         let done = list.items.iter().filter(|r| condition_true(r, "Accepted") && condition_true(r, "Programmed")).count();
         (done == total).then_some(())
