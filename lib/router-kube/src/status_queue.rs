@@ -319,6 +319,26 @@ impl StatusQueue {
         self.metrics.status_queue.set(state.pending());
     }
 
+    /// Drops every write not yet sent and everything remembered: this replica
+    /// no longer leads. (A write already in flight still lands.)
+    pub fn stand_down(&self) {
+        let mut state = self.lock();
+        if state.entries.is_empty() {
+            return;
+        }
+        let dropped = state.entries.values().filter(|e| e.pending.is_some()).count();
+        state.entries.retain(|_, e| e.in_flight);
+        for entry in state.entries.values_mut() {
+            entry.pending = None;
+            entry.intended = Value::Null;
+        }
+        state.ready.clear();
+        if dropped > 0 {
+            tracing::info!(dropped, "not leading: status writes not yet sent are dropped");
+        }
+        self.metrics.status_queue.set(state.pending());
+    }
+
     /// Writes waiting or in flight.
     pub fn pending(&self) -> usize {
         usize::try_from(self.lock().pending()).unwrap_or(0)
@@ -376,6 +396,12 @@ impl StatusQueue {
         }
         let Some(entry) = state.entries.get_mut(&key) else { return };
         entry.in_flight = false;
+        if entry.intended.is_null() && entry.pending.is_none() {
+            // Stood down while this write was in flight: nothing of it is retried or remembered.
+            state.entries.remove(&key);
+            self.metrics.status_queue.set(state.pending());
+            return;
+        }
         match result {
             Ok(()) => entry.failures = 0,
             Err(WriteError::Gone) if entry.pending.is_none() => {

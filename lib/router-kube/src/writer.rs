@@ -38,6 +38,8 @@ pub struct Writer {
     stop: watch::Receiver<bool>,
     lease_namespace: String,
     identity: String,
+    /// The status queues of this writer: emptied whenever it does not lead.
+    queues: std::sync::Mutex<Vec<Arc<StatusQueue>>>,
 }
 
 /// The command-line settings every status writer shares.
@@ -85,6 +87,7 @@ impl Writer {
             stop: shutdown::on_signal(),
             lease_namespace: args.lease_namespace.clone(),
             identity: args.identity(),
+            queues: Default::default(),
         })
     }
 
@@ -104,7 +107,9 @@ impl Writer {
     /// The queue this writer's statuses go through, applied as `manager`
     /// (with the Events of their condition changes when there is a `recorder`).
     pub fn status_queue(&self, args: &WriterArgs, manager: &'static str, recorder: Option<Recorder>) -> Arc<StatusQueue> {
-        StatusQueue::start(KubeSink { client: self.client.clone(), manager, recorder }, &args.queue, self.metrics.clone())
+        let queue = StatusQueue::start(KubeSink { client: self.client.clone(), manager, recorder }, &args.queue, self.metrics.clone());
+        self.queues.lock().unwrap_or_else(|p| p.into_inner()).push(queue.clone());
+        queue
     }
 
     /// A cache of `api` that wakes this writer's passes, its objects trimmed by `trim` (see [`cache::spawn_trimmed`]).
@@ -156,6 +161,13 @@ impl Writer {
             self.ready.set(synced);
             let leads = *leader.borrow();
             self.metrics.leader.set(i64::from(leads));
+            if !leads {
+                // A replica that lost the lease must not go on writing what it queued as leader:
+                // the new leader's statuses would be overwritten with older ones.
+                for queue in self.queues.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    queue.stand_down();
+                }
+            }
             if synced && leads {
                 let started = tokio::time::Instant::now();
                 pass().await;

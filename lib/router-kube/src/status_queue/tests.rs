@@ -175,6 +175,29 @@ async fn a_429_storm_never_makes_the_queue_spin() {
     assert_eq!(h.queue.pending(), 100, "nothing is given up");
 }
 
+fn refused(_: usize) -> Result<(), WriteError> {
+    Err(WriteError::Refused { message: "403".into() })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_stops_leading_sends_nothing_more_and_forgets_what_it_meant() {
+    let h = harness(refused, 0, QueueArgs { status_concurrency: 1, ..QueueArgs::default() });
+    let objects: Vec<Pod> = (0..3).map(|i| pod(&format!("p{i}"), "u", json!({ "message": "old" }))).collect();
+    for p in &objects {
+        h.queue.offer(write(p, json!({ "message": "new" })));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await; // p0 is in flight, waiting at the gate
+    h.queue.stand_down();
+    h.gate.add_permits(100);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let written: Vec<String> = h.calls().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(written, ["p0"], "the write in flight lands (here: fails), and is not retried; the others are dropped");
+    assert_eq!(h.queue.pending(), 0);
+    let mut shown = objects.clone();
+    h.queue.overlay("Pod", &mut shown);
+    assert_eq!(shown, objects, "nothing intended is laid over the cache any more");
+}
+
 fn gone(_: usize) -> Result<(), WriteError> {
     Err(WriteError::Gone)
 }
