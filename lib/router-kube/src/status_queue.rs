@@ -221,6 +221,10 @@ impl Entry {
 struct State {
     entries: HashMap<ObjectKey, Entry>,
     ready: VecDeque<ObjectKey>,
+    /// Writes not yet sent, and writes being sent (counted, not recounted:
+    /// an offer must not cost a walk of every entry).
+    waiting: usize,
+    sending: usize,
 }
 
 /// The status write queue of one component.
@@ -253,7 +257,8 @@ impl StatusQueue {
 
     /// Queues `write`, replacing a write of the same object not yet sent (its Events are kept).
     pub fn offer(self: &Arc<Self>, mut write: StatusWrite) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let key = write.key.clone();
         let entry = state.entries.entry(key.clone()).or_insert_with(|| Entry {
             intended: Value::Null,
@@ -267,10 +272,13 @@ impl StatusQueue {
         entry.intended = write.status.clone();
         entry.uid = write.uid.clone();
         entry.since = Instant::now();
-        if let Some(mut replaced) = entry.pending.take() {
-            self.metrics.status_writes.with_label_values(&[key.kind, "coalesced"]).inc();
-            replaced.events.append(&mut write.events);
-            write.events = replaced.events;
+        match entry.pending.take() {
+            Some(mut replaced) => {
+                self.metrics.status_writes.with_label_values(&[key.kind, "coalesced"]).inc();
+                replaced.events.append(&mut write.events);
+                write.events = replaced.events;
+            }
+            None => state.waiting += 1,
         }
         entry.pending = Some(write);
         if !entry.queued && !entry.in_flight {
@@ -288,7 +296,8 @@ impl StatusQueue {
     where
         K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
     {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut seen = std::collections::HashSet::new();
         for object in objects.iter_mut() {
             let meta = object.meta();
@@ -302,7 +311,9 @@ impl StatusQueue {
             let Ok(stored) = serde_json::to_value(&*object) else { continue };
             if contains(stored.get("status").unwrap_or(&Value::Null), &entry.intended) && !entry.in_flight {
                 // The cache shows it: the cache is trusted again, and a write still waiting would change nothing.
-                entry.pending = None;
+                if entry.pending.take().is_some() {
+                    state.waiting -= 1;
+                }
                 continue;
             }
             if !entry.busy() && entry.since.elapsed() > TRUST {
@@ -322,11 +333,12 @@ impl StatusQueue {
     /// Drops every write not yet sent and everything remembered: this replica
     /// no longer leads. (A write already in flight still lands.)
     pub fn stand_down(&self) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         if state.entries.is_empty() {
             return;
         }
-        let dropped = state.entries.values().filter(|e| e.pending.is_some()).count();
+        let dropped = std::mem::take(&mut state.waiting);
         state.entries.retain(|_, e| e.in_flight);
         for entry in state.entries.values_mut() {
             entry.pending = None;
@@ -358,12 +370,15 @@ impl StatusQueue {
         loop {
             let woken = self.wake.notified();
             {
-                let mut state = self.lock();
+                let mut guard = self.lock();
+                let state = &mut *guard;
                 while let Some(key) = state.ready.pop_front() {
                     let Some(entry) = state.entries.get_mut(&key) else { continue };
                     entry.queued = false;
                     if let Some(write) = entry.pending.take() {
                         entry.in_flight = true;
+                        state.waiting -= 1;
+                        state.sending += 1;
                         if !state.ready.is_empty() {
                             // One wake-up per worker: pass the rest on.
                             self.wake.notify_one();
@@ -378,7 +393,9 @@ impl StatusQueue {
 
     fn finish(self: &Arc<Self>, write: StatusWrite, result: Result<(), WriteError>) {
         let key = write.key.clone();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.sending -= 1;
         let metrics = &self.metrics;
         match &result {
             Ok(()) => {
@@ -415,6 +432,7 @@ impl StatusQueue {
                 // Unless a newer status came meanwhile, the same one goes again.
                 if entry.pending.is_none() {
                     entry.pending = Some(write);
+                    state.waiting += 1;
                 }
                 let (delay, throttled) = retry_delay(&error, entry.failures);
                 if throttled {
@@ -451,7 +469,7 @@ impl StatusQueue {
 
 impl State {
     fn pending(&self) -> i64 {
-        i64::try_from(self.entries.values().filter(|e| e.busy()).count()).unwrap_or(i64::MAX)
+        i64::try_from(self.waiting + self.sending).unwrap_or(i64::MAX)
     }
 }
 
