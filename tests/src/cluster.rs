@@ -229,10 +229,9 @@ pub fn build_binaries() -> PathBuf {
 
 /// Applies what a user applies before the components start — the Galactic
 /// CRDs, ours, the Location stand-in and the RBAC manifests — waits until the
-/// API server serves them, and creates namespace `ns`. Returns what was
-/// applied, for [`delete_all`].
-pub async fn install(admin: &Client, ns: &str) -> Vec<DynamicObject> {
-    let mut created = Vec::new();
+/// API server serves them, and creates namespace `ns`. What was applied is
+/// added to `created` as it goes (for [`delete_all`], even after a failure).
+pub async fn install(admin: &Client, ns: &str, created: &mut Vec<DynamicObject>) {
     for crd in ["galactic.datumapis.com_vpcs.yaml", "galactic.datumapis.com_vpcattachments.yaml"] {
         let text = std::fs::read_to_string(crate::shared_dir().join("fixtures/galactic").join(crd)).expect("Galactic CRD");
         created.extend(apply_yaml(admin, &text, None).await.expect("apply Galactic CRDs"));
@@ -253,7 +252,6 @@ pub async fn install(admin: &Client, ns: &str) -> Vec<DynamicObject> {
     let namespace: k8s_openapi::api::core::v1::Namespace =
         serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).expect("namespace");
     Api::all(admin.clone()).create(&kube::api::PostParams::default(), &namespace).await.expect("test namespace");
-    created
 }
 
 /// Polls `check` until it returns Some, or panics with `what` after `timeout`.

@@ -76,7 +76,7 @@ async fn control_plane_end_to_end() {
 
 async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, created: &mut Vec<DynamicObject>) {
     // 1. CRDs and RBAC, as a user would apply them.
-    created.extend(install(admin, ns).await);
+    install(admin, ns, created).await;
 
     // 2. The components, each as its own ServiceAccount; the gateway through a relay the test can cut.
     let dir = tempfile::tempdir().unwrap();

@@ -104,7 +104,7 @@ async fn settled(c: &Component, component: &str, calm: Duration) -> u64 {
 }
 
 async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, n: usize, created: &mut Vec<DynamicObject>) {
-    created.extend(install(admin, ns).await);
+    install(admin, ns, created).await;
     let f = fleet(ns, n, 4);
     let objects = n * 2 + f.routes.len() + 1;
     let t = Instant::now();
