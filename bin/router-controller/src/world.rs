@@ -2,7 +2,8 @@
 //! helpers its status computations share. Statuses are pure functions of a
 //! `World`: a change to any object recomputes every status that could depend
 //! on it (the reverse mapping is the whole picture), and only statuses that
-//! differ from what is stored are written.
+//! differ from the ones the world shows — the controller's own last word,
+//! laid over the cache (`plan::overlay`) — are offered for writing.
 
 use std::{
     borrow::Cow,

@@ -212,6 +212,19 @@ mod tests {
         s
     }
 
+    /// An IPv4 service on port 80 selecting the attachments labelled `app: <app>`.
+    fn selecting(app: &str) -> VPCService {
+        service(VPCServiceSpec {
+            vpc_attachment_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".to_owned(), app.to_owned())])),
+                ..Default::default()
+            }),
+            port: 80,
+            address_family: AddressFamily::IPv4,
+            ..Default::default()
+        })
+    }
+
     fn by_ref(name: &str, family: AddressFamily) -> VPCService {
         service(VPCServiceSpec {
             vpc_attachment_ref: Some(LocalObjectReference::new(name)),
@@ -260,15 +273,7 @@ mod tests {
 
     #[test]
     fn selector_collects_every_matching_attachment_in_the_namespace() {
-        let svc = service(VPCServiceSpec {
-            vpc_attachment_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([("app".into(), "api".into())])),
-                ..Default::default()
-            }),
-            port: 80,
-            address_family: AddressFamily::IPv4,
-            ..Default::default()
-        });
+        let svc = selecting("api");
         let mut elsewhere = attachment("c", "v", &["10.1.3.1/24"], true, "api");
         elsewhere.metadata.namespace = Some("other".into());
         let atts = [
@@ -332,15 +337,7 @@ mod tests {
         );
         location.metadata.namespace = Some("datum-system".into());
         let nowhere = attachment("nowhere", "v", &["10.0.0.3/24"], true, "x");
-        let svc = service(VPCServiceSpec {
-            vpc_attachment_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([("app".to_string(), "x".to_string())])),
-                ..Default::default()
-            }),
-            port: 80,
-            address_family: AddressFamily::IPv4,
-            ..Default::default()
-        });
+        let svc = selecting("x");
         let r = resolve_endpoints(&svc, &[labelled, located, nowhere], &[vpc("v", true)], &[location]);
         let by_attachment = |name: &str| r.endpoints.iter().find(|e| e.attachment.as_deref() == Some(name)).unwrap().locality();
         assert_eq!(

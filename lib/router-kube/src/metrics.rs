@@ -6,7 +6,9 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Reg
 
 pub struct KubeMetrics {
     pub registry: Registry,
-    /// Reconcile passes (a walk, or one kind's recomputation), by kind and result.
+    /// Reconcile passes, by kind (`pass`: the controller's whole-world pass;
+    /// `VPCService`: discovery's walk) and result. A pass only offers writes:
+    /// their failures count in `status_writes`.
     pub reconciles: IntCounterVec,
     pub reconcile_duration: HistogramVec,
     /// Status writes, by kind and result: applied, error (each failed attempt;
