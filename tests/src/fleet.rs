@@ -22,11 +22,11 @@ fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).expect("fleet objects are valid")
 }
 
-/// `services` services with `routes_per_service` routes each; every object has a uid
-/// and a creation time, as the API server gives them.
+/// `services` services with `routes_per_service` routes each; every object has a uid,
+/// a generation, a resourceVersion and a creation time, as the API server gives them.
 pub fn fleet(namespace: &str, services: usize, routes_per_service: usize) -> Fleet {
     let meta = |name: String, i: usize| {
-        json!({ "name": name, "namespace": namespace, "generation": 1, "uid": format!("uid-{name}"),
+        json!({ "name": name, "namespace": namespace, "generation": 1, "resourceVersion": "1", "uid": format!("uid-{name}"),
                 "creationTimestamp": format!("2026-01-01T00:{:02}:{:02}Z", (i / 60) % 60, i % 60) })
     };
     let vpc = typed(json!({

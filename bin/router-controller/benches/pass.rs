@@ -1,8 +1,14 @@
 //! The controller's pure pass over synthetic fleets of 1,000 and 10,000
-//! routes (250 and 2,500 services, four routes each): cold (every status
-//! still to write) and converged (every status current: the pass after one
-//! unrelated change), and the routing snapshot the gateways build from the
-//! same objects. docs/performance.md, "Control plane", has the numbers.
+//! routes (250 and 2,500 services, four routes each):
+//! - cold: every status still to write, nothing kept from a previous pass;
+//! - converged: every status current, after a change no routing object
+//!   depends on (a status write coming back, a Pod): the pass keeps the
+//!   snapshot report and match keys of the one before (`memo`);
+//! - route-changed: every status current, one route's spec changed since the
+//!   previous pass: the report is rebuilt, one route's match keys recomputed;
+//! - snapshot: the routing snapshot the gateways build from the same objects.
+//!
+//! docs/performance.md, "Control plane", has the numbers.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use k8s_openapi::jiff::Timestamp;
@@ -34,6 +40,14 @@ fn converged(services: usize, now: Timestamp) -> World {
     w
 }
 
+/// A fresh world of `current`'s objects (as each pass builds one: its lookup
+/// index is part of the cost), sharing its memo.
+fn copy(current: &World) -> World {
+    let mut w = World::routing(current.vpcs.clone(), current.attachments.clone(), current.services.clone(), current.routes.clone());
+    w.memo = current.memo.clone();
+    w
+}
+
 fn pass(c: &mut Criterion) {
     let now = Timestamp::from_second(1_800_000_000).unwrap();
     let mut group = c.benchmark_group("pass");
@@ -45,9 +59,19 @@ fn pass(c: &mut Criterion) {
         });
         let current = converged(services, now);
         group.bench_with_input(BenchmarkId::new("converged", routes), &services, |b, _| {
-            // A fresh world each time, as each pass builds one: its lookup index is part of the cost.
+            b.iter_batched(|| copy(&current), |w| plan(&w, now).len(), criterion::BatchSize::LargeInput)
+        });
+        let generation = std::cell::Cell::new(1i64);
+        group.bench_with_input(BenchmarkId::new("route-changed", routes), &services, |b, _| {
             b.iter_batched(
-                || World::routing(current.vpcs.clone(), current.attachments.clone(), current.services.clone(), current.routes.clone()),
+                || {
+                    let mut w = copy(&current);
+                    generation.set(generation.get() + 1);
+                    // A weight change: a new generation, and that route's status to write.
+                    w.routes[0].spec.destinations[0].weight = 1 + i32::from(generation.get() % 2 == 0);
+                    w.routes[0].metadata.generation = Some(generation.get());
+                    w
+                },
                 |w| plan(&w, now).len(),
                 criterion::BatchSize::LargeInput,
             )
@@ -59,3 +83,7 @@ fn pass(c: &mut Criterion) {
 
 criterion_group!(benches, pass);
 criterion_main!(benches);
+
+/// The allocator the binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -15,6 +15,7 @@
 
 mod binding;
 mod events;
+pub mod memo;
 mod objects;
 pub mod plan;
 mod routes;

@@ -7,13 +7,13 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Condition, jiff::Timestamp}
 use router_api::v1alpha1::{
     ListenerStatus, TunnelBinding, VPCEgress, VPCEgressStatus, VPCIngress, VPCIngressStatus, VPCService, condition_types, reasons,
 };
-use router_core::{ServiceKey, Snapshot};
+use router_core::{ServiceKey, SnapshotReport};
 
 use crate::world::{Desired, RefProblem, World, accepted, key, merge_conditions, not_programmed, rejected, resolved};
 
 /// The controller's conditions on a VPCService, and only them: service-discovery owns the
 /// rest of the status, and applying a default `readyEndpoints` would take it over.
-pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timestamp) -> Option<Vec<Condition>> {
+pub fn service(svc: &VPCService, world: &World, report: &SnapshotReport, now: Timestamp) -> Option<Vec<Condition>> {
     let (namespace, name) = key(&svc.metadata);
     let mut missing = Vec::new();
     if let Some(r) = &svc.spec.vpc_attachment_ref
@@ -22,7 +22,7 @@ pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timest
         missing.push(RefProblem::missing(format!("VPCAttachment {namespace}/{} not found", r.name)));
     }
     missing.extend(world.secret_problems(&namespace, svc.spec.secret_refs()));
-    let notes = snapshot.report.services.get(&ServiceKey { namespace, name }).cloned().unwrap_or_default();
+    let notes = report.services.get(&ServiceKey { namespace, name }).cloned().unwrap_or_default();
     let accepted = rejected(&world.invalid.services, &svc.metadata)
         .unwrap_or_else(|| accepted(if notes.is_empty() { "accepted".to_owned() } else { format!("accepted; {}", notes.join("; ")) }));
     let stored = svc.status.clone().unwrap_or_default();
@@ -31,7 +31,7 @@ pub fn service(svc: &VPCService, world: &World, snapshot: &Snapshot, now: Timest
 }
 
 /// A VPCIngress: its VPC, its certificate Secrets, and what the gateways program of its listeners.
-pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timestamp) -> Option<VPCIngressStatus> {
+pub fn ingress(ing: &VPCIngress, world: &World, report: &SnapshotReport, now: Timestamp) -> Option<VPCIngressStatus> {
     let (namespace, name) = key(&ing.metadata);
     let label = format!("{namespace}/{name}");
     let mut missing = Vec::new();
@@ -44,7 +44,7 @@ pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timest
     let mut listeners = Vec::new();
     let mut programmed = 0;
     for l in &ing.spec.listeners {
-        let report = snapshot.report.listeners.get(&format!("{label}/{}", l.name)).cloned().unwrap_or_default();
+        let report = report.listeners.get(&format!("{label}/{}", l.name)).cloned().unwrap_or_default();
         let conflicted = report.problems.iter().any(|p| p.contains("conflict") || p.contains("used by the gateway itself"));
         let (ok, reason) = match (report.programmed, conflicted) {
             (true, _) => (true, reasons::PROGRAMMED),
@@ -103,9 +103,9 @@ pub fn ingress(ing: &VPCIngress, world: &World, snapshot: &Snapshot, now: Timest
 }
 
 /// A VPCEgress: its VPC exists and it is the policy the gateways enforce for that VPC.
-pub fn egress(e: &VPCEgress, world: &World, snapshot: &Snapshot, now: Timestamp) -> Option<VPCEgressStatus> {
+pub fn egress(e: &VPCEgress, world: &World, report: &SnapshotReport, now: Timestamp) -> Option<VPCEgressStatus> {
     let (namespace, name) = key(&e.metadata);
-    let problems = snapshot.report.egress.get(&format!("{namespace}/{name}")).cloned().unwrap_or_default();
+    let problems = report.egress.get(&format!("{namespace}/{name}")).cloned().unwrap_or_default();
     let not_enforced = problems.iter().find(|p| p.ends_with("not enforced"));
     let (accepted, programmed) = match (rejected(&world.invalid.egress, &e.metadata), not_enforced) {
         (Some(invalid), _) => (invalid, not_programmed()),

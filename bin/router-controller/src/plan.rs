@@ -39,8 +39,8 @@ pub fn overlay(world: &mut World, queue: &StatusQueue) {
 /// The writes one pass over `world` makes: each a status that differs from
 /// the one shown, with the Events of its condition changes.
 pub fn plan(world: &World, now: Timestamp) -> Vec<StatusWrite> {
-    let snapshot = world.snapshot();
-    let shadows = routes::shadowing(&world.routes);
+    let snapshot = world.report();
+    let shadows = routes::shadowing(&world.routes, &world.memo);
     let tunnel_losers = tunnel_conflicts(&world.tunnels);
     let mut writes = Vec::new();
     let conditions = |c| serde_json::json!({ "conditions": c });

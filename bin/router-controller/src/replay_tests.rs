@@ -69,8 +69,11 @@ fn fleet_world(services: usize) -> World {
     World::routing(f.vpcs, f.attachments, f.services, f.routes)
 }
 
+/// A copy of `w`, sharing its memo, as the controller's passes share theirs.
 fn cloned(w: &World) -> World {
-    World::routing(w.vpcs.clone(), w.attachments.clone(), w.services.clone(), w.routes.clone())
+    let mut copy = World::routing(w.vpcs.clone(), w.attachments.clone(), w.services.clone(), w.routes.clone());
+    copy.memo = w.memo.clone();
+    copy
 }
 
 fn now() -> Timestamp {
@@ -156,4 +159,47 @@ async fn one_change_writes_the_objects_that_depend_on_it_and_no_others() {
     let mut written: Vec<String> = server.writes()[before..].iter().map(|k| k.name.clone()).collect();
     written.sort();
     assert_eq!(written, ["route-7-0", "route-7-1", "route-7-2", "route-7-3"]);
+}
+
+#[tokio::test]
+async fn a_route_changed_to_shadow_another_is_seen_though_match_keys_are_kept() {
+    let server = Server::default();
+    let q = queue(&server);
+    let cache = fleet_world(10);
+    pass(&cache, &q);
+    drained(&q).await;
+    let mut current = server.caught_up(cloned(&cache));
+    let before = server.writes().len();
+
+    // route-3-1 takes route-3-0's path: same age, so route-3-0 (first by name) keeps it.
+    let r = current.routes.iter_mut().find(|r| r.metadata.name.as_deref() == Some("route-3-1")).unwrap();
+    r.spec.matches[0].path_prefix = Some("/p0".into());
+    r.metadata.generation = Some(2);
+    assert_eq!(pass(&current, &q), 1);
+    drained(&q).await;
+    let last = server.writes().last().cloned().unwrap();
+    assert_eq!((last.name.as_str(), server.writes().len() - before), ("route-3-1", 1));
+    let current = server.caught_up(current);
+    let shown = current.routes.iter().find(|r| r.metadata.name.as_deref() == Some("route-3-1")).unwrap();
+    let programmed = shown.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Programmed").unwrap();
+    assert_eq!((programmed.reason.as_str(), programmed.status.as_str()), ("Shadowed", "False"));
+}
+
+#[test]
+fn the_snapshot_report_is_kept_across_status_changes_and_rebuilt_on_a_spec_change() {
+    let cache = fleet_world(10);
+    let first = cloned(&cache).report();
+    let mut statuses_only = cloned(&cache);
+    for r in &mut statuses_only.routes {
+        r.status = Some(Default::default());
+    }
+    assert!(Arc::ptr_eq(&first, &statuses_only.report()), "a status write coming back rebuilds nothing");
+
+    let mut changed = cloned(&cache);
+    changed.routes[0].spec.hostnames = vec!["other.example.com".into()];
+    changed.routes[0].metadata.generation = Some(2);
+    assert!(!Arc::ptr_eq(&first, &changed.report()));
+    let mut endpoints = cloned(&cache);
+    endpoints.services[0].metadata.resource_version = Some("2".into());
+    assert!(!Arc::ptr_eq(&changed.report(), &endpoints.report()), "a VPCService's status is read: its resourceVersion counts");
 }

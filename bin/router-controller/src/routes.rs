@@ -4,13 +4,16 @@
 //! is shadowed by a route that takes precedence, which the message names),
 //! and per-destination ready endpoint counts.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use k8s_openapi::jiff::Timestamp;
 use router_api::v1alpha1::{DestinationStatus, RouteMatch, VPCRoute, VPCRouteStatus, condition_types, reasons};
-use router_core::{RouteKey, Snapshot};
+use router_core::{RouteKey, SnapshotReport};
 
-use crate::world::{Desired, World, accepted, key, merge_conditions, not_programmed, rejected};
+use crate::{
+    memo::PassMemo,
+    world::{Desired, World, accepted, key, merge_conditions, not_programmed, rejected},
+};
 
 /// Identical matches on identical hostnames: the same requests.
 fn match_keys(route: &VPCRoute) -> Vec<String> {
@@ -37,47 +40,54 @@ fn match_keys(route: &VPCRoute) -> Vec<String> {
 }
 
 /// Precedence among identical matches: the oldest route, then namespace/name (Gateway API).
-fn precedence(route: &VPCRoute) -> (i64, Key) {
-    (route.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second()), key(&route.metadata))
+fn precedence(route: &VPCRoute) -> (i64, (&str, &str)) {
+    let meta = &route.metadata;
+    let key = (meta.namespace.as_deref().unwrap_or(router_api::manifest::DEFAULT_NAMESPACE), meta.name.as_deref().unwrap_or_default());
+    (meta.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second()), key)
 }
 
 /// (namespace, name) of an object.
 type Key = (String, String);
 
-/// For each route: per match, the route that shadows it (None: not shadowed).
-pub type Shadows = BTreeMap<Key, Vec<Option<Key>>>;
+/// For each route with a shadowed match: per match, the route that shadows it
+/// (None: not shadowed). A route not listed has no shadowed match.
+pub type Shadows = HashMap<Key, Vec<Option<Key>>>;
 
-/// Which matches of which routes are shadowed, and by whom.
-pub fn shadowing(routes: &[VPCRoute]) -> Shadows {
-    let mut winner_of: BTreeMap<String, &VPCRoute> = BTreeMap::new();
-    for r in routes {
-        for k in match_keys(r) {
+/// Which matches of which routes are shadowed, and by whom. Match keys are
+/// kept across passes per route generation (`memo`): computing them was a
+/// tenth of a pass at 10,000 routes.
+pub fn shadowing(routes: &[VPCRoute], memo: &PassMemo) -> Shadows {
+    let keys = memo.match_keys(routes, match_keys);
+    let precedence: Vec<_> = routes.iter().map(precedence).collect();
+    let mut winner_of: HashMap<&str, usize> = HashMap::with_capacity(routes.len());
+    for (i, route_keys) in keys.iter().enumerate() {
+        for k in route_keys.iter() {
             winner_of
-                .entry(k)
+                .entry(k.as_str())
                 .and_modify(|w| {
-                    if precedence(r) < precedence(w) {
-                        *w = r
+                    if precedence[i] < precedence[*w] {
+                        *w = i
                     }
                 })
-                .or_insert(r);
+                .or_insert(i);
         }
     }
-    routes
-        .iter()
-        .map(|r| {
-            let shadowed = match_keys(r)
-                .iter()
-                .map(|k| winner_of.get(k).filter(|w| key(&w.metadata) != key(&r.metadata)).map(|w| key(&w.metadata)))
-                .collect();
-            (key(&r.metadata), shadowed)
-        })
-        .collect()
+    let mut shadows = Shadows::new();
+    for (i, route_keys) in keys.iter().enumerate() {
+        let owner = |k: &String| Some(winner_of[k.as_str()]).filter(|&w| precedence[w].1 != precedence[i].1);
+        if route_keys.iter().any(|k| owner(k).is_some()) {
+            let by = route_keys.iter().map(|k| owner(k).map(|w| key(&routes[w].metadata))).collect();
+            shadows.insert(key(&routes[i].metadata), by);
+        }
+    }
+    shadows
 }
 
 /// The status the controller owns on `route`, or None when it is already stored.
-pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &Shadows, now: Timestamp) -> Option<VPCRouteStatus> {
+pub fn desired(route: &VPCRoute, world: &World, report: &SnapshotReport, shadows: &Shadows, now: Timestamp) -> Option<VPCRouteStatus> {
     let (namespace, name) = key(&route.metadata);
-    let problems = snapshot.report.routes.get(&RouteKey { namespace: namespace.clone(), name: name.clone() }).cloned().unwrap_or_default();
+    let no_problems = Vec::new();
+    let problems = report.routes.get(&RouteKey { namespace: namespace.clone(), name: name.clone() }).unwrap_or(&no_problems);
 
     let mut missing = Vec::new();
     let refs = route
@@ -119,7 +129,7 @@ pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &S
         (None, None, false) => accepted("accepted"),
     };
 
-    let shadowed = shadows.get(&(namespace.clone(), name.clone())).cloned().unwrap_or_default();
+    let shadowed = shadows.get(&(namespace.clone(), name.clone())).map(Vec::as_slice).unwrap_or_default();
     let describe = |w: &Key| format!("{}/{}", w.0, w.1);
     let programmed = if !accepted.status {
         not_programmed()
@@ -164,7 +174,8 @@ pub fn desired(route: &VPCRoute, world: &World, snapshot: &Snapshot, shadows: &S
             }
         })
         .collect();
-    let stored = route.status.clone().unwrap_or_default();
-    let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved, programmed], route.metadata.generation, now);
-    (changed || stored.destinations != destinations).then_some(VPCRouteStatus { conditions, destinations })
+    let (stored_conditions, stored_destinations) =
+        route.status.as_ref().map_or((&[][..], &[][..]), |s| (&s.conditions[..], &s.destinations[..]));
+    let (conditions, changed) = merge_conditions(stored_conditions, vec![accepted, resolved, programmed], route.metadata.generation, now);
+    (changed || stored_destinations != destinations).then_some(VPCRouteStatus { conditions, destinations })
 }

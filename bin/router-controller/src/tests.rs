@@ -59,8 +59,8 @@ fn cond<'a>(conditions: &'a [Condition], t: &str) -> (&'a str, &'a str) {
 }
 
 fn route_status(world: &World, name: &str) -> VPCRouteStatus {
-    let snapshot = world.snapshot();
-    let shadows = routes::shadowing(&world.routes);
+    let snapshot = world.report();
+    let shadows = routes::shadowing(&world.routes, &world.memo);
     let r = world.routes.iter().find(|r| r.metadata.name.as_deref() == Some(name)).unwrap();
     routes::desired(r, world, &snapshot, &shadows, now()).expect("a first write")
 }
@@ -132,8 +132,8 @@ fn route_conditions_table() {
     // Stored as computed: nothing to write.
     let mut stored = world.routes[0].clone();
     stored.status = Some(good);
-    let snapshot = world.snapshot();
-    assert!(routes::desired(&stored, &world, &snapshot, &routes::shadowing(&world.routes), now()).is_none());
+    let snapshot = world.report();
+    assert!(routes::desired(&stored, &world, &snapshot, &routes::shadowing(&world.routes, &world.memo), now()).is_none());
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn service_ingress_and_egress_conditions() {
     world
         .services
         .push(obj(service("lost", json!({"vpcAttachmentRef": {"name": "missing"}, "tls": {"caCertificateRef": {"name": "no-ca"}}}))));
-    let snapshot = world.snapshot();
+    let snapshot = world.report();
     let c = objects::service(&world.services[0], &world, &snapshot, now()).unwrap();
     assert_eq!(
         (cond(&c, types::ACCEPTED), cond(&c, types::RESOLVED_REFS)),
@@ -188,7 +188,7 @@ fn service_ingress_and_egress_conditions() {
         )),
     ];
     world.index.take(); // changed after it was read
-    let snapshot = world.snapshot();
+    let snapshot = world.report();
     let first = objects::ingress(&world.ingresses[0], &world, &snapshot, now()).unwrap();
     assert_eq!(cond(&first.conditions, types::ACCEPTED), ("True", reasons::ACCEPTED));
     assert_eq!(cond(&first.conditions, types::RESOLVED_REFS), ("True", reasons::RESOLVED_REFS));
@@ -212,7 +212,7 @@ fn service_ingress_and_egress_conditions() {
                "spec": {"vpcRef": {"name": vpc}, "defaultAction": "Deny", "rules": [{"name": "r", "to": {"hosts": ["a.example.com"]}, "action": "Allow"}]}})
     };
     world.egress = vec![obj(egress("e1", "vpc")), obj(egress("e2", "vpc")), obj(egress("e3", "no-vpc"))];
-    let snapshot = world.snapshot();
+    let snapshot = world.report();
     let expect = [
         (("True", reasons::ACCEPTED), ("True", reasons::PROGRAMMED)),
         (("True", reasons::ACCEPTED), ("False", reasons::CONFLICTED)),
@@ -354,7 +354,7 @@ fn accepted_of(conditions: &[Condition]) -> (&str, &str, &str) {
 #[test]
 fn objects_breaking_rules_the_server_did_not_enforce_are_invalid_with_the_rule_message() {
     let world = world_with_unenforced_rules();
-    let snapshot = world.snapshot();
+    let snapshot = world.report();
 
     let route = route_status(&world, "hash-without-ch");
     let (status, reason, message) = accepted_of(&route.conditions);

@@ -27,7 +27,9 @@ use router_api::{
         VPCService, condition_types, reasons, secret_value,
     },
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput};
+use router_core::{EndpointStore, Snapshot, SnapshotInput, SnapshotReport};
+
+use crate::memo::{Identity, PassMemo, Version};
 
 /// The objects of the cluster the controller reconciles from.
 #[derive(Default)]
@@ -50,6 +52,8 @@ pub struct World {
     pub secret_checks: SecretChecks,
     /// Router objects that break their CRD's schema or CEL rules.
     pub invalid: Invalid,
+    /// What the last pass computed from specs alone, kept for the next (shared across worlds).
+    pub memo: PassMemo,
     /// Lookups by namespace and name, built on first use: a world is not changed once read.
     pub(crate) index: std::sync::OnceLock<Index>,
 }
@@ -201,6 +205,18 @@ impl World {
             locality: None,
         };
         Snapshot::build(input, &EndpointStore::default())
+    }
+
+    /// The report of [`World::snapshot`], kept across passes while no object it
+    /// is built from changes (see `memo`).
+    pub fn report(&self) -> std::sync::Arc<SnapshotReport> {
+        let identity = Identity::default()
+            .with("VPCService", Version::Resource, self.services.iter().map(|o| &o.metadata))
+            .with("VPCRoute", Version::Generation, self.routes.iter().map(|o| &o.metadata))
+            .with("VPCEgress", Version::Generation, self.egress.iter().map(|o| &o.metadata))
+            .with("VPCIngress", Version::Generation, self.ingresses.iter().map(|o| &o.metadata))
+            .with("VPC", Version::Resource, self.vpcs.iter().map(|o| &o.metadata));
+        self.memo.report(identity, || self.snapshot().report)
     }
 
     fn index(&self) -> &Index {

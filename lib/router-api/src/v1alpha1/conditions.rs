@@ -117,6 +117,10 @@ impl Conditions for Vec<Condition> {
             Some(c) => {
                 let changed =
                     c.status != status || c.reason != reason || c.message != message || c.observed_generation != observed_generation;
+                if !changed {
+                    // The common case of a pass over a converged world: nothing to copy.
+                    return false;
+                }
                 if c.status != status {
                     c.last_transition_time = Time(now);
                 }
@@ -124,7 +128,7 @@ impl Conditions for Vec<Condition> {
                 c.reason = reason.to_owned();
                 c.message = message;
                 c.observed_generation = observed_generation;
-                changed
+                true
             }
             None => {
                 self.push(Condition {
