@@ -58,7 +58,7 @@ impl Default for Identity {
 }
 
 fn hasher() -> foldhash::fast::FixedState {
-    foldhash::fast::FixedState::with_seed(0x6461_7475_6d)
+    foldhash::fast::FixedState::with_seed(0x0064_6174_756d)
 }
 
 impl Identity {

@@ -188,10 +188,27 @@ impl World {
     }
 
     /// The routing snapshot the gateways build from these objects: route
-    /// compilation, listener conflicts and attachment, egress policies. The
-    /// controller reports what the data plane will do, computed by the same code.
+    /// compilation, listener conflicts and attachment, egress policies.
     /// Invalid objects are left out, as the gateways leave them out.
     pub fn snapshot(&self) -> Snapshot {
+        self.with_input(|input| Snapshot::build(input, &EndpointStore::default()))
+    }
+
+    /// What building the snapshot reports, which is all the controller reads of it: it
+    /// reports what the data plane will do, computed by the same code. Kept across passes
+    /// while no object it is built from changes (see `memo`).
+    pub fn report(&self) -> std::sync::Arc<SnapshotReport> {
+        let identity = Identity::default()
+            .with("VPCService", Version::Resource, self.services.iter().map(|o| &o.metadata))
+            .with("VPCRoute", Version::Generation, self.routes.iter().map(|o| &o.metadata))
+            .with("VPCEgress", Version::Generation, self.egress.iter().map(|o| &o.metadata))
+            .with("VPCIngress", Version::Generation, self.ingresses.iter().map(|o| &o.metadata))
+            .with("VPC", Version::Resource, self.vpcs.iter().map(|o| &o.metadata));
+        self.memo.report(identity, || self.with_input(Snapshot::report))
+    }
+
+    /// `build` over the snapshot's input: the valid objects.
+    fn with_input<R>(&self, build: impl FnOnce(SnapshotInput<'_>) -> R) -> R {
         let (services, routes) = (valid(&self.services, &self.invalid.services), valid(&self.routes, &self.invalid.routes));
         let (egress, ingresses) = (valid(&self.egress, &self.invalid.egress), valid(&self.ingresses, &self.invalid.ingresses));
         let input = SnapshotInput {
@@ -204,19 +221,7 @@ impl World {
             // The controller is no gateway: its report needs no levels.
             locality: None,
         };
-        Snapshot::build(input, &EndpointStore::default())
-    }
-
-    /// The report of [`World::snapshot`], kept across passes while no object it
-    /// is built from changes (see `memo`).
-    pub fn report(&self) -> std::sync::Arc<SnapshotReport> {
-        let identity = Identity::default()
-            .with("VPCService", Version::Resource, self.services.iter().map(|o| &o.metadata))
-            .with("VPCRoute", Version::Generation, self.routes.iter().map(|o| &o.metadata))
-            .with("VPCEgress", Version::Generation, self.egress.iter().map(|o| &o.metadata))
-            .with("VPCIngress", Version::Generation, self.ingresses.iter().map(|o| &o.metadata))
-            .with("VPC", Version::Resource, self.vpcs.iter().map(|o| &o.metadata));
-        self.memo.report(identity, || self.snapshot().report)
+        build(input)
     }
 
     fn index(&self) -> &Index {

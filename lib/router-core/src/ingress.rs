@@ -272,15 +272,22 @@ impl IngressBuilder {
         }
     }
 
+    /// Records in `report` how many routes each listener has.
+    pub(crate) fn count_attached(&self, report: &mut SnapshotReport) {
+        for d in &self.drafts {
+            if let Some(r) = report.listeners.get_mut(&*d.listener.label) {
+                r.attached_routes = d.attached.len();
+            }
+        }
+    }
+
     pub(crate) fn finish(self, report: &mut SnapshotReport) -> IngressTable {
+        self.count_attached(report);
         let mut table = IngressTable::default();
         for d in self.drafts {
             let mut listener = d.listener;
             listener.attached_routes = d.attached.len();
             listener.routes = RouteTable::compile(d.attached);
-            if let Some(r) = report.listeners.get_mut(&*listener.label) {
-                r.attached_routes = listener.attached_routes;
-            }
             table
                 .ports
                 .entry(listener.port)
@@ -413,6 +420,7 @@ mod tests {
         let input =
             SnapshotInput { routes: &routes, vpcs: &vpcs, ingresses: &ingresses, reserved_ports: &[8080, 9090], ..Default::default() };
         let s = Snapshot::build(input, &EndpointStore::default());
+        assert_eq!(format!("{:?}", Snapshot::report(input)), format!("{:?}", s.report), "the report-only build reports the same");
         let l = |name: &str| s.report.listeners.get(name).cloned().unwrap_or_else(|| panic!("{name} reported"));
 
         assert!(l("default/public/https").programmed && l("default/public/https").problems.is_empty());
