@@ -137,7 +137,8 @@ fn trim_service(service: &mut Service) {
 }
 
 /// mimalloc rather than glibc's malloc: half of a 10,000-route snapshot build
-/// went to glibc's chunk consolidation (docs/performance.md, "Allocator").
+/// went to glibc's chunk consolidation. The data-plane binaries stay on glibc:
+/// there mimalloc cost more memory than it saved time (docs/performance.md, "Allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

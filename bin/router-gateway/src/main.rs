@@ -129,11 +129,6 @@ struct Args {
     demo_backends: bool,
 }
 
-/// mimalloc rather than glibc's malloc: half of a 10,000-route snapshot build
-/// went to glibc's chunk consolidation (docs/performance.md, "Allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args = Args::parse();
     router_kube::init_logging(&args.log_format);

@@ -103,11 +103,6 @@ struct ServeArgs {
     identity: Option<String>,
 }
 
-/// mimalloc rather than glibc's malloc: half of a 10,000-route snapshot build
-/// went to glibc's chunk consolidation (docs/performance.md, "Allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
