@@ -106,6 +106,17 @@ fn queue(server: &Server) -> Arc<StatusQueue> {
     StatusQueue::start(server.clone(), &QueueArgs::default(), Arc::new(KubeMetrics::new("test")))
 }
 
+/// A fleet of `services` reconciled once, its writes landed and shown by the cache.
+async fn converged(services: usize) -> (Server, Arc<StatusQueue>, World) {
+    let server = Server::default();
+    let q = queue(&server);
+    let cache = fleet_world(services);
+    pass(&cache, &q);
+    drained(&q).await;
+    let current = server.caught_up(cloned(&cache));
+    (server, q, current)
+}
+
 #[tokio::test]
 async fn a_replay_of_the_same_world_writes_nothing_even_before_the_cache_catches_up() {
     let server = Server::default();
@@ -132,12 +143,7 @@ async fn a_replay_of_the_same_world_writes_nothing_even_before_the_cache_catches
 
 #[tokio::test]
 async fn one_change_writes_the_objects_that_depend_on_it_and_no_others() {
-    let server = Server::default();
-    let q = queue(&server);
-    let cache = fleet_world(50);
-    pass(&cache, &q);
-    drained(&q).await;
-    let mut current = server.caught_up(cloned(&cache));
+    let (server, q, mut current) = converged(50).await;
     let before = server.writes().len();
 
     // One route now names a service that does not exist: that route, alone.
@@ -163,12 +169,7 @@ async fn one_change_writes_the_objects_that_depend_on_it_and_no_others() {
 
 #[tokio::test]
 async fn a_route_changed_to_shadow_another_is_seen_though_match_keys_are_kept() {
-    let server = Server::default();
-    let q = queue(&server);
-    let cache = fleet_world(10);
-    pass(&cache, &q);
-    drained(&q).await;
-    let mut current = server.caught_up(cloned(&cache));
+    let (server, q, mut current) = converged(10).await;
     let before = server.writes().len();
 
     // route-3-1 takes route-3-0's path: same age, so route-3-0 (first by name) keeps it.
