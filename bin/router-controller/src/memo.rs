@@ -1,7 +1,12 @@
 //! What one pass keeps for the next: results that depend only on objects'
-//! specs, reused while those objects are unchanged. The routing snapshot's
-//! report is kept by the identity of every object it was built from, and
-//! each route's match keys by its uid and generation.
+//! specs, reused while those objects are unchanged.
+//! - The routing snapshot's report, by the identity of every object it was
+//!   built from: a pass after a change no routing object depends on reuses it.
+//! - Each route's check (`router_core::RouteChecker`: its problems and the
+//!   listeners it attaches to), by the route's uid and generation, while
+//!   the set of VPCServices, the VPCIngresses and the VPCs are the same: a
+//!   pass after one route change checks that route alone.
+//! - Each route's match keys, by uid and generation.
 //!
 //! Most passes follow changes that touch no routing object — the
 //! controller's own status writes coming back as watch events, Pods,
@@ -20,7 +25,7 @@ use std::{
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use router_core::SnapshotReport;
+use router_core::{RouteCheck, RouteChecker, SnapshotInput, SnapshotReport};
 
 /// Shared by the passes of one controller (cloning shares it).
 #[derive(Clone, Default)]
@@ -29,6 +34,12 @@ pub struct PassMemo(Arc<Mutex<State>>);
 #[derive(Default)]
 struct State {
     report: Option<(u64, Arc<SnapshotReport>)>,
+    /// Everything but the routes, compiled, by the identity of what it was built from.
+    checker: Option<(u64, Arc<RouteChecker>)>,
+    /// The identity route checks depend on; `checks` hold for it.
+    scope: Option<u64>,
+    /// uid → (generation, check, the pass that last asked).
+    checks: HashMap<String, (i64, Arc<RouteCheck>, u64)>,
     /// uid → (generation, match keys, the pass that last asked).
     match_keys: HashMap<String, (i64, Arc<[String]>, u64)>,
     passes: u64,
@@ -41,6 +52,8 @@ pub enum Version {
     Generation,
     /// `metadata.resourceVersion`: the status matters too.
     Resource,
+    /// Only that the object exists.
+    Exists,
 }
 
 /// The identity of a set of objects, in any order: equal identities mean the same
@@ -68,6 +81,7 @@ impl Identity {
             let v = match version {
                 Version::Generation => meta.generation.map(|g| g.to_string()),
                 Version::Resource => meta.resource_version.clone(),
+                Version::Exists => Some(String::new()),
             };
             match (&meta.uid, v) {
                 (Some(uid), Some(v)) => {
@@ -91,16 +105,63 @@ impl PassMemo {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The report kept for `identity`, or the one `build` makes (kept when the identity is complete).
-    pub fn report(&self, identity: Identity, build: impl FnOnce() -> SnapshotReport) -> Arc<SnapshotReport> {
-        let id = identity.value();
-        if let Some((kept, report)) = &self.state().report
-            && Some(*kept) == id
+    /// What building a snapshot of `input` reports (`router_core::Snapshot::report`),
+    /// recomputing only what changed since the last pass.
+    pub fn report(&self, input: SnapshotInput<'_>) -> Arc<SnapshotReport> {
+        let of = |services, vpcs| {
+            Identity::default()
+                .with("VPCService", services, input.services.iter().map(|o| &o.metadata))
+                .with("VPCIngress", Version::Generation, input.ingresses.iter().map(|o| &o.metadata))
+                .with("VPC", vpcs, input.vpcs.iter().map(|o| &o.metadata))
+        };
+        let everything = of(Version::Resource, Version::Resource)
+            .with("VPCEgress", Version::Generation, input.egress.iter().map(|o| &o.metadata))
+            .with("VPCRoute", Version::Generation, input.routes.iter().map(|o| &o.metadata))
+            .value();
+        let mut state = self.state();
+        if let Some((kept, report)) = &state.report
+            && Some(*kept) == everything
         {
             return report.clone();
         }
-        let report = Arc::new(build());
-        self.state().report = id.map(|id| (id, report.clone()));
+        let checker_id = of(Version::Resource, Version::Resource)
+            .with("VPCEgress", Version::Generation, input.egress.iter().map(|o| &o.metadata))
+            .value();
+        let checker = match &state.checker {
+            Some((kept, checker)) if Some(*kept) == checker_id => checker.clone(),
+            _ => Arc::new(RouteChecker::new(input)),
+        };
+        state.checker = checker_id.map(|id| (id, checker.clone()));
+        // A route's check reads which VPCServices exist, and the listeners.
+        let scope = of(Version::Exists, Version::Exists).value();
+        if scope.is_none() || scope != state.scope {
+            state.checks.clear();
+        }
+        state.scope = scope;
+        state.passes += 1;
+        let pass = state.passes;
+        let checks: Vec<Arc<RouteCheck>> = input
+            .routes
+            .iter()
+            .map(|route| {
+                let meta = &route.metadata;
+                let (Some(uid), Some(generation), Some(_)) = (&meta.uid, meta.generation, scope) else {
+                    return Arc::new(checker.check(route));
+                };
+                if let Some((g, kept, seen)) = state.checks.get_mut(uid.as_str())
+                    && *g == generation
+                {
+                    *seen = pass;
+                    return kept.clone();
+                }
+                let fresh = Arc::new(checker.check(route));
+                state.checks.insert(uid.clone(), (generation, fresh.clone(), pass));
+                fresh
+            })
+            .collect();
+        state.checks.retain(|_, (_, _, seen)| *seen == pass);
+        let report = Arc::new(checker.report(input.routes.iter().zip(checks.iter().map(|c| &**c))));
+        state.report = everything.map(|id| (id, report.clone()));
         report
     }
 
@@ -134,6 +195,10 @@ impl PassMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use router_api::{
+        galactic::VPC,
+        v1alpha1::{VPCIngress, VPCRoute, VPCService},
+    };
 
     fn meta(uid: &str, generation: i64) -> ObjectMeta {
         ObjectMeta { uid: Some(uid.into()), generation: Some(generation), ..Default::default() }
@@ -150,23 +215,44 @@ mod tests {
         assert_eq!(id(&[&a, &ObjectMeta::default()]), None, "an object without uid: nothing is kept");
     }
 
+    fn same(memo: &PassMemo, services: &[VPCService], routes: &[VPCRoute], vpcs: &[VPC], ingresses: &[VPCIngress]) {
+        let input = SnapshotInput { services, routes, vpcs, ingresses, ..Default::default() };
+        let fresh = router_core::Snapshot::report(input);
+        assert_eq!(format!("{:?}", memo.report(input)), format!("{fresh:?}"), "the kept report is the one a fresh build makes");
+    }
+
     #[test]
-    fn a_report_is_rebuilt_when_the_identity_changes_and_never_for_an_incomplete_one() {
+    fn reports_rebuilt_from_kept_checks_are_those_a_fresh_build_makes() {
+        let f = router_tests::fleet::fleet("default", 20, 4);
+        let (vpcs, mut services, mut routes) = (f.vpcs, f.services, f.routes);
+        let ingress: VPCIngress = serde_json::from_value(serde_json::json!({
+            "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCIngress",
+            "metadata": {"name": "edge", "namespace": "default", "uid": "uid-edge", "generation": 1},
+            "spec": {"vpcRef": {"name": "vpc"}, "listeners": [{"name": "http", "port": 8081, "protocol": "HTTP", "hostnames": ["svc-1.example.com"]}]}
+        }))
+        .unwrap();
+        let ingresses = [ingress];
+        for r in routes.iter_mut().take(8) {
+            r.spec.ingress_refs = vec![router_api::v1alpha1::LocalObjectReference { name: "edge".into() }];
+        }
         let memo = PassMemo::default();
-        let builds = std::cell::Cell::new(0);
-        let build = || {
-            builds.set(builds.get() + 1);
-            SnapshotReport::default()
-        };
-        let of = |g| Identity::default().with("VPCRoute", Version::Generation, [&meta("a", g)]);
-        memo.report(of(1), build);
-        memo.report(of(1), build);
-        assert_eq!(builds.get(), 1);
-        memo.report(of(2), build);
-        assert_eq!(builds.get(), 2);
-        let incomplete = || Identity::default().with("VPCRoute", Version::Resource, [&meta("a", 2)]);
-        memo.report(incomplete(), build);
-        memo.report(incomplete(), build);
-        assert_eq!(builds.get(), 4);
+        same(&memo, &services, &routes, &vpcs, &ingresses);
+        same(&memo, &services, &routes, &vpcs, &ingresses);
+
+        // One route names a missing service; another moves to the listener's hostname.
+        routes[30].spec.destinations[0].vpc_service_ref.name = "missing".into();
+        routes[30].metadata.generation = Some(2);
+        routes[0].spec.hostnames = vec!["svc-1.example.com".into()];
+        routes[0].metadata.generation = Some(2);
+        same(&memo, &services, &routes, &vpcs, &ingresses);
+        // A route and a service deleted: the routes naming it are rechecked.
+        routes.remove(5);
+        services.retain(|s| s.metadata.name.as_deref() != Some("svc-2"));
+        same(&memo, &services, &routes, &vpcs, &ingresses);
+        // A service's endpoints change (its resourceVersion): its report entry is redone.
+        services[0].status =
+            Some(serde_json::from_value(serde_json::json!({"endpoints": [{"address": "not-an-ip", "port": 80, "ready": true}]})).unwrap());
+        services[0].metadata.resource_version = Some("2".into());
+        same(&memo, &services, &routes, &vpcs, &ingresses);
     }
 }

@@ -9,7 +9,7 @@ use router_api::v1alpha1::{
 };
 use router_core::{ServiceKey, SnapshotReport};
 
-use crate::world::{Desired, RefProblem, World, accepted, key, merge_conditions, not_programmed, rejected, resolved};
+use crate::world::{Desired, RefProblem, World, accepted, conditions_current, key, merge_conditions, not_programmed, rejected, resolved};
 
 /// The controller's conditions on a VPCService, and only them: service-discovery owns the
 /// rest of the status, and applying a default `readyEndpoints` would take it over.
@@ -25,8 +25,12 @@ pub fn service(svc: &VPCService, world: &World, report: &SnapshotReport, now: Ti
     let notes = report.services.get(&ServiceKey { namespace, name }).cloned().unwrap_or_default();
     let accepted = rejected(&world.invalid.services, &svc.metadata)
         .unwrap_or_else(|| accepted(if notes.is_empty() { "accepted".to_owned() } else { format!("accepted; {}", notes.join("; ")) }));
-    let stored = svc.status.clone().unwrap_or_default();
-    let (conditions, changed) = merge_conditions(&stored.conditions, vec![accepted, resolved(missing)], svc.metadata.generation, now);
+    let stored = svc.status.as_ref().map(|s| &s.conditions[..]).unwrap_or_default();
+    let desired = vec![accepted, resolved(missing)];
+    if conditions_current(stored, &desired, svc.metadata.generation) {
+        return None;
+    }
+    let (conditions, changed) = merge_conditions(stored, desired, svc.metadata.generation, now);
     changed.then_some(conditions)
 }
 

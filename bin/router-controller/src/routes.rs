@@ -12,7 +12,7 @@ use router_core::{RouteKey, SnapshotReport};
 
 use crate::{
     memo::PassMemo,
-    world::{Desired, World, accepted, key, merge_conditions, not_programmed, rejected},
+    world::{Desired, World, accepted, conditions_current, key, merge_conditions, not_programmed, rejected},
 };
 
 /// Identical matches on identical hostnames: the same requests.
@@ -176,6 +176,10 @@ pub fn desired(route: &VPCRoute, world: &World, report: &SnapshotReport, shadows
         .collect();
     let (stored_conditions, stored_destinations) =
         route.status.as_ref().map_or((&[][..], &[][..]), |s| (&s.conditions[..], &s.destinations[..]));
-    let (conditions, changed) = merge_conditions(stored_conditions, vec![accepted, resolved, programmed], route.metadata.generation, now);
+    let desired = vec![accepted, resolved, programmed];
+    if stored_destinations == destinations && conditions_current(stored_conditions, &desired, route.metadata.generation) {
+        return None;
+    }
+    let (conditions, changed) = merge_conditions(stored_conditions, desired, route.metadata.generation, now);
     (changed || stored_destinations != destinations).then_some(VPCRouteStatus { conditions, destinations })
 }

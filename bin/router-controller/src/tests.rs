@@ -416,3 +416,20 @@ fn tunnel_bindings_accepted_conflicted_or_missing_their_vpcservice() {
     assert_eq!(cond(&status(2), types::RESOLVED_REFS), ("False", reasons::REF_NOT_FOUND));
     assert_eq!(status(0).len(), 2, "only the controller's two conditions: Ready is tunnel-gateway's");
 }
+
+#[test]
+fn conditions_are_current_exactly_when_merging_changes_nothing() {
+    use crate::world::{Desired, accepted, conditions_current, merge_conditions, not_programmed};
+    let desired = || vec![accepted("accepted"), not_programmed()];
+    let (stored, _) = merge_conditions(&[], desired(), Some(1), now());
+    assert!(conditions_current(&stored, &desired(), Some(1)));
+    assert!(!merge_conditions(&stored, desired(), Some(1), now()).1);
+    let reversed: Vec<Condition> = stored.iter().rev().cloned().collect();
+    assert!(conditions_current(&reversed, &desired(), Some(1)), "order is not a change");
+    assert!(!conditions_current(&stored, &desired(), Some(2)), "a new generation is observed");
+    assert!(!conditions_current(&stored[..1], &desired(), Some(1)), "a missing condition");
+    let other = vec![accepted("accepted; note"), not_programmed()];
+    assert!(!conditions_current(&stored, &other, Some(1)), "a new message");
+    let flipped = vec![Desired { status: false, ..accepted("accepted") }, not_programmed()];
+    assert!(!conditions_current(&stored, &flipped, Some(1)), "a new status");
+}

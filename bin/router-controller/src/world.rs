@@ -29,7 +29,7 @@ use router_api::{
 };
 use router_core::{EndpointStore, Snapshot, SnapshotInput, SnapshotReport};
 
-use crate::memo::{Identity, PassMemo, Version};
+use crate::memo::PassMemo;
 
 /// The objects of the cluster the controller reconciles from.
 #[derive(Default)]
@@ -198,13 +198,7 @@ impl World {
     /// reports what the data plane will do, computed by the same code. Kept across passes
     /// while no object it is built from changes (see `memo`).
     pub fn report(&self) -> std::sync::Arc<SnapshotReport> {
-        let identity = Identity::default()
-            .with("VPCService", Version::Resource, self.services.iter().map(|o| &o.metadata))
-            .with("VPCRoute", Version::Generation, self.routes.iter().map(|o| &o.metadata))
-            .with("VPCEgress", Version::Generation, self.egress.iter().map(|o| &o.metadata))
-            .with("VPCIngress", Version::Generation, self.ingresses.iter().map(|o| &o.metadata))
-            .with("VPC", Version::Resource, self.vpcs.iter().map(|o| &o.metadata));
-        self.memo.report(identity, || self.with_input(Snapshot::report))
+        self.with_input(|input| self.memo.report(input))
     }
 
     /// `build` over the snapshot's input: the valid objects.
@@ -350,6 +344,22 @@ pub struct Desired<'a> {
     pub status: bool,
     pub reason: &'a str,
     pub message: String,
+}
+
+/// Whether `stored` already says what `desired` does: then [`merge_conditions`]
+/// changes nothing, and a pass over a converged world copies nothing.
+pub fn conditions_current(stored: &[Condition], desired: &[Desired<'_>], generation: Option<i64>) -> bool {
+    let owned = stored.iter().filter(|c| desired.iter().any(|d| d.type_ == c.type_)).count();
+    owned == desired.len()
+        && desired.iter().all(|d| {
+            stored.iter().any(|c| {
+                c.type_ == d.type_
+                    && c.status == ConditionStatus::from(d.status).as_str()
+                    && c.reason == d.reason
+                    && c.message == d.message
+                    && c.observed_generation == generation
+            })
+        })
 }
 
 /// Merges the desired conditions of the types this writer owns into the

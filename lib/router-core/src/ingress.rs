@@ -243,51 +243,61 @@ impl IngressBuilder {
     }
 
     /// Attaches a route to the listeners of the VPCIngresses it names.
-    pub(crate) fn attach(
-        &mut self,
+    /// Where a route naming `refs` with `hostnames` attaches: the listeners (by
+    /// position) and the hostnames each serves of it. What keeps it from
+    /// attaching goes to `problems`. Depends on the listeners alone, so one
+    /// route can be checked without the others.
+    pub(crate) fn attachments(
+        &self,
         namespace: &str,
         refs: &[LocalObjectReference],
-        route: &CompiledRoute<RoutePolicy>,
+        hostnames: &[String],
         problems: &mut Vec<String>,
-    ) {
+    ) -> Vec<(usize, Vec<String>)> {
+        let mut found = Vec::new();
         for r in refs {
             let key = (namespace.to_owned(), r.name.clone());
             if !self.ingresses.contains(&key) {
                 problems.push(format!("VPCIngress {namespace}/{} not found; not attached to it", r.name));
                 continue;
             }
-            let mut attached = false;
-            for d in self.drafts.iter_mut().filter(|d| d.ingress == key) {
-                if let Some(hostnames) = intersect_hostnames(&d.listener.hostnames, &route.hostnames) {
-                    d.attached.push(CompiledRoute { hostnames, rules: route.rules.clone() });
-                    attached = true;
+            let before = found.len();
+            for (i, d) in self.drafts.iter().enumerate().filter(|(_, d)| d.ingress == key) {
+                if let Some(served) = intersect_hostnames(&d.listener.hostnames, hostnames) {
+                    found.push((i, served));
                 }
             }
-            if !attached {
+            if found.len() == before {
                 problems.push(format!(
-                    "no programmed listener of VPCIngress {namespace}/{} accepts the route's hostnames {:?}",
-                    r.name, route.hostnames
+                    "no programmed listener of VPCIngress {namespace}/{} accepts the route's hostnames {hostnames:?}",
+                    r.name
                 ));
             }
         }
+        found
     }
 
-    /// Records in `report` how many routes each listener has.
-    pub(crate) fn count_attached(&self, report: &mut SnapshotReport) {
-        for d in &self.drafts {
-            if let Some(r) = report.listeners.get_mut(&*d.listener.label) {
-                r.attached_routes = d.attached.len();
-            }
+    /// The label of the listener at `position`.
+    pub(crate) fn label(&self, position: usize) -> &Arc<str> {
+        &self.drafts[position].listener.label
+    }
+
+    /// Attaches `route` where [`IngressBuilder::attachments`] found it belongs.
+    pub(crate) fn attach(&mut self, attachments: Vec<(usize, Vec<String>)>, route: &CompiledRoute<RoutePolicy>) {
+        for (i, hostnames) in attachments {
+            self.drafts[i].attached.push(CompiledRoute { hostnames, rules: route.rules.clone() });
         }
     }
 
     pub(crate) fn finish(self, report: &mut SnapshotReport) -> IngressTable {
-        self.count_attached(report);
         let mut table = IngressTable::default();
         for d in self.drafts {
             let mut listener = d.listener;
             listener.attached_routes = d.attached.len();
             listener.routes = RouteTable::compile(d.attached);
+            if let Some(r) = report.listeners.get_mut(&*listener.label) {
+                r.attached_routes = listener.attached_routes;
+            }
             table
                 .ports
                 .entry(listener.port)

@@ -30,4 +30,4 @@ pub mod snapshot;
 
 pub use endpoint::{EndpointState, EndpointStore};
 pub use route_table::{RequestView, RouteTable, normalize_host};
-pub use snapshot::{RouteKey, ServiceKey, Snapshot, SnapshotInput, SnapshotReport};
+pub use snapshot::{RouteCheck, RouteChecker, RouteKey, ServiceKey, Snapshot, SnapshotInput, SnapshotReport};

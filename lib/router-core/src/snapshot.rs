@@ -179,48 +179,64 @@ impl Snapshot {
     /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say
     /// where they are). Endpoint state is interned in `store`.
     pub fn build(input: SnapshotInput<'_>, store: &EndpointStore) -> Snapshot {
-        let Compiled { mut report, targets, routes, external, ingress, egress } = Compiled::new(input, store);
+        let Prepared { mut report, targets, mut ingress, egress, locality } = Prepared::new(input, store);
+        let mut compiled = Vec::with_capacity(input.routes.len());
+        let mut external = 0;
+        for route in input.routes {
+            let (key, mut problems) = (route_key(route), Vec::new());
+            match compile_route(route, &key, &targets, locality.as_ref(), store, &mut problems) {
+                Ok(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
+                Ok(c) => {
+                    let attachments = ingress.attachments(&key.namespace, &route.spec.ingress_refs, &c.hostnames, &mut problems);
+                    ingress.attach(attachments, &c);
+                    external += 1;
+                }
+                Err(e) => problems.push(format!("not served: {e}")),
+            }
+            report.routes.insert(key, problems);
+        }
         let ingress = ingress.finish(&mut report);
         Snapshot {
-            route_count: routes.len() + external,
-            routes: RouteTable::compile(routes),
+            route_count: compiled.len() + external,
+            routes: RouteTable::compile(compiled),
             ingress,
             egress,
             services: targets,
             report,
-            locality: input.locality.cloned(),
+            locality,
         }
     }
 
     /// What [`Snapshot::build`] reports about the objects, without assembling
-    /// the route tables a gateway serves from: the controller's view, which
-    /// reads the report alone (at 10,000 routes the tables are a third of the
-    /// build and most of freeing it).
+    /// the tables a gateway serves from: the controller's view, which reads
+    /// the report alone.
     pub fn report(input: SnapshotInput<'_>) -> SnapshotReport {
-        let Compiled { mut report, ingress, .. } = Compiled::new(input, &EndpointStore::default());
-        ingress.count_attached(&mut report);
-        report
+        let checker = RouteChecker::new(input);
+        let checks: Vec<RouteCheck> = input.routes.iter().map(|r| checker.check(r)).collect();
+        checker.report(input.routes.iter().zip(&checks))
     }
 }
 
-/// Every object compiled and checked, before the route tables are assembled.
-struct Compiled {
-    report: SnapshotReport,
-    targets: BTreeMap<ServiceKey, Arc<ServiceTarget>>,
-    /// The internal listener's routes.
-    routes: Vec<CompiledRoute<RoutePolicy>>,
-    /// How many routes attached to VPCIngresses instead.
-    external: usize,
-    ingress: IngressBuilder,
-    egress: EgressTable,
+fn route_key(route: &VPCRoute) -> RouteKey {
+    let (namespace, name) = key_of(&route.metadata);
+    RouteKey { namespace, name }
 }
 
-impl Compiled {
+/// Everything but the routes, compiled and checked.
+struct Prepared {
+    report: SnapshotReport,
+    targets: BTreeMap<ServiceKey, Arc<ServiceTarget>>,
+    ingress: IngressBuilder,
+    egress: EgressTable,
+    locality: Option<Locality>,
+}
+
+impl Prepared {
     fn new(input: SnapshotInput<'_>, store: &EndpointStore) -> Self {
-        let SnapshotInput { services, routes, egress, vpcs, ingresses, reserved_ports, locality } = input;
+        let SnapshotInput { services, egress, vpcs, ingresses, reserved_ports, locality, .. } = input;
         let mut report = SnapshotReport::default();
         let vpc_keys: Vec<(String, String)> = vpcs.iter().map(|v| key_of(&v.metadata)).collect();
-        let mut ingress = IngressBuilder::new(ingresses, &vpc_keys, reserved_ports, &mut report);
+        let ingress = IngressBuilder::new(ingresses, &vpc_keys, reserved_ports, &mut report);
         let mut targets = BTreeMap::new();
         for svc in services {
             let (namespace, name) = key_of(&svc.metadata);
@@ -259,25 +275,67 @@ impl Compiled {
                 }),
             );
         }
-
-        let mut compiled = Vec::with_capacity(routes.len());
-        let mut external = 0;
-        for route in routes {
-            let (namespace, name) = key_of(&route.metadata);
-            let key = RouteKey { namespace, name };
-            let mut problems = Vec::new();
-            match compile_route(route, &key, &targets, locality, store, &mut problems) {
-                Ok(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
-                Ok(c) => {
-                    ingress.attach(&key.namespace, &route.spec.ingress_refs, &c, &mut problems);
-                    external += 1;
-                }
-                Err(e) => problems.push(format!("not served: {e}")),
-            }
-            report.routes.insert(key, problems);
-        }
         let egress = compile_egress(egress, vpcs, &mut report);
-        Compiled { report, targets, routes: compiled, external, ingress, egress }
+        Prepared { report, targets, ingress, egress, locality: locality.cloned() }
+    }
+}
+
+/// What building a snapshot finds about one route: its problems, and the
+/// listeners it attaches to.
+#[derive(Debug, Clone, Default)]
+pub struct RouteCheck {
+    pub problems: Vec<String>,
+    /// Labels (`namespace/ingress/listener`) of the listeners serving it.
+    pub listeners: Vec<Arc<str>>,
+}
+
+/// The snapshot's report one route at a time. A route's check depends on
+/// the route, on which VPCServices exist and on the VPCIngresses and VPCs
+/// (their listeners), never on other routes; so a caller that keeps checks
+/// (the controller, per route generation) rechecks only the routes that
+/// changed, and [`RouteChecker::report`] assembles what
+/// [`Snapshot::build`] would report.
+pub struct RouteChecker {
+    prepared: Prepared,
+    /// Pickers are built as for a gateway; their counters are the checker's own.
+    store: EndpointStore,
+}
+
+impl RouteChecker {
+    /// Compiles everything of `input` but its routes (the controller's view: no locality).
+    pub fn new(input: SnapshotInput<'_>) -> Self {
+        let store = EndpointStore::default();
+        let prepared = Prepared::new(SnapshotInput { locality: None, ..input }, &store);
+        Self { prepared, store }
+    }
+
+    pub fn check(&self, route: &VPCRoute) -> RouteCheck {
+        let Prepared { targets, ingress, .. } = &self.prepared;
+        let (key, mut problems) = (route_key(route), Vec::new());
+        let mut listeners = Vec::new();
+        match compile_route(route, &key, targets, None, &self.store, &mut problems) {
+            Ok(_) if route.spec.ingress_refs.is_empty() => {}
+            Ok(c) => {
+                let attachments = ingress.attachments(&key.namespace, &route.spec.ingress_refs, &c.hostnames, &mut problems);
+                listeners = attachments.into_iter().map(|(i, _)| ingress.label(i).clone()).collect();
+            }
+            Err(e) => problems.push(format!("not served: {e}")),
+        }
+        RouteCheck { problems, listeners }
+    }
+
+    /// The report of a snapshot of these routes, each with its check.
+    pub fn report<'a>(&self, routes: impl IntoIterator<Item = (&'a VPCRoute, &'a RouteCheck)>) -> SnapshotReport {
+        let mut report = self.prepared.report.clone();
+        for (route, check) in routes {
+            for l in &check.listeners {
+                if let Some(r) = report.listeners.get_mut(&**l) {
+                    r.attached_routes += 1;
+                }
+            }
+            report.routes.insert(route_key(route), check.problems.clone());
+        }
+        report
     }
 }
 
