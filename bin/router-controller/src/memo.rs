@@ -78,18 +78,22 @@ impl Identity {
     /// Adds `objects` of kind `kind`.
     pub fn with<'a>(mut self, kind: &str, version: Version, objects: impl IntoIterator<Item = &'a ObjectMeta>) -> Self {
         for meta in objects {
-            let v = match version {
-                Version::Generation => meta.generation.map(|g| g.to_string()),
-                Version::Resource => meta.resource_version.clone(),
-                Version::Exists => Some(String::new()),
+            let Some(uid) = meta.uid.as_deref() else {
+                self.complete = false;
+                continue;
             };
-            match (&meta.uid, v) {
-                (Some(uid), Some(v)) => {
-                    // A sum of per-object hashes does not depend on the order the cache lists them in.
-                    self.sum = self.sum.wrapping_add(hasher().hash_one((kind, uid, v)));
+            let hash = match version {
+                Version::Generation => meta.generation.map(|g| hasher().hash_one((kind, uid, g))),
+                Version::Resource => meta.resource_version.as_deref().map(|v| hasher().hash_one((kind, uid, v))),
+                Version::Exists => Some(hasher().hash_one((kind, uid))),
+            };
+            match hash {
+                // A sum of per-object hashes does not depend on the order the cache lists them in.
+                Some(h) => {
+                    self.sum = self.sum.wrapping_add(h);
                     self.count += 1;
                 }
-                _ => self.complete = false,
+                None => self.complete = false,
             }
         }
         self
