@@ -7,6 +7,8 @@
 # CRD generation).
 #
 # Usage: bench/callgrind-request.sh [gateway binary, default target/release/router-gateway]
+#        KEEP=DIR keeps the two callgrind outputs in DIR (idle.out, loaded.out) for
+#        callgrind_annotate, e.g. --inclusive=yes loaded.out | head -60
 # Needs: valgrind, nginx, wrk, curl; cargo build --release -p router-gateway
 set -euo pipefail
 
@@ -44,6 +46,7 @@ run() {
 
 idle=$(run idle 0)
 loaded=$(run loaded 1)
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK/idle.out" "$WORK/loaded.out" "$KEEP/"; fi
 requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
 echo "startup instructions: $idle"
 echo "requests: $requests"
