@@ -38,6 +38,9 @@ struct State {
     checker: Option<(u64, Arc<RouteChecker>)>,
     /// The identity route checks depend on; `checks` hold for it.
     scope: Option<u64>,
+    /// The checker `report` was assembled by, when every route's check in it is in `checks`:
+    /// the next report can then be the last one with the changed routes replaced.
+    assembled_by: Option<u64>,
     /// uid → (generation, check, the pass that last asked).
     checks: HashMap<String, (i64, Arc<RouteCheck>, u64)>,
     /// uid → (generation, match keys, the pass that last asked).
@@ -140,31 +143,51 @@ impl PassMemo {
         let scope = of(Version::Exists, Version::Exists).value();
         if scope.is_none() || scope != state.scope {
             state.checks.clear();
+            state.assembled_by = None;
         }
         state.scope = scope;
         state.passes += 1;
         let pass = state.passes;
-        let checks: Vec<Arc<RouteCheck>> = input
-            .routes
-            .iter()
-            .map(|route| {
-                let meta = &route.metadata;
-                let (Some(uid), Some(generation), Some(_)) = (&meta.uid, meta.generation, scope) else {
-                    return Arc::new(checker.check(route));
-                };
-                if let Some((g, kept, seen)) = state.checks.get_mut(uid.as_str())
-                    && *g == generation
-                {
-                    *seen = pass;
-                    return kept.clone();
+        // Every route kept, and the checks that replaced others (old, new) or are new.
+        let mut all_kept = scope.is_some();
+        let mut changed: Vec<(Option<Arc<RouteCheck>>, Arc<RouteCheck>)> = Vec::new();
+        for route in input.routes {
+            let meta = &route.metadata;
+            let (Some(uid), Some(generation), true) = (&meta.uid, meta.generation, all_kept) else {
+                all_kept = false;
+                continue;
+            };
+            match state.checks.get_mut(uid.as_str()) {
+                Some((g, _, seen)) if *g == generation => *seen = pass,
+                _ => {
+                    let fresh = Arc::new(checker.check(route));
+                    let old = state.checks.insert(uid.clone(), (generation, fresh.clone(), pass));
+                    changed.push((old.map(|(_, c, _)| c), fresh));
                 }
-                let fresh = Arc::new(checker.check(route));
-                state.checks.insert(uid.clone(), (generation, fresh.clone(), pass));
-                fresh
-            })
-            .collect();
+            }
+        }
+        let gone: Vec<Arc<RouteCheck>> = state.checks.values().filter(|(_, _, seen)| *seen != pass).map(|(_, c, _)| c.clone()).collect();
         state.checks.retain(|_, (_, _, seen)| *seen == pass);
-        let report = Arc::new(checker.report(input.routes.iter().zip(checks.iter().map(|c| &**c))));
+
+        let report = match state.report.take() {
+            Some((_, mut report)) if all_kept && checker_id.is_some() && state.assembled_by == checker_id => {
+                let r = Arc::make_mut(&mut report);
+                gone.iter().for_each(|c| r.remove_route(c));
+                for (old, new) in &changed {
+                    if let Some(old) = old {
+                        r.remove_route(old);
+                    }
+                    r.add_route(new);
+                }
+                report
+            }
+            _ if all_kept => Arc::new(checker.report(state.checks.values().map(|(_, c, _)| &**c))),
+            _ => {
+                let checks: Vec<RouteCheck> = input.routes.iter().map(|r| checker.check(r)).collect();
+                Arc::new(checker.report(&checks))
+            }
+        };
+        state.assembled_by = if all_kept { checker_id } else { None };
         state.report = everything.map(|id| (id, report.clone()));
         report
     }
@@ -258,5 +281,18 @@ mod tests {
             Some(serde_json::from_value(serde_json::json!({"endpoints": [{"address": "not-an-ip", "port": 80, "ready": true}]})).unwrap());
         services[0].metadata.resource_version = Some("2".into());
         same(&memo, &services, &routes, &vpcs, &ingresses);
+        // Then routes alone: the last report with those routes replaced, or taken out.
+        routes[1].spec.hostnames = vec!["svc-1.example.com".into()];
+        routes[1].metadata.generation = Some(2);
+        same(&memo, &services, &routes, &vpcs, &ingresses);
+        let attached = routes.iter().position(|r| r.spec.hostnames[0] == "svc-1.example.com" && !r.spec.ingress_refs.is_empty()).unwrap();
+        routes.remove(attached);
+        same(&memo, &services, &routes, &vpcs, &ingresses);
+        let kept =
+            memo.report(SnapshotInput { services: &services, routes: &routes, vpcs: &vpcs, ingresses: &ingresses, ..Default::default() });
+        assert_eq!(
+            kept.listeners["default/edge/http"].attached_routes, 4,
+            "svc-1's routes (one deleted before), route-0-0 and route-0-1, less the one removed"
+        );
     }
 }

@@ -213,7 +213,7 @@ impl Snapshot {
     pub fn report(input: SnapshotInput<'_>) -> SnapshotReport {
         let checker = RouteChecker::new(input);
         let checks: Vec<RouteCheck> = input.routes.iter().map(|r| checker.check(r)).collect();
-        checker.report(input.routes.iter().zip(&checks))
+        checker.report(&checks)
     }
 }
 
@@ -282,8 +282,9 @@ impl Prepared {
 
 /// What building a snapshot finds about one route: its problems, and the
 /// listeners it attaches to.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RouteCheck {
+    pub key: RouteKey,
     pub problems: Vec<String>,
     /// Labels (`namespace/ingress/listener`) of the listeners serving it.
     pub listeners: Vec<Arc<str>>,
@@ -321,21 +322,36 @@ impl RouteChecker {
             }
             Err(e) => problems.push(format!("not served: {e}")),
         }
-        RouteCheck { problems, listeners }
+        RouteCheck { key, problems, listeners }
     }
 
-    /// The report of a snapshot of these routes, each with its check.
-    pub fn report<'a>(&self, routes: impl IntoIterator<Item = (&'a VPCRoute, &'a RouteCheck)>) -> SnapshotReport {
+    /// The report of a snapshot of the routes these checks are of.
+    pub fn report<'a>(&self, checks: impl IntoIterator<Item = &'a RouteCheck>) -> SnapshotReport {
         let mut report = self.prepared.report.clone();
-        for (route, check) in routes {
-            for l in &check.listeners {
-                if let Some(r) = report.listeners.get_mut(&**l) {
-                    r.attached_routes += 1;
-                }
-            }
-            report.routes.insert(route_key(route), check.problems.clone());
-        }
+        checks.into_iter().for_each(|c| report.add_route(c));
         report
+    }
+}
+
+impl SnapshotReport {
+    /// Adds a route, as its check found it, to a report of the same checker's.
+    pub fn add_route(&mut self, check: &RouteCheck) {
+        self.count(check, |n| *n += 1);
+        self.routes.insert(check.key.clone(), check.problems.clone());
+    }
+
+    /// Takes back what [`SnapshotReport::add_route`] added.
+    pub fn remove_route(&mut self, check: &RouteCheck) {
+        self.count(check, |n| *n = n.saturating_sub(1));
+        self.routes.remove(&check.key);
+    }
+
+    fn count(&mut self, check: &RouteCheck, change: impl Fn(&mut usize)) {
+        for l in &check.listeners {
+            if let Some(r) = self.listeners.get_mut(&**l) {
+                change(&mut r.attached_routes);
+            }
+        }
     }
 }
 
