@@ -5,7 +5,8 @@
 //! - Each route's check (`router_core::RouteChecker`: its problems and the
 //!   listeners it attaches to), by the route's uid and generation, while
 //!   the set of VPCServices, the VPCIngresses and the VPCs are the same: a
-//!   pass after one route change checks that route alone.
+//!   pass after one route change checks that route alone, and its report
+//!   is the last one with that route's entry replaced.
 //! - Each route's match keys, by uid and generation.
 //!
 //! Most passes follow changes that touch no routing object — the
