@@ -42,16 +42,70 @@ struct State {
     /// The checker `report` was assembled by, when every route's check in it is in `checks`:
     /// the next report can then be the last one with the changed routes replaced.
     assembled_by: Option<u64>,
-    /// uid → (generation, check, the pass that last asked).
-    checks: HashMap<String, (i64, Arc<RouteCheck>, u64)>,
-    /// uid → (generation, match keys, the pass that last asked).
-    match_keys: HashMap<String, (i64, Arc<[String]>, u64)>,
-    passes: u64,
+    checks: ByGeneration<RouteCheck>,
+    match_keys: ByGeneration<[String]>,
+}
+
+/// Values kept per object by uid and generation. An object a round did not
+/// ask about is forgotten when the round ends (it is gone).
+struct ByGeneration<T: ?Sized> {
+    /// uid → (generation, value, the round that last asked).
+    kept: HashMap<String, (i64, Arc<T>, u64)>,
+    round: u64,
+}
+
+impl<T: ?Sized> Default for ByGeneration<T> {
+    fn default() -> Self {
+        Self { kept: HashMap::new(), round: 0 }
+    }
+}
+
+enum Found<T: ?Sized> {
+    Kept(Arc<T>),
+    /// Made afresh, replacing the value of an older generation if there was one.
+    Made {
+        made: Arc<T>,
+        replaced: Option<Arc<T>>,
+    },
+    /// The object has no uid or generation: nothing is kept for it.
+    Unidentified,
+}
+
+impl<T: ?Sized> ByGeneration<T> {
+    fn begin(&mut self) {
+        self.round += 1;
+    }
+
+    /// The value kept for `meta`'s object at its generation, or the one `make` makes, kept.
+    fn get(&mut self, meta: &ObjectMeta, make: impl FnOnce() -> Arc<T>) -> Found<T> {
+        let (Some(uid), Some(generation)) = (&meta.uid, meta.generation) else { return Found::Unidentified };
+        if let Some((g, kept, asked)) = self.kept.get_mut(uid.as_str())
+            && *g == generation
+        {
+            *asked = self.round;
+            return Found::Kept(kept.clone());
+        }
+        let made = make();
+        let replaced = self.kept.insert(uid.clone(), (generation, made.clone(), self.round)).map(|(_, v, _)| v);
+        Found::Made { made, replaced }
+    }
+
+    /// Ends the round: forgets, and returns, the values of objects it did not ask about.
+    fn end(&mut self) -> Vec<Arc<T>> {
+        let round = self.round;
+        let gone = self.kept.values().filter(|(_, _, asked)| *asked != round).map(|(_, v, _)| v.clone()).collect();
+        self.kept.retain(|_, (_, _, asked)| *asked == round);
+        gone
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.kept.values().map(|(_, v, _)| v)
+    }
 }
 
 /// How an object's version is read.
 #[derive(Clone, Copy)]
-pub enum Version {
+enum Version {
     /// `metadata.generation`: the spec alone matters.
     Generation,
     /// `metadata.resourceVersion`: the status matters too.
@@ -62,7 +116,8 @@ pub enum Version {
 
 /// The identity of a set of objects, in any order: equal identities mean the same
 /// objects at the same versions. None when some object has no uid or version.
-pub struct Identity {
+#[derive(Clone, Copy)]
+struct Identity {
     sum: u64,
     count: u64,
     complete: bool,
@@ -80,7 +135,7 @@ fn hasher() -> foldhash::fast::FixedState {
 
 impl Identity {
     /// Adds `objects` of kind `kind`.
-    pub fn with<'a>(mut self, kind: &str, version: Version, objects: impl IntoIterator<Item = &'a ObjectMeta>) -> Self {
+    fn with<'a>(mut self, kind: &str, version: Version, objects: impl IntoIterator<Item = &'a ObjectMeta>) -> Self {
         for meta in objects {
             let Some(uid) = meta.uid.as_deref() else {
                 self.complete = false;
@@ -122,19 +177,17 @@ impl PassMemo {
                 .with("VPCIngress", Version::Generation, input.ingresses.iter().map(|o| &o.metadata))
                 .with("VPC", vpcs, input.vpcs.iter().map(|o| &o.metadata))
         };
-        let everything = of(Version::Resource, Version::Resource)
-            .with("VPCEgress", Version::Generation, input.egress.iter().map(|o| &o.metadata))
-            .with("VPCRoute", Version::Generation, input.routes.iter().map(|o| &o.metadata))
-            .value();
+        // What the checker is built from, and that with the routes: everything.
+        let compiled =
+            of(Version::Resource, Version::Resource).with("VPCEgress", Version::Generation, input.egress.iter().map(|o| &o.metadata));
+        let everything = compiled.with("VPCRoute", Version::Generation, input.routes.iter().map(|o| &o.metadata)).value();
         let mut state = self.state();
         if let Some((kept, report)) = &state.report
             && Some(*kept) == everything
         {
             return report.clone();
         }
-        let checker_id = of(Version::Resource, Version::Resource)
-            .with("VPCEgress", Version::Generation, input.egress.iter().map(|o| &o.metadata))
-            .value();
+        let checker_id = compiled.value();
         let checker = match &state.checker {
             Some((kept, checker)) if Some(*kept) == checker_id => checker.clone(),
             _ => Arc::new(RouteChecker::new(input)),
@@ -143,46 +196,40 @@ impl PassMemo {
         // A route's check reads which VPCServices exist, and the listeners.
         let scope = of(Version::Exists, Version::Exists).value();
         if scope.is_none() || scope != state.scope {
-            state.checks.clear();
+            state.checks = ByGeneration::default();
             state.assembled_by = None;
         }
         state.scope = scope;
-        state.passes += 1;
-        let pass = state.passes;
-        // Every route kept, and the checks that replaced others (old, new) or are new.
+
+        // Every route's check kept, and the checks that are new or replaced an older one.
         let mut all_kept = scope.is_some();
-        let mut changed: Vec<(Option<Arc<RouteCheck>>, Arc<RouteCheck>)> = Vec::new();
+        let mut changed = Vec::new();
+        state.checks.begin();
         for route in input.routes {
-            let meta = &route.metadata;
-            let (Some(uid), Some(generation), true) = (&meta.uid, meta.generation, all_kept) else {
-                all_kept = false;
-                continue;
-            };
-            match state.checks.get_mut(uid.as_str()) {
-                Some((g, _, seen)) if *g == generation => *seen = pass,
-                _ => {
-                    let fresh = Arc::new(checker.check(route));
-                    let old = state.checks.insert(uid.clone(), (generation, fresh.clone(), pass));
-                    changed.push((old.map(|(_, c, _)| c), fresh));
-                }
+            if !all_kept {
+                break;
+            }
+            match state.checks.get(&route.metadata, || Arc::new(checker.check(route))) {
+                Found::Kept(_) => {}
+                Found::Made { made, replaced } => changed.push((replaced, made)),
+                Found::Unidentified => all_kept = false,
             }
         }
-        let gone: Vec<Arc<RouteCheck>> = state.checks.values().filter(|(_, _, seen)| *seen != pass).map(|(_, c, _)| c.clone()).collect();
-        state.checks.retain(|_, (_, _, seen)| *seen == pass);
+        let gone = state.checks.end();
 
         let report = match state.report.take() {
             Some((_, mut report)) if all_kept && checker_id.is_some() && state.assembled_by == checker_id => {
                 let r = Arc::make_mut(&mut report);
                 gone.iter().for_each(|c| r.remove_route(c));
-                for (old, new) in &changed {
-                    if let Some(old) = old {
+                for (replaced, made) in &changed {
+                    if let Some(old) = replaced {
                         r.remove_route(old);
                     }
-                    r.add_route(new);
+                    r.add_route(made);
                 }
                 report
             }
-            _ if all_kept => Arc::new(checker.report(state.checks.values().map(|(_, c, _)| &**c))),
+            _ if all_kept => Arc::new(checker.report(state.checks.values().map(|c| &**c))),
             _ => {
                 let checks: Vec<RouteCheck> = input.routes.iter().map(|r| checker.check(r)).collect();
                 Arc::new(checker.report(&checks))
@@ -195,27 +242,17 @@ impl PassMemo {
 
     /// `keys(object)` for each object, reusing those kept for the same uid and generation;
     /// keys of objects not among `objects` are forgotten.
-    pub fn match_keys<K: kube::Resource>(&self, objects: &[K], keys: impl Fn(&K) -> Vec<String>) -> Vec<Arc<[String]>> {
+    pub(crate) fn match_keys<K: kube::Resource>(&self, objects: &[K], keys: impl Fn(&K) -> Vec<String>) -> Vec<Arc<[String]>> {
         let mut state = self.state();
-        state.passes += 1;
-        let pass = state.passes;
+        state.match_keys.begin();
         let out = objects
             .iter()
-            .map(|o| {
-                let meta = o.meta();
-                let (Some(uid), Some(generation)) = (&meta.uid, meta.generation) else { return Arc::from(keys(o)) };
-                if let Some((g, kept, seen)) = state.match_keys.get_mut(uid.as_str())
-                    && *g == generation
-                {
-                    *seen = pass;
-                    return kept.clone();
-                }
-                let fresh: Arc<[String]> = Arc::from(keys(o));
-                state.match_keys.insert(uid.clone(), (generation, fresh.clone(), pass));
-                fresh
+            .map(|o| match state.match_keys.get(o.meta(), || Arc::from(keys(o))) {
+                Found::Kept(k) | Found::Made { made: k, .. } => k,
+                Found::Unidentified => Arc::from(keys(o)),
             })
             .collect();
-        state.match_keys.retain(|_, (_, _, seen)| *seen == pass);
+        state.match_keys.end();
         out
     }
 }

@@ -371,11 +371,11 @@ pub fn merge_conditions(
     generation: Option<i64>,
     now: Timestamp,
 ) -> (Vec<Condition>, bool) {
+    let changed = !conditions_current(stored, &desired, generation);
     let owned: Vec<&str> = desired.iter().map(|d| d.type_).collect();
     let mut conditions: Vec<Condition> = stored.iter().filter(|c| owned.contains(&c.type_.as_str())).cloned().collect();
-    let mut changed = conditions.len() != owned.len();
     for d in desired {
-        changed |= conditions.set(d.type_, ConditionStatus::from(d.status), d.reason, d.message, generation, now);
+        conditions.set(d.type_, ConditionStatus::from(d.status), d.reason, d.message, generation, now);
     }
     conditions.sort_by_key(|c| owned.iter().position(|t| *t == c.type_));
     (conditions, changed)

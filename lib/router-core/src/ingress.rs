@@ -242,7 +242,6 @@ impl IngressBuilder {
         Self { drafts, ingresses: known }
     }
 
-    /// Attaches a route to the listeners of the VPCIngresses it names.
     /// Where a route naming `refs` with `hostnames` attaches: the listeners (by
     /// position) and the hostnames each serves of it. What keeps it from
     /// attaching goes to `problems`. Depends on the listeners alone, so one

@@ -179,22 +179,22 @@ impl Snapshot {
     /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say
     /// where they are). Endpoint state is interned in `store`.
     pub fn build(input: SnapshotInput<'_>, store: &EndpointStore) -> Snapshot {
-        let Prepared { mut report, targets, mut ingress, egress, locality } = Prepared::new(input, store);
+        let mut prepared = Prepared::new(input, store);
         let mut compiled = Vec::with_capacity(input.routes.len());
         let mut external = 0;
         for route in input.routes {
-            let (key, mut problems) = (route_key(route), Vec::new());
-            match compile_route(route, &key, &targets, locality.as_ref(), store, &mut problems) {
-                Ok(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
-                Ok(c) => {
-                    let attachments = ingress.attachments(&key.namespace, &route.spec.ingress_refs, &c.hostnames, &mut problems);
-                    ingress.attach(attachments, &c);
+            let outcome = prepared.route(route, store);
+            match outcome.compiled {
+                Some(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
+                Some(c) => {
+                    prepared.ingress.attach(outcome.attachments, &c);
                     external += 1;
                 }
-                Err(e) => problems.push(format!("not served: {e}")),
+                None => {}
             }
-            report.routes.insert(key, problems);
+            prepared.report.routes.insert(outcome.key, outcome.problems);
         }
+        let Prepared { mut report, targets, ingress, egress, locality } = prepared;
         let ingress = ingress.finish(&mut report);
         Snapshot {
             route_count: compiled.len() + external,
@@ -278,6 +278,34 @@ impl Prepared {
         let egress = compile_egress(egress, vpcs, &mut report);
         Prepared { report, targets, ingress, egress, locality: locality.cloned() }
     }
+
+    /// Compiles one route against everything else, and finds where it attaches.
+    fn route(&self, route: &VPCRoute, store: &EndpointStore) -> RouteOutcome {
+        let (key, mut problems) = (route_key(route), Vec::new());
+        let mut attachments = Vec::new();
+        let compiled = match compile_route(route, &key, &self.targets, self.locality.as_ref(), store, &mut problems) {
+            Ok(c) => {
+                if !route.spec.ingress_refs.is_empty() {
+                    attachments = self.ingress.attachments(&key.namespace, &route.spec.ingress_refs, &c.hostnames, &mut problems);
+                }
+                Some(c)
+            }
+            Err(e) => {
+                problems.push(format!("not served: {e}"));
+                None
+            }
+        };
+        RouteOutcome { key, compiled, attachments, problems }
+    }
+}
+
+/// One route compiled: None when it cannot be served; the listeners (by
+/// position) it attaches to, with the hostnames each serves of it.
+struct RouteOutcome {
+    key: RouteKey,
+    compiled: Option<CompiledRoute<RoutePolicy>>,
+    attachments: Vec<(usize, Vec<String>)>,
+    problems: Vec<String>,
 }
 
 /// What building a snapshot finds about one route: its problems, and the
@@ -311,17 +339,8 @@ impl RouteChecker {
     }
 
     pub fn check(&self, route: &VPCRoute) -> RouteCheck {
-        let Prepared { targets, ingress, .. } = &self.prepared;
-        let (key, mut problems) = (route_key(route), Vec::new());
-        let mut listeners = Vec::new();
-        match compile_route(route, &key, targets, None, &self.store, &mut problems) {
-            Ok(_) if route.spec.ingress_refs.is_empty() => {}
-            Ok(c) => {
-                let attachments = ingress.attachments(&key.namespace, &route.spec.ingress_refs, &c.hostnames, &mut problems);
-                listeners = attachments.into_iter().map(|(i, _)| ingress.label(i).clone()).collect();
-            }
-            Err(e) => problems.push(format!("not served: {e}")),
-        }
+        let RouteOutcome { key, attachments, problems, .. } = self.prepared.route(route, &self.store);
+        let listeners = attachments.into_iter().map(|(i, _)| self.prepared.ingress.label(i).clone()).collect();
         RouteCheck { key, problems, listeners }
     }
 
