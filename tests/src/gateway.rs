@@ -6,7 +6,10 @@ use std::{
     net::{IpAddr, SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -22,9 +25,30 @@ pub struct GatewayProcess {
     stdout: Arc<Mutex<Vec<String>>>,
 }
 
-/// A port free on 127.0.0.1 right now.
+/// A port free on 127.0.0.1, for a child process to bind later.
+///
+/// Taken below the kernel's ephemeral range: a port from `bind(:0)` could be
+/// handed again to any other socket (a backend, an outgoing connection) before
+/// the child binds it, which made parallel tests meet each other's listeners.
+/// Ports down here are given only by this counter, spread by process id so
+/// test binaries run one after another do not start on the same ones.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&h| h > LOW + 1_000)
+        .unwrap_or(32_768);
+    let span = high - LOW;
+    let start = std::process::id().wrapping_mul(997) % span;
+    for _ in 0..span {
+        let port = u16::try_from(LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span).expect("below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{high}");
 }
 
 impl GatewayProcess {

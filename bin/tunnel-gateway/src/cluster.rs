@@ -83,7 +83,7 @@ pub async fn run(args: &ServeArgs, tunnels: &Arc<Tunnels>, ready: &Readiness, st
         }
         bs.retain(|b| !bad_bindings.contains_key(&object_key(&b.metadata)));
         ss.retain(|s| !bad_services.contains_key(&object_key(&s.metadata)));
-        tunnels.apply(Plan::build(&bs, &ss)).await;
+        tunnels.apply(Plan::build(&bs, &ss));
         ready.set(true);
 
         for b in &bs {
@@ -106,7 +106,7 @@ pub async fn run(args: &ServeArgs, tunnels: &Arc<Tunnels>, ready: &Readiness, st
             written.clear();
             continue;
         }
-        let reports = tunnels.report().await;
+        let reports = tunnels.report();
         let now = Timestamp::now();
         for b in &bs {
             let (namespace, name) = object_key(&b.metadata);

@@ -66,7 +66,7 @@ pub async fn run(path: &Path, tunnels: &Arc<Tunnels>, ready: &Readiness, mut sto
                         }
                     }
                     tracing::info!(bindings = plan.bindings.len(), path = %path.display(), "configuration loaded");
-                    tunnels.apply(plan).await;
+                    tunnels.apply(plan);
                     ready.set(true);
                 }
                 Err(e) => tracing::error!(error = %e, "configuration rejected; keeping the last good one"),

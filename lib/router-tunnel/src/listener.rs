@@ -47,8 +47,11 @@ pub struct Route {
 
 impl ServiceListener {
     /// Binds `addr` and carries every connection it accepts along `route`.
-    pub async fn open(addr: SocketAddr, route: Route, metrics: Arc<TunnelMetrics>) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+    pub fn open(addr: SocketAddr, route: Route, metrics: Arc<TunnelMetrics>) -> std::io::Result<Self> {
+        // Bound synchronously (a bind never waits) so the caller can hold a plain lock around it.
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let route = Arc::new(route);
         let task = tokio::spawn(async move {

@@ -59,7 +59,7 @@ pub struct Tunnels {
     metrics: Arc<TunnelMetrics>,
     changed: Arc<Notify>,
     links: Mutex<BTreeMap<PublicKey, (ConnectorPlan, Arc<Link>)>>,
-    served: tokio::sync::Mutex<BTreeMap<String, Served>>,
+    served: Mutex<BTreeMap<String, Served>>,
     problems: Mutex<BTreeMap<String, Vec<String>>>,
 }
 
@@ -71,7 +71,7 @@ impl Tunnels {
             metrics,
             changed: Arc::new(Notify::new()),
             links: Mutex::default(),
-            served: tokio::sync::Mutex::default(),
+            served: Mutex::default(),
             problems: Mutex::default(),
         })
     }
@@ -88,7 +88,7 @@ impl Tunnels {
 
     /// Makes `plan` the one served: links for new connectors are dialed, links no
     /// binding lists are closed, bindings come and go.
-    pub async fn apply(&self, plan: Plan) {
+    pub fn apply(&self, plan: Plan) {
         // One link per id; a connector listed by several bindings is reached as the first lists it
         // (collecting in reverse lets the first occurrence win).
         let wanted: BTreeMap<PublicKey, ConnectorPlan> =
@@ -104,7 +104,7 @@ impl Tunnels {
             }
             links.iter().map(|(id, (_, l))| (*id, l.clone())).collect()
         };
-        let mut served = self.served.lock().await;
+        let mut served = lock(&self.served);
         served.retain(|key, s| {
             let kept = plan.bindings.iter().any(|b| &b.binding == key && *b == s.plan);
             if !kept {
@@ -128,7 +128,7 @@ impl Tunnels {
     /// Opens and closes listeners as links come and go, until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
-            self.reconcile().await;
+            self.reconcile();
             tokio::select! {
                 () = self.changed.notified() => {}
                 () = tokio::time::sleep(TICK) => {}
@@ -137,15 +137,15 @@ impl Tunnels {
         }
     }
 
-    async fn reconcile(&self) {
-        let mut served = self.served.lock().await;
+    fn reconcile(&self) {
+        let mut served = lock(&self.served);
         for s in served.values_mut() {
             let live = s.links.iter().any(|l| l.is_up());
             match (live, s.listener.is_some()) {
                 (true, false) => {
                     let addr = SocketAddr::new(self.listen_ip, s.plan.port);
                     let route = Route { binding: s.plan.binding.clone(), target: s.plan.target.clone(), links: s.links.clone() };
-                    match ServiceListener::open(addr, route, self.metrics.clone()).await {
+                    match ServiceListener::open(addr, route, self.metrics.clone()) {
                         Ok(l) => {
                             tracing::info!(binding = %s.plan.binding, %addr, "listening: a connector is up");
                             s.listener = Some(l);
@@ -197,8 +197,8 @@ impl Tunnels {
     }
 
     /// Every binding as served now, and the bindings that could not be.
-    pub async fn report(&self) -> Vec<BindingReport> {
-        let served = self.served.lock().await;
+    pub fn report(&self) -> Vec<BindingReport> {
+        let served = lock(&self.served);
         let problems = lock(&self.problems).clone();
         let mut out: Vec<BindingReport> = served
             .values()

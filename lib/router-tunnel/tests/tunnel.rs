@@ -82,7 +82,7 @@ impl Tunnel {
     /// A gateway-side listener carrying to `target`.
     async fn listener(&self, target: &str) -> ServiceListener {
         let route = Route { binding: "n/b".into(), target: target.into(), links: vec![self.link.clone()] };
-        ServiceListener::open("127.0.0.1:0".parse().unwrap(), route, self.gateway_metrics.clone()).await.unwrap()
+        ServiceListener::open("127.0.0.1:0".parse().unwrap(), route, self.gateway_metrics.clone()).unwrap()
     }
 
     /// The status a connector answers to a CONNECT for `target`.
