@@ -18,7 +18,6 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use router_core::{
     EndpointState,
     balance::ActiveRequest,
@@ -36,7 +35,7 @@ use crate::{
     http::{filters, headers},
     local::{ProxyBody, empty_body},
     telemetry::Metrics,
-    upstream::{BoxError, RequestBody, UpstreamBody},
+    upstream::{BoxError, RequestBody, UpstreamBody, UpstreamUpgrade},
 };
 
 /// The response header with the number of upstream attempts made.
@@ -56,15 +55,16 @@ impl Gateway {
         if let Some(client_upgrade) = client_upgrade
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let upstream_upgrade = UpstreamUpgrade::on(&mut response);
             let held = (guard, dest.connection);
             tokio::spawn(async move {
                 let _held = held;
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((c, u)) => {
-                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                let spliced = match client_upgrade.await {
+                    Ok(client) => upstream_upgrade.splice(client).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = spliced {
+                    tracing::debug!(error = %e, "upgrade failed");
                 }
             });
             let (parts, _) = response.into_parts();
@@ -185,7 +185,7 @@ impl Body for GuardedBody {
                         }
                     }
                 }
-                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
+                Poll::Ready(frame)
             }
             Poll::Pending => {
                 if let Some(idle) = this.idle.as_mut()

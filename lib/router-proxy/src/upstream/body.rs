@@ -29,7 +29,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::{sync::mpsc, time::Sleep};
 
-use super::pool::Lease;
+use super::{BoxError, h1::ResponseBody, pool::Lease};
 
 /// Bytes after which the body read timeout starts again.
 const BODY_TIMEOUT_WINDOW: usize = 64 * 1024;
@@ -239,54 +239,59 @@ impl Body for MirrorBody {
     }
 }
 
-/// An upstream response body. A pooled HTTP/1.1 connection goes back to its
-/// pool when the body is dropped after its last frame: reusing it before that
-/// would interleave two responses, and a body dropped half-read leaves the
-/// connection unusable, so hyper closes it.
+/// An upstream response body: hyper's (HTTP/2, TLS), or read from a pooled
+/// HTTP/1.1 connection, which goes back to its pool once the body has been
+/// read to its end (see [`super::h1::ResponseBody`]).
 pub struct UpstreamBody<B> {
-    inner: Incoming,
-    lease: Option<Lease<B>>,
-    ended: bool,
+    inner: Inner<B>,
+}
+
+enum Inner<B> {
+    Hyper(Incoming),
+    Http1(ResponseBody<Lease<B>>),
+    /// After an upgrade (101).
+    Empty,
 }
 
 impl<B> UpstreamBody<B> {
-    pub(super) fn new(inner: Incoming, lease: Option<Lease<B>>) -> Self {
-        Self { inner, lease, ended: false }
+    pub(super) fn hyper(body: Incoming) -> Self {
+        Self { inner: Inner::Hyper(body) }
+    }
+
+    pub(super) fn http1(body: ResponseBody<Lease<B>>) -> Self {
+        Self { inner: Inner::Http1(body) }
+    }
+
+    pub(super) fn empty() -> Self {
+        Self { inner: Inner::Empty }
     }
 }
 
 impl<B: Send + 'static> Body for UpstreamBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.ended = true,
-            Some(Err(_)) => this.lease = None,
-            Some(Ok(_)) => {}
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().inner {
+            Inner::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Inner::Http1(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Inner::Empty => Poll::Ready(None),
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Hyper(body) => body.is_end_stream(),
+            Inner::Http1(body) => body.is_end_stream(),
+            Inner::Empty => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B> Drop for UpstreamBody<B> {
-    fn drop(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            if self.ended || self.inner.is_end_stream() {
-                lease.release();
-            } else {
-                tracing::debug!("response body dropped before its end: its upstream connection closes");
-            }
+        match &self.inner {
+            Inner::Hyper(body) => body.size_hint(),
+            Inner::Http1(body) => body.size_hint(),
+            Inner::Empty => SizeHint::with_exact(0),
         }
     }
 }

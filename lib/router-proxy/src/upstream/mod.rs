@@ -15,6 +15,9 @@
 //! tenant's routing table; each device gets its own pools.
 
 pub mod body;
+#[cfg(test)]
+mod exchange_tests;
+mod h1;
 mod pool;
 
 use std::{
@@ -25,10 +28,11 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response};
+use hyper::upgrade::OnUpgrade;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use router_api::v1alpha1::ServiceProtocol;
 use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider, pki_types::ServerName};
@@ -93,11 +97,41 @@ where
         match self {
             Self::Http1(pool) => pool.send(req).await,
             Self::Pooled(client) => match client.request(req).await {
-                Ok(response) => Ok(response.map(|body| UpstreamBody::new(body, None))),
+                Ok(response) => Ok(response.map(UpstreamBody::hyper)),
                 Err(e) if e.is_connect() => Err(UpstreamError::Connect(e.into())),
                 Err(e) => Err(UpstreamError::Request(e.into())),
             },
         }
+    }
+}
+
+/// The upstream's side of an accepted upgrade (101): hyper's, or the gateway's own HTTP/1.1 connection.
+pub enum UpstreamUpgrade {
+    Hyper(OnUpgrade),
+    Http1(Option<h1::Connection>),
+}
+
+impl UpstreamUpgrade {
+    /// Takes the upgraded connection out of `response` (a 101).
+    pub fn on<T>(response: &mut Response<T>) -> Self {
+        match response.extensions().get::<h1::Upgrade>() {
+            Some(upgrade) => Self::Http1(upgrade.take()),
+            None => Self::Hyper(hyper::upgrade::on(response)),
+        }
+    }
+
+    /// Copies bytes both ways between `client` and the upstream until either side closes.
+    pub async fn splice(self, client: hyper::upgrade::Upgraded) -> Result<(), BoxError> {
+        let mut client = TokioIo::new(client);
+        match self {
+            Self::Hyper(on) => {
+                let mut upstream = TokioIo::new(on.await?);
+                tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+            }
+            Self::Http1(Some(conn)) => conn.splice(&mut client).await?,
+            Self::Http1(None) => return Err("the upgraded connection was already taken".into()),
+        }
+        Ok(())
     }
 }
 

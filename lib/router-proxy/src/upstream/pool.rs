@@ -1,59 +1,60 @@
-//! The HTTP/1.1 connection pool of cleartext upstreams, on hyper's
-//! connection-level client (`hyper::client::conn::http1`).
+//! The HTTP/1.1 connection pool of cleartext upstreams, on the gateway's own
+//! client ([`super::h1`]).
 //!
 //! hyper-util's general-purpose client paid, on every request, for a SipHash
 //! of the (scheme, authority) key at checkout and again at check-in, a pool
 //! waiter, and a spawned task per response that waited for the connection to
-//! become idle before putting it back. This pool does what the request path
-//! needs and no more:
+//! become idle before putting it back; hyper's connection-level client then
+//! ran each connection as a task of its own. This pool does what the request
+//! path needs and no more:
 //!
 //! * idle connections per authority, most recently used first (the hot ones
 //!   stay warm, the rest age out), at most `max_idle_per_endpoint` of them;
-//! * a connection returns to the pool when its response body was read to the
-//!   end and dropped (see [`super::UpstreamBody`]), not from a task;
-//! * checkout takes a connection hyper says is ready for the next request;
-//!   one still finishing its last exchange stays pooled, one the peer closed
-//!   is dropped;
-//! * a request hyper hands back unsent (the server closed the idle connection
-//!   in between) goes to the next connection, then a new one: keep-alive
-//!   races never reach the client;
-//! * a caller that goes away mid-exchange (its client disconnected, a timeout
-//!   fired) leaves the exchange to finish in the background, and the drained
-//!   connection returns to the pool instead of being closed;
+//! * a connection returns to the pool the moment the last byte of its
+//!   response is read (see [`super::h1::ResponseBody`]);
+//! * checkout takes a connection the upstream has neither closed nor sent
+//!   anything on since; one found closed as a request without a body is sent
+//!   on it (the upstream closed it in between) is retried on a new
+//!   connection, for idempotent methods: keep-alive races never reach the
+//!   client;
+//! * a caller that goes away while waiting for the response head (its client
+//!   disconnected, a timeout fired) leaves the exchange to finish in the
+//!   background, and the drained connection returns to the pool instead of
+//!   being closed;
 //! * a sweeper task drops connections idle for longer than the idle timeout.
 
 use std::{
     collections::HashMap,
-    future::Future,
-    pin::Pin,
+    marker::PhantomData,
     sync::{Arc, Mutex, Weak},
-    task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
 
-use http::{HeaderValue, Request, Response, Uri, header, uri::Authority};
+use bytes::Bytes;
+use http::{Method, Request, Response, Uri, uri::Authority};
+use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::{
-    body::Incoming,
-    client::conn::{TrySendError, http1},
-};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::{BoxError, UpstreamBody, UpstreamError};
+use super::{
+    BoxError, UpstreamBody, UpstreamError,
+    h1::{
+        self, Connection, H1Error, Release, ResponseBody, Written,
+        wire::{self, RequestFraming, ResponseHead},
+    },
+};
 
-/// A connection checked out of the pool, handed back by [`Lease::release`].
+/// Where a connection goes back to: its pool, under its key.
 pub struct Lease<B> {
     pool: Weak<Http1Pool<B>>,
     key: Key,
-    sender: http1::SendRequest<B>,
 }
 
-impl<B> Lease<B> {
-    /// Puts the connection back (the response it carried is complete).
-    pub(super) fn release(self) {
+impl<B> Release for Lease<B> {
+    fn release(self, conn: Connection) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.put(self.key, self.sender);
+            pool.put(self.key, conn);
         }
     }
 }
@@ -70,8 +71,8 @@ impl std::hash::Hash for Key {
     }
 }
 
-struct Idle<B> {
-    sender: http1::SendRequest<B>,
+struct Idle {
+    conn: Connection,
     since: Instant,
 }
 
@@ -79,107 +80,94 @@ pub struct Http1Pool<B> {
     connector: HttpConnector,
     idle_timeout: Duration,
     max_idle: usize,
-    idle: Mutex<HashMap<Key, Vec<Idle<B>>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>>,
     sweeper: std::sync::Once,
+    body: PhantomData<fn(B)>,
 }
 
 impl<B> Http1Pool<B>
 where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     pub fn new(connector: HttpConnector, idle_timeout: Duration, max_idle: usize) -> Arc<Self> {
-        Arc::new(Self { connector, idle_timeout, max_idle, idle: Mutex::new(HashMap::default()), sweeper: std::sync::Once::new() })
+        Arc::new(Self {
+            connector,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(HashMap::default()),
+            sweeper: std::sync::Once::new(),
+            body: PhantomData,
+        })
     }
 
     /// Sends `req` (an absolute URI naming the endpoint) in origin form over a
     /// pooled connection, or a new one.
-    pub async fn send(self: &Arc<Self>, mut req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
-        let Some(mut key) = req.uri().authority().cloned().map(Key) else {
+    pub async fn send(self: &Arc<Self>, req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+        let Some(key) = req.uri().authority().cloned().map(Key) else {
             return Err(UpstreamError::request("the request URI names no endpoint"));
         };
-        if !req.headers().contains_key(header::HOST)
-            && let Ok(host) = HeaderValue::from_str(key.0.as_str())
-        {
-            req.headers_mut().insert(header::HOST, host);
-        }
-        *req.uri_mut() = match req.uri().path_and_query() {
-            Some(pq) => Uri::from(pq.clone()),
-            None => Uri::from_static("/"),
+        let (parts, body) = req.into_parts();
+        let framing = match body.size_hint().exact() {
+            _ if body.is_end_stream() => RequestFraming::Empty,
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
         };
-        while let Some(sender) = self.checkout(&key) {
-            let (result, sender, key_back) = Exchange::start(self, sender, key, req).await;
-            key = key_back;
-            match result {
-                Ok(response) => return Ok(self.lease(response, key, sender)),
-                Err(mut e) => match e.take_message() {
-                    // Never written: the connection was closed under us; the request is intact.
-                    Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::request(e.into_error())),
-                },
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = Vec::with_capacity(512);
+        wire::write_request_head(&mut head, &parts.method, target, &parts.headers, key.0.as_str(), framing);
+        // Without a body to lose, an idempotent request found on a closed connection can go again.
+        let resend = framing == RequestFraming::Empty && parts.method.is_idempotent();
+        let mut body = Some(body);
+        loop {
+            let (conn, reused) = match self.checkout(&key) {
+                Some(conn) => (conn, true),
+                None => {
+                    tracing::debug!(authority = %key.0, "no idle upstream connection: opening one");
+                    (self.connect(&key.0).await?, false)
+                }
+            };
+            let mut flight = InFlight::new(self, key.clone(), conn, parts.method.clone());
+            match flight.exchange(&head, body.take(), framing).await {
+                Ok((head, early)) => return flight.respond(head, early).map_err(UpstreamError::request),
+                Err(e) if reused && resend && e.is_stale_connection() => {
+                    tracing::debug!(authority = %key.0, error = %e, "pooled connection closed under the request: sending it on another");
+                }
+                Err(e) => return Err(UpstreamError::request(e)),
             }
         }
-        tracing::debug!(authority = %key.0, "no idle upstream connection is ready: opening one");
-        let sender = self.connect(&key.0).await?;
-        let (result, sender, key) = Exchange::start(self, sender, key, req).await;
-        match result {
-            Ok(response) => Ok(self.lease(response, key, sender)),
-            Err(e) => Err(UpstreamError::request(e.into_error())),
-        }
     }
 
-    fn lease(self: &Arc<Self>, response: Response<Incoming>, key: Key, sender: http1::SendRequest<B>) -> Response<UpstreamBody<B>> {
-        // After 101 the connection belongs to the upgraded stream.
-        let lease = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS).then(|| Lease { pool: Arc::downgrade(self), key, sender });
-        response.map(|body| UpstreamBody::new(body, lease))
-    }
-
-    async fn connect(self: &Arc<Self>, authority: &Authority) -> Result<http1::SendRequest<B>, UpstreamError> {
+    async fn connect(self: &Arc<Self>, authority: &Authority) -> Result<Connection, UpstreamError> {
         self.sweeper.call_once(|| {
             tokio::spawn(sweep(Arc::downgrade(self), self.idle_timeout));
         });
         let uri = Uri::builder().scheme("http").authority(authority.clone()).path_and_query("/").build().map_err(UpstreamError::connect)?;
         let io = self.connector.clone().call(uri).await.map_err(UpstreamError::connect)?;
-        // A bounded read buffer bounds what each upstream connection holds for a client that reads
-        // slowly or not at all (hyper's default grows to ~400 KiB); response heads stay far below it.
-        let (sender, connection) =
-            http1::Builder::new().max_buf_size(UPSTREAM_READ_BUFFER).handshake(io).await.map_err(UpstreamError::connect)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+        Ok(Connection::new(io.into_inner()))
     }
 }
 
-/// Largest read buffer of an upstream HTTP/1.1 connection.
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
-
 impl<B> Http1Pool<B> {
     /// The most recently used connection that can take a request now.
-    fn checkout(&self, key: &Key) -> Option<http1::SendRequest<B>> {
+    fn checkout(&self, key: &Key) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         // From the most recent end, so the usual case touches one entry; the sweeper handles the rest.
-        while let Some(i) = list.iter().rposition(|c| c.sender.is_ready() || c.sender.is_closed()) {
-            let c = list.remove(i);
-            if !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout {
-                return Some(c.sender);
+        while let Some(c) = list.pop() {
+            if now.duration_since(c.since) < self.idle_timeout && c.conn.is_idle_and_open() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn put(&self, key: Key, sender: http1::SendRequest<B>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(&self, key: Key, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(key).or_default();
         if list.len() < self.max_idle {
-            list.push(Idle { sender, since: Instant::now() });
+            list.push(Idle { conn, since: Instant::now() });
         }
     }
 
@@ -187,14 +175,14 @@ impl<B> Http1Pool<B> {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|_, list| {
-            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+            list.retain(|c| now.duration_since(c.since) < self.idle_timeout && c.conn.is_idle_and_open());
             !list.is_empty()
         });
     }
 
     /// Idle connections pooled now, over all authorities.
     #[cfg(test)]
-    fn idle_count(&self) -> usize {
+    pub(super) fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
     }
 }
@@ -204,59 +192,85 @@ impl<B> Http1Pool<B> {
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 256 * 1024;
 
-type Sent<B> = Pin<Box<dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<B>>>> + Send>>;
-
 /// One request on one connection, up to the response head. If the caller
-/// goes away first (its client disconnected, a timeout fired), the exchange
-/// finishes in the background and the connection is drained back into the
-/// pool rather than closed: a client that gives up costs no upstream
-/// connection (within [`DRAIN_TIME`] and [`DRAIN_BYTES`]).
-struct Exchange<B: Send + 'static> {
-    sent: Option<Sent<B>>,
-    sender: Option<http1::SendRequest<B>>,
-    key: Option<Key>,
-    pool: Weak<Http1Pool<B>>,
+/// goes away after the request was written, the exchange finishes in the
+/// background and the connection is drained back into the pool rather than
+/// closed: a client that gives up costs no upstream connection (within
+/// [`DRAIN_TIME`] and [`DRAIN_BYTES`]). Gone while writing, the connection
+/// closes: the upstream has half a request.
+struct InFlight<B: Send + 'static> {
+    conn: Option<Connection>,
+    written: bool,
+    lease: Option<Lease<B>>,
+    method: Method,
 }
 
-impl<B> Exchange<B>
+impl<B> InFlight<B>
 where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    fn start(pool: &Arc<Http1Pool<B>>, mut sender: http1::SendRequest<B>, key: Key, req: Request<B>) -> Self {
-        let sent: Sent<B> = Box::pin(sender.try_send_request(req));
-        Self { sent: Some(sent), sender: Some(sender), key: Some(key), pool: Arc::downgrade(pool) }
+    fn new(pool: &Arc<Http1Pool<B>>, key: Key, conn: Connection, method: Method) -> Self {
+        Self { conn: Some(conn), written: false, lease: Some(Lease { pool: Arc::downgrade(pool), key }), method }
+    }
+
+    /// Writes the request; returns the response head and whether it came before the body was all written.
+    async fn exchange(&mut self, head: &[u8], body: Option<B>, framing: RequestFraming) -> Result<(ResponseHead, bool), H1Error> {
+        let conn = self.conn.as_mut().expect("held until the exchange ends");
+        let result = match conn.write_request(head, body, framing).await {
+            Ok(Written::AnsweredEarly(head)) => Ok((head, true)),
+            Ok(Written::Complete) => {
+                self.written = true;
+                conn.read_head().await.map(|head| (head, false))
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // A connection an exchange failed on carries nothing more.
+            self.conn = None;
+        }
+        result
+    }
+
+    /// The response to hand on: its body reads the connection; after 101 the
+    /// connection belongs to the upgraded stream instead. A response whose
+    /// body cannot be delimited safely is the upstream's failure.
+    fn respond(mut self, head: ResponseHead, early: bool) -> Result<Response<UpstreamBody<B>>, H1Error> {
+        let conn = self.conn.take().expect("held until the exchange ends");
+        let lease = self.lease.take().expect("held until the exchange ends");
+        let framing = wire::response_framing(&self.method, &head)?;
+        let reusable = !early && wire::keeps_alive(&head);
+        let mut response = Response::new(());
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            response.extensions_mut().insert(h1::Upgrade::new(conn));
+            return Ok(response.map(|()| UpstreamBody::empty()));
+        }
+        Ok(response.map(|()| UpstreamBody::http1(ResponseBody::new(conn, framing, reusable, lease))))
     }
 }
 
-impl<B: Send + 'static> Future for Exchange<B> {
-    type Output = (Result<Response<Incoming>, TrySendError<Request<B>>>, http1::SendRequest<B>, Key);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = ready!(self.sent.as_mut().expect("polled after completion").as_mut().poll(cx));
-        self.sent = None;
-        Poll::Ready((result, self.sender.take().expect("held until completion"), self.key.take().expect("held until completion")))
-    }
-}
-
-impl<B: Send + 'static> Drop for Exchange<B> {
+impl<B: Send + 'static> Drop for InFlight<B> {
     fn drop(&mut self) {
-        if let (Some(sent), Some(sender), Some(key)) = (self.sent.take(), self.sender.take(), self.key.take())
+        if let (true, Some(conn), Some(lease)) = (self.written, self.conn.take(), self.lease.take())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(finish_abandoned(sent, sender, key, self.pool.clone()));
+            runtime.spawn(finish_abandoned(conn, lease, self.method.clone()));
         }
     }
 }
 
 /// Reads an abandoned exchange's response to its end, then pools the connection.
-async fn finish_abandoned<B: Send + 'static>(sent: Sent<B>, sender: http1::SendRequest<B>, key: Key, pool: Weak<Http1Pool<B>>) {
-    let drained = tokio::time::timeout(DRAIN_TIME, async {
-        let response = sent.await.ok()?;
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+async fn finish_abandoned<B: Send + 'static>(mut conn: Connection, lease: Lease<B>, method: Method) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let head = conn.read_head().await.ok()?;
+        let framing = wire::response_framing(&method, &head).ok()?;
+        if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !wire::keeps_alive(&head) {
             return None;
         }
-        let mut body = response.into_body();
+        let mut body = std::pin::pin!(ResponseBody::new(conn, framing, true, lease));
         let mut left = DRAIN_BYTES;
         while let Some(frame) = body.frame().await {
             if let Some(data) = frame.ok()?.data_ref() {
@@ -266,17 +280,10 @@ async fn finish_abandoned<B: Send + 'static>(sent: Sent<B>, sender: http1::SendR
         Some(())
     })
     .await;
-    if let (Ok(Some(())), Some(pool)) = (drained, pool.upgrade()) {
-        pool.put(key, sender);
-    }
 }
 
 /// Drops expired idle connections until the pool is gone.
-async fn sweep<B>(pool: Weak<Http1Pool<B>>, idle_timeout: Duration)
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+async fn sweep<B>(pool: Weak<Http1Pool<B>>, idle_timeout: Duration) {
     let period = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         tokio::time::sleep(period).await;
@@ -289,8 +296,8 @@ where
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Empty, Full};
+    use http::{HeaderValue, header};
+    use http_body_util::{Empty, Full};
     use hyper::{body::Incoming, service::service_fn};
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;

@@ -1,0 +1,492 @@
+//! HTTP/1.1 as bytes on the upstream side: the request head the gateway
+//! writes, the response head it reads (with `httparse`, header values kept as
+//! slices of the bytes read, never copied), how a response body is framed
+//! (RFC 9112 §6.3) and whether the connection outlives it, and the chunked
+//! coding both ways. No sockets here, so each rule is tested on its own.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+
+/// Most header fields a response head (or a trailer section) may carry: hyper's default.
+const MAX_HEADERS: usize = 100;
+/// Largest response head, and largest trailer section.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// A response that is not HTTP/1.1 the gateway can forward.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed response head: {0}")]
+    Head(#[from] httparse::Error),
+    #[error("the response head exceeds {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    #[error("invalid header field in the response")]
+    Header,
+    #[error("ambiguous response framing: {0}")]
+    Framing(&'static str),
+    #[error("malformed chunked body: {0}")]
+    Chunk(&'static str),
+}
+
+/// How the request body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body.
+    Empty,
+    /// `content-length`: the body's exact size is known.
+    Length(u64),
+    /// `transfer-encoding: chunked`: it is not.
+    Chunked,
+}
+
+/// Writes the request line (origin form) and the header fields into `out`.
+/// The body's framing header is the gateway's, whatever the client sent;
+/// `host` is written when the headers carry no Host.
+pub fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, host: &str, framing: RequestFraming) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        field(out, b"host", host.as_bytes());
+    }
+    let mut had_length = false;
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            had_length |= name == header::CONTENT_LENGTH;
+            continue;
+        }
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    match framing {
+        // A body-carrying method says "no body" explicitly, as does a client that did.
+        RequestFraming::Empty if had_length || matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
+            field(out, b"content-length", b"0");
+        }
+        RequestFraming::Empty => {}
+        RequestFraming::Length(n) => field(out, b"content-length", itoa(n, &mut [0; 20])),
+        RequestFraming::Chunked => field(out, b"transfer-encoding", b"chunked"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// The line that starts a chunk of `len` bytes.
+pub fn write_chunk_size(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[(len >> (i * 4)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk and the trailer section that ends a chunked body.
+pub fn write_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+}
+
+/// Parses one response head from the front of `buf` and takes its bytes out;
+/// `None` while it is incomplete.
+pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, WireError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => return Err(WireError::HeadTooLarge),
+        httparse::Status::Partial => return Ok(None),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(WireError::HeadTooLarge);
+    }
+    let status = StatusCode::from_u16(response.code.unwrap_or(0)).map_err(|_| WireError::Header)?;
+    let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut ranges = [Field::default(); MAX_HEADERS];
+    let count = response.headers.len();
+    for (range, f) in ranges.iter_mut().zip(response.headers.iter()) {
+        *range = Field { name: span(buf, f.name.as_bytes()), value: span(buf, f.value) };
+    }
+    let head = buf.split_to(len).freeze();
+    Ok(Some(ResponseHead { status, version, headers: header_map(&head, &ranges[..count])? }))
+}
+
+/// Where a parsed field's name and value lie in the bytes parsed: kept as
+/// offsets while the parser borrows them, made slices once they are frozen.
+#[derive(Clone, Copy, Default)]
+struct Field {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Where `part` (a slice of `whole`) lies in it.
+fn span(whole: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+fn header_map(bytes: &Bytes, fields: &[Field]) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for f in fields {
+        let name = HeaderName::from_bytes(&bytes[f.name.0..f.name.1]).map_err(|_| WireError::Header)?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.0..f.value.1)).map_err(|_| WireError::Header)?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `content-length` bytes.
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// How the body of a response to `method` is framed (RFC 9112 §6.3). A
+/// response with both framing headers, or with disagreeing lengths, is
+/// refused: forwarding either reading is how responses get split.
+pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<BodyFraming, WireError> {
+    let no_body = *method == Method::HEAD
+        || head.status.is_informational()
+        || head.status == StatusCode::NO_CONTENT
+        || head.status == StatusCode::NOT_MODIFIED;
+    if no_body {
+        return Ok(BodyFraming::Empty);
+    }
+    let has_length = head.headers.contains_key(header::CONTENT_LENGTH);
+    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+        if has_length {
+            return Err(WireError::Framing("both Transfer-Encoding and Content-Length"));
+        }
+        let last = head.headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')).last();
+        let chunked = last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked { BodyFraming::Chunked } else { BodyFraming::Close });
+    }
+    if !has_length {
+        return Ok(BodyFraming::Close);
+    }
+    let mut length = None;
+    for value in head.headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_decimal(part.trim_ascii()).ok_or(WireError::Framing("invalid Content-Length"))?;
+            if length.replace(n).is_some_and(|m| m != n) {
+                return Err(WireError::Framing("conflicting Content-Length values"));
+            }
+        }
+    }
+    Ok(length.map_or(BodyFraming::Close, BodyFraming::Length))
+}
+
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Whether the connection can carry another request once this response is read.
+pub fn keeps_alive(head: &ResponseHead) -> bool {
+    let token = |t: &[u8]| {
+        head.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().split(|&b| b == b',').any(|p| p.trim_ascii().eq_ignore_ascii_case(t)))
+    };
+    match head.version {
+        Version::HTTP_10 => token(b"keep-alive") && !token(b"close"),
+        _ => !token(b"close"),
+    }
+}
+
+/// What the chunked decoder found at the front of its buffer.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// The trailer section, when it has fields; the body is over.
+    Trailers(HeaderMap),
+    /// The body is over.
+    End,
+    /// More bytes are needed.
+    More,
+}
+
+/// A chunked body decoder (RFC 9112 §7.1), fed from the connection's buffer.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: Chunk,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum Chunk {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+impl ChunkedDecoder {
+    /// Takes what it can from the front of `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, WireError> {
+        loop {
+            match self.state {
+                Chunk::Size => {
+                    let Some(end) = memchr::memchr(b'\n', buf) else {
+                        return if buf.len() > MAX_CHUNK_LINE {
+                            Err(WireError::Chunk("chunk-size line too long"))
+                        } else {
+                            Ok(Decoded::More)
+                        };
+                    };
+                    let line = buf.split_to(end + 1);
+                    let size = chunk_size(&line).ok_or(WireError::Chunk("invalid chunk size"))?;
+                    self.state = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::More);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - n as u64;
+                    self.state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                }
+                Chunk::DataEnd => match buf.first() {
+                    None => return Ok(Decoded::More),
+                    Some(b'\n') => {
+                        let _ = buf.split_to(1);
+                        self.state = Chunk::Size;
+                    }
+                    Some(b'\r') if buf.len() < 2 => return Ok(Decoded::More),
+                    Some(b'\r') if buf[1] == b'\n' => {
+                        let _ = buf.split_to(2);
+                        self.state = Chunk::Size;
+                    }
+                    Some(_) => return Err(WireError::Chunk("chunk data not followed by CRLF")),
+                },
+                Chunk::Trailers => {
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let (len, count) =
+                        match httparse::parse_headers(buf, &mut fields).map_err(|_| WireError::Chunk("malformed trailer section"))? {
+                            httparse::Status::Complete((len, parsed)) => (len, parsed.len()),
+                            httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => {
+                                return Err(WireError::Chunk("trailer section too large"));
+                            }
+                            httparse::Status::Partial => return Ok(Decoded::More),
+                        };
+                    let mut ranges = [Field::default(); MAX_HEADERS];
+                    for (range, f) in ranges.iter_mut().zip(&fields[..count]) {
+                        *range = Field { name: span(buf, f.name.as_bytes()), value: span(buf, f.value) };
+                    }
+                    let section = buf.split_to(len).freeze();
+                    self.state = Chunk::Done;
+                    return Ok(match count {
+                        0 => Decoded::End,
+                        _ => Decoded::Trailers(
+                            header_map(&section, &ranges[..count]).map_err(|_| WireError::Chunk("invalid trailer field"))?,
+                        ),
+                    });
+                }
+                Chunk::Done => return Ok(Decoded::End),
+            }
+        }
+    }
+}
+
+/// The size of a chunk-size line (`1a;ext=v\r\n`), extensions ignored.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line.split(|&b| b == b';').next()?.trim_ascii_end();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| Some(n * 16 + u64::from(char::from(d).to_digit(16)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(bytes: &[u8]) -> ResponseHead {
+        parse_response_head(&mut BytesMut::from(bytes)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn the_request_head_is_origin_form_with_the_gateways_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let mut out = Vec::new();
+        write_request_head(&mut out, &Method::POST, "/a?b=c", &headers, "10.0.0.1:80", RequestFraming::Length(12));
+        assert_eq!(out, b"POST /a?b=c HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n");
+
+        headers.insert(header::HOST, HeaderValue::from_static("example.com"));
+        out.clear();
+        write_request_head(&mut out, &Method::GET, "/", &HeaderMap::new(), "h", RequestFraming::Chunked);
+        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
+        out.clear();
+        write_request_head(&mut out, &Method::GET, "/", &headers, "h", RequestFraming::Empty);
+        assert_eq!(out, b"GET / HTTP/1.1\r\nx-a: 1\r\nhost: example.com\r\ncontent-length: 0\r\n\r\n", "the client said Content-Length");
+        out.clear();
+        write_request_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), "h", RequestFraming::Empty);
+        assert_eq!(out, b"PUT / HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn chunk_sizes_are_lower_hex() {
+        for (len, line) in [(0, "0\r\n"), (1, "1\r\n"), (255, "ff\r\n"), (4096, "1000\r\n"), (65_535, "ffff\r\n")] {
+            let mut out = Vec::new();
+            write_chunk_size(&mut out, len);
+            assert_eq!(out, line.as_bytes());
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let mut out = Vec::new();
+        write_last_chunk(&mut out, Some(&trailers));
+        assert_eq!(out, b"0\r\ngrpc-status: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn a_response_head_is_parsed_once_complete_and_leaves_the_body() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\n"[..]);
+        assert!(parse_response_head(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\r\nokHTTP/1.1");
+        let parsed = parse_response_head(&mut buf).unwrap().unwrap();
+        assert_eq!((parsed.status, parsed.version), (StatusCode::OK, Version::HTTP_11));
+        assert_eq!(parsed.headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(&buf[..], b"okHTTP/1.1");
+        assert_eq!(head(b"HTTP/1.0 404 Not Found\r\n\r\n").version, Version::HTTP_10);
+    }
+
+    #[test]
+    fn malformed_or_oversized_heads_are_errors() {
+        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..])).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..])).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"[..])).is_err());
+        let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        while big.len() <= MAX_HEAD_BYTES {
+            big.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert!(matches!(parse_response_head(&mut big), Err(WireError::HeadTooLarge | WireError::Head(_))));
+        let mut many = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(matches!(parse_response_head(&mut many), Err(WireError::Head(httparse::Error::TooManyHeaders))));
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let get = Method::GET;
+        let framing = |m: &Method, bytes: &[u8]| response_framing(m, &head(bytes));
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(), BodyFraming::Length(5));
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n").unwrap(), BodyFraming::Length(5));
+        assert_eq!(framing(&Method::HEAD, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").unwrap(), BodyFraming::Empty);
+        assert_eq!(framing(&get, b"HTTP/1.1 204 No Content\r\n\r\n").unwrap(), BodyFraming::Empty);
+        assert_eq!(framing(&get, b"HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n").unwrap(), BodyFraming::Empty);
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n").unwrap(), BodyFraming::Chunked);
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n").unwrap(), BodyFraming::Close);
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\n\r\n").unwrap(), BodyFraming::Close);
+        for refused in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+        ] {
+            assert!(framing(&get, refused).is_err(), "{}", String::from_utf8_lossy(refused));
+        }
+    }
+
+    #[test]
+    fn keep_alive_by_version_and_connection_tokens() {
+        assert!(keeps_alive(&head(b"HTTP/1.1 200 OK\r\n\r\n")));
+        assert!(!keeps_alive(&head(b"HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n")));
+        assert!(!keeps_alive(&head(b"HTTP/1.1 200 OK\r\nconnection: x, close\r\n\r\n")));
+        assert!(!keeps_alive(&head(b"HTTP/1.0 200 OK\r\n\r\n")));
+        assert!(keeps_alive(&head(b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n")));
+    }
+
+    /// Feeds `wire` to a decoder `step` bytes at a time; returns the data and trailers.
+    fn decode_in_steps(wire: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>), WireError> {
+        let (mut decoder, mut buf, mut data) = (ChunkedDecoder::default(), BytesMut::new(), Vec::new());
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(d) => data.extend_from_slice(&d),
+                Decoded::Trailers(t) => return Ok((data, Some(t))),
+                Decoded::End => return Ok((data, None)),
+                Decoded::More if fed == wire.len() => return Err(WireError::Chunk("truncated")),
+                Decoded::More => {
+                    let n = step.min(wire.len() - fed);
+                    buf.extend_from_slice(&wire[fed..fed + n]);
+                    fed += n;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_boundaries() {
+        let wire = b"5\r\nhello\r\n1;ext=\"v\"\r\n \r\n10\r\n0123456789abcdef\r\n0\r\ngrpc-status: 0\r\nx-b: 1\r\n\r\n";
+        for step in [1, 2, 3, 7, wire.len()] {
+            let (data, trailers) = decode_in_steps(wire, step).unwrap();
+            assert_eq!(data, b"hello 0123456789abcdef", "step {step}");
+            let trailers = trailers.unwrap();
+            assert_eq!((trailers["grpc-status"].as_bytes(), trailers["x-b"].as_bytes()), (&b"0"[..], &b"1"[..]));
+        }
+        assert_eq!(decode_in_steps(b"3\nabc\n0\n\n", 1).unwrap(), (b"abc".to_vec(), None), "bare LF line ends");
+        let mut decoder = ChunkedDecoder::default();
+        let mut rest = BytesMut::from(&b"0\r\n\r\nHTTP/1.1 200"[..]);
+        assert_eq!(decoder.decode(&mut rest).unwrap(), Decoded::End);
+        assert_eq!(decoder.decode(&mut rest).unwrap(), Decoded::End, "and stays over");
+        assert_eq!(&rest[..], b"HTTP/1.1 200", "the next response's bytes stay");
+    }
+
+    #[test]
+    fn broken_chunked_bodies_are_errors() {
+        for wire in [&b"zz\r\n"[..], b"5\r\nhelloX\r\n", b"ffffffffffffffff\r\n", b"\r\n", b"5\r\nhel"] {
+            assert!(decode_in_steps(wire, 1).is_err(), "{}", String::from_utf8_lossy(wire));
+        }
+        let long = vec![b'1'; MAX_CHUNK_LINE + 1];
+        assert!(decode_in_steps(&long, long.len()).is_err());
+    }
+}
