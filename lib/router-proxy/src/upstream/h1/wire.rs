@@ -119,47 +119,63 @@ pub struct ResponseHead {
 
 /// Parses one response head from the front of `buf` and takes its bytes out;
 /// `None` while it is incomplete.
+///
+/// The head's end is found first, so its bytes can be frozen and parsed in
+/// place: header values are slices of them, and the parser's field array
+/// starts small (most responses carry a handful of fields), growing to
+/// [`MAX_HEADERS`] only for a head that needs it.
 pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, WireError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf)? {
-        httparse::Status::Complete(len) => len,
-        httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => return Err(WireError::HeadTooLarge),
-        httparse::Status::Partial => return Ok(None),
+    let Some(len) = head_end(buf) else {
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(WireError::HeadTooLarge);
+        }
+        if !b"HTTP/".starts_with(&buf[..buf.len().min(5)]) {
+            return Err(WireError::Head(httparse::Error::Version));
+        }
+        return Ok(None);
     };
     if len > MAX_HEAD_BYTES {
         return Err(WireError::HeadTooLarge);
     }
+    let head = buf.split_to(len).freeze();
+    match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS]) {
+        Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS]),
+        parsed => parsed,
+    }
+    .map(Some)
+}
+
+/// Fields the parser makes room for at first.
+const FEW_HEADERS: usize = 24;
+
+fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> Result<ResponseHead, WireError> {
+    let mut response = httparse::Response::new(fields);
+    if response.parse(head)?.is_partial() {
+        return Err(WireError::Header);
+    }
     let status = StatusCode::from_u16(response.code.unwrap_or(0)).map_err(|_| WireError::Header)?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut ranges = [Field::default(); MAX_HEADERS];
-    let count = response.headers.len();
-    for (range, f) in ranges.iter_mut().zip(response.headers.iter()) {
-        *range = Field { name: span(buf, f.name.as_bytes()), value: span(buf, f.value) };
-    }
-    let head = buf.split_to(len).freeze();
-    Ok(Some(ResponseHead { status, version, headers: header_map(&head, &ranges[..count])? }))
+    Ok(ResponseHead { status, version, headers: header_map(head, response.headers)? })
 }
 
-/// Where a parsed field's name and value lie in the bytes parsed: kept as
-/// offsets while the parser borrows them, made slices once they are frozen.
-#[derive(Clone, Copy, Default)]
-struct Field {
-    name: (usize, usize),
-    value: (usize, usize),
+/// Where the head at the front of `buf` ends (after its empty line), when it is all there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match &buf[i + 1..] {
+        [b'\n', ..] => Some(i + 2),
+        [b'\r', b'\n', ..] => Some(i + 3),
+        _ => None,
+    })
 }
 
-/// Where `part` (a slice of `whole`) lies in it.
-fn span(whole: &[u8], part: &[u8]) -> (usize, usize) {
-    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-    (start, start + part.len())
-}
+/// Room for the fields the gateway adds to a response (attempts, CORS)
+/// without growing the map it was parsed into.
+const ADDED_FIELDS: usize = 4;
 
-fn header_map(bytes: &Bytes, fields: &[Field]) -> Result<HeaderMap, WireError> {
-    let mut headers = HeaderMap::with_capacity(fields.len());
+fn header_map(bytes: &Bytes, fields: &[httparse::Header<'_>]) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_FIELDS);
     for f in fields {
-        let name = HeaderName::from_bytes(&bytes[f.name.0..f.name.1]).map_err(|_| WireError::Header)?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice(f.value.0..f.value.1)).map_err(|_| WireError::Header)?;
+        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice_ref(f.value)).map_err(|_| WireError::Header)?;
         headers.append(name, value);
     }
     Ok(headers)
@@ -301,27 +317,27 @@ impl ChunkedDecoder {
                     Some(_) => return Err(WireError::Chunk("chunk data not followed by CRLF")),
                 },
                 Chunk::Trailers => {
-                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let (len, count) =
-                        match httparse::parse_headers(buf, &mut fields).map_err(|_| WireError::Chunk("malformed trailer section"))? {
-                            httparse::Status::Complete((len, parsed)) => (len, parsed.len()),
-                            httparse::Status::Partial if buf.len() > MAX_HEAD_BYTES => {
-                                return Err(WireError::Chunk("trailer section too large"));
-                            }
-                            httparse::Status::Partial => return Ok(Decoded::More),
-                        };
-                    let mut ranges = [Field::default(); MAX_HEADERS];
-                    for (range, f) in ranges.iter_mut().zip(&fields[..count]) {
-                        *range = Field { name: span(buf, f.name.as_bytes()), value: span(buf, f.value) };
-                    }
+                    let len = match &buf[..] {
+                        [] | [b'\r'] => return Ok(Decoded::More),
+                        [b'\n', ..] => 1,
+                        [b'\r', b'\n', ..] => 2,
+                        _ => match head_end(buf) {
+                            Some(len) if len <= MAX_HEAD_BYTES => len,
+                            None if buf.len() <= MAX_HEAD_BYTES => return Ok(Decoded::More),
+                            _ => return Err(WireError::Chunk("trailer section too large")),
+                        },
+                    };
                     let section = buf.split_to(len).freeze();
                     self.state = Chunk::Done;
-                    return Ok(match count {
-                        0 => Decoded::End,
-                        _ => Decoded::Trailers(
-                            header_map(&section, &ranges[..count]).map_err(|_| WireError::Chunk("invalid trailer field"))?,
-                        ),
-                    });
+                    if len <= 2 {
+                        return Ok(Decoded::End);
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let parsed = match httparse::parse_headers(&section, &mut fields) {
+                        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+                        _ => return Err(WireError::Chunk("malformed trailer section")),
+                    };
+                    return Ok(Decoded::Trailers(header_map(&section, parsed).map_err(|_| WireError::Chunk("invalid trailer field"))?));
                 }
                 Chunk::Done => return Ok(Decoded::End),
             }
