@@ -12,11 +12,14 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tokio::{io::AsyncWriteExt, net::tcp::WriteHalf};
+use tokio::{
+    io::AsyncWriteExt,
+    net::tcp::{ReadHalf, WriteHalf},
+};
 
 use super::{
     Connection, H1Error,
@@ -55,7 +58,13 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
-                sent = &mut sending => return sent.map(|()| Written::Complete),
+                sent = &mut sending => return match sent {
+                    Ok(()) => Ok(Written::Complete),
+                    // The upstream may have answered and closed before the body was all written (a 413):
+                    // that answer, if it is there to read, is the response.
+                    Err(H1Error::Io(e)) => answered_before(&read, &mut self.buf).map(Written::AnsweredEarly).ok_or(H1Error::Io(e)),
+                    Err(e) => Err(e),
+                },
                 ready = read.readable() => {
                     ready?;
                     self.buf.reserve(super::MIN_READ);
@@ -88,6 +97,23 @@ impl Connection {
             }
         }
     }
+}
+
+/// A final answer already received on a connection whose writing failed.
+fn answered_before(read: &ReadHalf<'_>, buf: &mut BytesMut) -> Option<ResponseHead> {
+    loop {
+        buf.reserve(super::MIN_READ);
+        match read.try_read_buf(buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    while let Some(head) = wire::parse_response_head(buf).ok()? {
+        if !is_interim(head.status) {
+            return Some(head);
+        }
+    }
+    None
 }
 
 fn is_interim(status: StatusCode) -> bool {
