@@ -27,6 +27,10 @@ use crate::{
 /// larger (or unknown-length) bodies stream and are not retried.
 pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
 
+/// Fields this stage adds: X-Forwarded-For, -Proto and -Host, Forwarded,
+/// X-Request-Id and traceparent, plus Host, Connection and Upgrade at most.
+const ADDED_FIELDS: usize = 9;
+
 /// What identifies the request to the upstream and to traces.
 pub(super) struct RequestIds<'a> {
     pub request_id: &'a HeaderValue,
@@ -63,6 +67,9 @@ impl Gateway {
         let (mut parts, body) = req.into_parts();
         let path_and_query = rewritten_path(&parts, rule)?;
         headers::strip_hop_by_hop(&mut parts.headers);
+        // Room for what this stage adds, taken at once: the map hyper parsed is sized
+        // to the client's fields, and growing it field by field rehashed it twice.
+        parts.headers.reserve(ADDED_FIELDS);
         headers::set_forwarded(&mut parts.headers, client, client.scheme, host);
         if let Some(m) = &policy.request_headers {
             headers::apply_modifier(&mut parts.headers, m);

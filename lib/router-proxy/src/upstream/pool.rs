@@ -239,7 +239,7 @@ where
         let conn = self.conn.take().expect("held until the exchange ends");
         let lease = self.lease.take().expect("held until the exchange ends");
         let framing = wire::response_framing(&self.method, &head)?;
-        let reusable = !early && wire::keeps_alive(&head);
+        let reusable = !early && head.keep_alive;
         let mut response = Response::new(());
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
@@ -267,7 +267,7 @@ async fn finish_abandoned<B: Send + 'static>(mut conn: Connection, lease: Lease<
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let head = conn.read_head().await.ok()?;
         let framing = wire::response_framing(&method, &head).ok()?;
-        if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !wire::keeps_alive(&head) {
+        if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !head.keep_alive {
             return None;
         }
         let mut body = std::pin::pin!(ResponseBody::new(conn, framing, true, lease));

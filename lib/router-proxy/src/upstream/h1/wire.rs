@@ -114,7 +114,13 @@ pub fn write_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
+    /// The fields, less a Connection (and Keep-Alive) that only said whether
+    /// this hop stays open: the gateway drops hop-by-hop fields anyway, and
+    /// leaving those out here spares it a removal per response. A 101 keeps
+    /// every field, for the upgrade.
     pub headers: HeaderMap,
+    /// Whether the connection can carry another request after this response.
+    pub keep_alive: bool,
 }
 
 /// Parses one response head from the front of `buf` and takes its bytes out;
@@ -155,7 +161,22 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
     }
     let status = StatusCode::from_u16(response.code.unwrap_or(0)).map_err(|_| WireError::Header)?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    Ok(ResponseHead { status, version, headers: header_map(head, response.headers)? })
+    let (mut close, mut keep, mut other) = (false, false, false);
+    for f in response.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("connection")) {
+        for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+            other |= !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    let keep_alive = !close && (keep || version != Version::HTTP_10);
+    let hop_only = |f: &&httparse::Header<'_>| {
+        status != StatusCode::SWITCHING_PROTOCOLS
+            && !other
+            && (f.name.eq_ignore_ascii_case("connection") || f.name.eq_ignore_ascii_case("keep-alive"))
+    };
+    let headers = header_map(head, response.headers.iter().filter(|f| !hop_only(f)))?;
+    Ok(ResponseHead { status, version, headers, keep_alive })
 }
 
 /// Where the head at the front of `buf` ends (after its empty line), when it is all there.
@@ -171,8 +192,8 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 /// without growing the map it was parsed into.
 const ADDED_FIELDS: usize = 4;
 
-fn header_map(bytes: &Bytes, fields: &[httparse::Header<'_>]) -> Result<HeaderMap, WireError> {
-    let mut headers = HeaderMap::with_capacity(fields.len() + ADDED_FIELDS);
+fn header_map<'a, 'b: 'a>(bytes: &Bytes, fields: impl Iterator<Item = &'a httparse::Header<'b>>) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(fields.size_hint().1.unwrap_or_default() + ADDED_FIELDS);
     for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
         let value = HeaderValue::from_maybe_shared(bytes.slice_ref(f.value)).map_err(|_| WireError::Header)?;
@@ -233,20 +254,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
         return None;
     }
     Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
-}
-
-/// Whether the connection can carry another request once this response is read.
-pub fn keeps_alive(head: &ResponseHead) -> bool {
-    let token = |t: &[u8]| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.as_bytes().split(|&b| b == b',').any(|p| p.trim_ascii().eq_ignore_ascii_case(t)))
-    };
-    match head.version {
-        Version::HTTP_10 => token(b"keep-alive") && !token(b"close"),
-        _ => !token(b"close"),
-    }
 }
 
 /// What the chunked decoder found at the front of its buffer.
@@ -337,7 +344,9 @@ impl ChunkedDecoder {
                         Ok(httparse::Status::Complete((_, parsed))) => parsed,
                         _ => return Err(WireError::Chunk("malformed trailer section")),
                     };
-                    return Ok(Decoded::Trailers(header_map(&section, parsed).map_err(|_| WireError::Chunk("invalid trailer field"))?));
+                    return Ok(Decoded::Trailers(
+                        header_map(&section, parsed.iter()).map_err(|_| WireError::Chunk("invalid trailer field"))?,
+                    ));
                 }
                 Chunk::Done => return Ok(Decoded::End),
             }
@@ -454,11 +463,23 @@ mod tests {
 
     #[test]
     fn keep_alive_by_version_and_connection_tokens() {
-        assert!(keeps_alive(&head(b"HTTP/1.1 200 OK\r\n\r\n")));
-        assert!(!keeps_alive(&head(b"HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n")));
-        assert!(!keeps_alive(&head(b"HTTP/1.1 200 OK\r\nconnection: x, close\r\n\r\n")));
-        assert!(!keeps_alive(&head(b"HTTP/1.0 200 OK\r\n\r\n")));
-        assert!(keeps_alive(&head(b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n")));
+        assert!(head(b"HTTP/1.1 200 OK\r\n\r\n").keep_alive);
+        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n").keep_alive);
+        assert!(!head(b"HTTP/1.1 200 OK\r\nconnection: x, close\r\n\r\n").keep_alive);
+        assert!(!head(b"HTTP/1.0 200 OK\r\n\r\n").keep_alive);
+        assert!(head(b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn fields_that_only_describe_this_hop_are_left_out_unless_an_upgrade_needs_them() {
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nx-a: 1\r\n\r\n");
+        assert_eq!(h.headers.keys().collect::<Vec<_>>(), ["x-a"]);
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n");
+        assert!(h.headers.contains_key("connection"), "it names another field, for the gateway to drop");
+        let h = head(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(h.headers.len(), 2);
+        let h = head(b"HTTP/1.1 101 Switching Protocols\r\nConnection: keep-alive\r\n\r\n");
+        assert!(h.headers.contains_key("connection"), "a 101 keeps every field");
     }
 
     /// Feeds `wire` to a decoder `step` bytes at a time; returns the data and trailers.
