@@ -1,6 +1,7 @@
 //! Protocols end to end through the real gateway: h2c from clients, h2c and
 //! gRPC (a real tonic server, trailers included) to upstreams, WebSocket
-//! upgrades, and bodies streamed both ways.
+//! upgrades, bodies streamed both ways, and HTTP/1.1 upstreams that answer
+//! with untrustworthy framing or before reading the upload.
 
 use std::time::Duration;
 
@@ -103,4 +104,59 @@ async fn websocket_upgrades_pass_through() {
         assert_eq!(echoed.into_text().unwrap().as_str(), format!("hello {i}"));
     }
     ws.close(None).await.unwrap();
+}
+
+/// An upstream on 127.0.0.1 that reads each request head and answers `answer`, keeping the connection open.
+async fn raw_upstream(answer: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    addr
+}
+
+fn raw_service(name: &str, addr: std::net::SocketAddr) -> String {
+    [
+        vpc(&format!("{name}-vpc")),
+        attachment(&format!("{name}-a"), &format!("{name}-vpc"), &[addr.ip()], true, name),
+        service(name, name, addr.port(), "HTTP"),
+        route(name, &format!("  match: {{pathPrefix: /{name}}}\n  destinations: [{{vpcServiceRef: {{name: {name}}}}}]")),
+    ]
+    .concat()
+}
+
+#[tokio::test]
+async fn an_upstream_answer_with_ambiguous_framing_is_a_502_and_an_early_answer_ends_the_upload() {
+    let ambiguous =
+        raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n").await;
+    let refusing = raw_upstream(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 8\r\n\r\ntoo big\n").await;
+    let config = [raw_service("ambiguous", ambiguous), raw_service("refusing", refusing)].concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let http = Client::http1();
+
+    let r = http.get(&gw.url("/ambiguous"), &[]).await.unwrap();
+    assert_eq!((r.status, r.header("x-datum-router-error")), (502, Some("upstream-protocol-error")), "never forwarded: {}", r.body);
+
+    // The upstream answers after the head and never reads the body: the answer reaches the client.
+    let body = Bytes::from(vec![b'x'; 256 * 1024]);
+    let r = tokio::time::timeout(Duration::from_secs(10), http.send(http::Method::POST, &gw.url("/refusing"), &[], body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (413, "too big\n"));
 }
