@@ -7,6 +7,7 @@
 # CRD generation).
 #
 # Usage: bench/callgrind-request.sh [gateway binary, default target/release/router-gateway]
+#        REQ_PATH=64k measures GET /64k (a 64 KiB file) instead of GET /small (2 bytes)
 #        KEEP=DIR keeps the two callgrind outputs in DIR (idle.out, loaded.out) for
 #        callgrind_annotate, e.g. --inclusive=yes loaded.out | head -60
 # Needs: valgrind, nginx, wrk, curl; cargo build --release -p router-gateway
@@ -24,9 +25,15 @@ pid $WORK/backend.pid;
 events { worker_connections 4096; }
 http {
   access_log off;
-  server { listen 127.0.0.1:18380; keepalive_requests 1000000; location = /small { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:18380; keepalive_requests 1000000;
+    location = /small { return 200 "ok"; }
+    location = /64k { root $WORK/www; }
+  }
 }
 EOF
+mkdir -p "$WORK/www" && head -c 65536 /dev/zero | tr '\0' x > "$WORK/www/64k"
+chmod 755 "$WORK" "$WORK/www" && chmod 644 "$WORK/www/64k"   # nginx's workers run unprivileged
 nginx -p "$WORK" -c "$WORK/backend.conf"
 
 # run NAME LOAD(0|1): prints the callgrind total
@@ -36,7 +43,7 @@ run() {
   local pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:19555/healthz && break; sleep 0.5; done
   if [ "$2" = 1 ]; then
-    wrk -t1 -c8 -d10s -H "Host: bench" http://127.0.0.1:18555/small >"$WORK/wrk.txt"
+    wrk -t1 -c8 -d10s -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/wrk.txt"
   else
     sleep 10
   fi
@@ -47,6 +54,7 @@ run() {
 idle=$(run idle 0)
 loaded=$(run loaded 1)
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK/idle.out" "$WORK/loaded.out" "$KEEP/"; fi
+if grep -q "Non-2xx" "$WORK/wrk.txt"; then echo "the gateway answered non-2xx:" >&2; cat "$WORK/wrk.txt" >&2; exit 1; fi
 requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
 echo "startup instructions: $idle"
 echo "requests: $requests"
