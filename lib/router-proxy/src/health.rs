@@ -183,7 +183,7 @@ fn grpc_health_request(service: &str) -> Bytes {
 
 /// Whether a Health/Check answer says SERVING: grpc-status 0 (in trailers or a
 /// trailers-only head) and a HealthCheckResponse with status SERVING.
-async fn grpc_serving(response: http::Response<UpstreamBody<RequestBody>>) -> bool {
+async fn grpc_serving(response: http::Response<UpstreamBody>) -> bool {
     let head_status = response.headers().get("grpc-status").cloned();
     let Ok(collected) = response.into_body().collect().await else { return false };
     let status = collected.trailers().and_then(|t| t.get("grpc-status").cloned()).or(head_status);

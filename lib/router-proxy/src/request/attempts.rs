@@ -35,7 +35,7 @@ use crate::{
 
 /// The response of the attempt that answered, and what stays held until its body is done.
 pub(super) struct Answered {
-    pub response: Response<UpstreamBody<RequestBody>>,
+    pub response: Response<UpstreamBody>,
     pub guard: InFlightGuard,
     /// A retry's maxRetries slot.
     pub retry_slot: Option<ActiveRequest>,
@@ -200,7 +200,7 @@ async fn send(
     client: &UpstreamClient,
     req: Request<RequestBody>,
     timeout: Option<Duration>,
-) -> Result<Response<UpstreamBody<RequestBody>>, AttemptFailure> {
+) -> Result<Response<UpstreamBody>, AttemptFailure> {
     let fut = client.request(req);
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| AttemptFailure::Timeout)?,

@@ -35,7 +35,7 @@ use crate::{
     http::{filters, headers},
     local::{ProxyBody, empty_body},
     telemetry::Metrics,
-    upstream::{BoxError, RequestBody, UpstreamBody, UpstreamUpgrade},
+    upstream::{BoxError, UpstreamBody, UpstreamUpgrade},
 };
 
 /// The response header with the number of upstream attempts made.
@@ -134,7 +134,7 @@ pin_project_lite::pin_project! {
     /// raised until the body is finished or dropped.
     struct GuardedBody {
         #[pin]
-        inner: UpstreamBody<RequestBody>,
+        inner: UpstreamBody,
         // timeouts.idle: the stream fails when no frame arrives for this long.
         idle: Option<IdleTimer>,
         _guard: InFlightGuard,

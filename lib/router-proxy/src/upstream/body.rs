@@ -242,23 +242,23 @@ impl Body for MirrorBody {
 /// An upstream response body: hyper's (HTTP/2, TLS), or read from a pooled
 /// HTTP/1.1 connection, which goes back to its pool once the body has been
 /// read to its end (see [`super::h1::ResponseBody`]).
-pub struct UpstreamBody<B> {
-    inner: Inner<B>,
+pub struct UpstreamBody {
+    inner: Inner,
 }
 
-enum Inner<B> {
+enum Inner {
     Hyper(Incoming),
-    Http1(ResponseBody<Lease<B>>),
+    Http1(ResponseBody<Lease>),
     /// After an upgrade (101).
     Empty,
 }
 
-impl<B> UpstreamBody<B> {
+impl UpstreamBody {
     pub(super) fn hyper(body: Incoming) -> Self {
         Self { inner: Inner::Hyper(body) }
     }
 
-    pub(super) fn http1(body: ResponseBody<Lease<B>>) -> Self {
+    pub(super) fn http1(body: ResponseBody<Lease>) -> Self {
         Self { inner: Inner::Http1(body) }
     }
 
@@ -267,7 +267,7 @@ impl<B> UpstreamBody<B> {
     }
 }
 
-impl<B: Send + 'static> Body for UpstreamBody<B> {
+impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 

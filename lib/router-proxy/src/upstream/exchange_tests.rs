@@ -87,11 +87,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Strin
     }
 }
 
-fn new_pool<B>() -> Arc<Http1Pool<B>>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<super::BoxError>,
-{
+fn new_pool() -> Arc<Http1Pool> {
     Http1Pool::new(HttpConnector::new(), Duration::from_secs(60), 8)
 }
 
@@ -99,7 +95,7 @@ fn request<B>(method: Method, authority: &Authority, body: B) -> Request<B> {
     Request::builder().method(method).uri(format!("http://{authority}/")).body(body).unwrap()
 }
 
-async fn collect<B: Send + 'static>(r: Response<UpstreamBody<B>>) -> (Bytes, Option<http::HeaderMap>) {
+async fn collect(r: Response<UpstreamBody>) -> (Bytes, Option<http::HeaderMap>) {
     let collected = r.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned();
     (collected.to_bytes(), trailers)
@@ -111,7 +107,7 @@ async fn chunked_responses_keep_their_trailers_and_their_connection() {
         Answer::Bytes(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n")
     })
     .await;
-    let pool = new_pool::<Empty<Bytes>>();
+    let pool = new_pool();
     for _ in 0..3 {
         let r = pool.send(request(Method::GET, &authority, Empty::new())).await.unwrap();
         assert!(r.headers().contains_key("transfer-encoding"), "framing headers are the response's, for the gateway to strip");
@@ -130,7 +126,7 @@ async fn interim_answers_are_read_past() {
         )
     })
     .await;
-    let r = new_pool::<Full<Bytes>>().send(request(Method::POST, &authority, Full::new(Bytes::from_static(b"hi")))).await.unwrap();
+    let r = new_pool().send(request(Method::POST, &authority, Full::new(Bytes::from_static(b"hi")))).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(collect(r).await.0, "ok");
 }
@@ -145,7 +141,7 @@ async fn head_and_no_content_answers_have_no_body_and_keep_the_connection() {
         })
     })
     .await;
-    let pool = new_pool::<Empty<Bytes>>();
+    let pool = new_pool();
     for method in [Method::HEAD, Method::GET, Method::HEAD] {
         let r = pool.send(request(method, &authority, Empty::new())).await.unwrap();
         assert!(r.body().is_end_stream());
@@ -158,7 +154,7 @@ async fn head_and_no_content_answers_have_no_body_and_keep_the_connection() {
 #[tokio::test]
 async fn a_response_delimited_by_close_is_read_to_the_end_and_not_reused() {
     let (authority, accepted) = scripted(|_, _, _| Answer::Bytes(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")).await;
-    let pool = new_pool::<Empty<Bytes>>();
+    let pool = new_pool();
     // The scripted server keeps the connection open after writing; the body ends when it closes.
     let r = pool.send(request(Method::GET, &authority, Empty::new())).await.unwrap();
     let mut body = r.into_body();
@@ -178,7 +174,7 @@ async fn a_kept_alive_connection_closed_under_a_request_sends_it_on_a_new_one() 
         _ => Answer::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
     })
     .await;
-    let pool = new_pool::<Empty<Bytes>>();
+    let pool = new_pool();
     for _ in 0..2 {
         let r = pool.send(request(Method::GET, &authority, Empty::new())).await.unwrap();
         assert_eq!(collect(r).await.0, "ok");
@@ -191,7 +187,7 @@ async fn a_kept_alive_connection_closed_under_a_request_sends_it_on_a_new_one() 
         _ => Answer::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
     })
     .await;
-    let pool = new_pool::<Full<Bytes>>();
+    let pool = new_pool();
     let first = pool.send(request(Method::POST, &authority, Full::new(Bytes::from_static(b"a")))).await.unwrap();
     let _ = collect(first).await;
     let second = pool.send(request(Method::POST, &authority, Full::new(Bytes::from_static(b"a")))).await;
@@ -207,7 +203,7 @@ async fn ambiguous_or_broken_answers_are_errors_and_the_next_request_works() {
         _ => Answer::Bytes(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
     })
     .await;
-    let pool = new_pool::<Empty<Bytes>>();
+    let pool = new_pool();
     assert!(pool.send(request(Method::GET, &authority, Empty::new())).await.is_err(), "both framing headers");
     let broken = pool.send(request(Method::GET, &authority, Empty::new())).await.unwrap();
     assert!(broken.into_body().collect().await.is_err(), "a malformed chunk");
@@ -242,9 +238,9 @@ async fn bodies_of_unknown_length_go_chunked_and_known_ones_with_their_length() 
     })
     .await;
     let parts = Parts(["hello", " ", "world"].into_iter().map(Bytes::from).collect());
-    let r = new_pool::<Parts>().send(request(Method::POST, &authority, parts)).await.unwrap();
+    let r = new_pool().send(request(Method::POST, &authority, parts)).await.unwrap();
     assert_eq!(r.status(), 200, "chunked on the wire");
-    let r = new_pool::<Full<Bytes>>().send(request(Method::PUT, &authority, Full::new(Bytes::from_static(b"abc")))).await.unwrap();
+    let r = new_pool().send(request(Method::PUT, &authority, Full::new(Bytes::from_static(b"abc")))).await.unwrap();
     assert_eq!(r.status(), 200, "content-length on the wire");
 }
 
@@ -264,7 +260,7 @@ async fn an_answer_before_the_body_is_sent_ends_the_upload() {
         stream.write_all(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
-    let pool = new_pool::<Full<Bytes>>();
+    let pool = new_pool();
     let body = Full::new(Bytes::from(vec![b'x'; 64 << 20]));
     let r = tokio::time::timeout(Duration::from_secs(10), pool.send(request(Method::POST, &authority, body))).await.unwrap().unwrap();
     assert_eq!(r.status(), 413);

@@ -73,7 +73,7 @@ impl UpstreamError {
 #[allow(clippy::large_enum_variant)]
 pub enum UpstreamClient<B = RequestBody> {
     /// Cleartext HTTP/1.1: the gateway's own pool.
-    Http1(Arc<Http1Pool<B>>),
+    Http1(Arc<Http1Pool>),
     /// HTTP/2 and TLS: hyper-util's pooled client.
     Pooled(Client<Connector, B>),
 }
@@ -93,7 +93,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// Sends a request whose URI names the endpoint (`scheme://ip:port/path`).
-    pub async fn request(&self, req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+    pub async fn request(&self, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError> {
         match self {
             Self::Http1(pool) => pool.send(req).await,
             Self::Pooled(client) => match client.request(req).await {

@@ -13,9 +13,9 @@
 //! * a connection returns to the pool the moment the last byte of its
 //!   response is read (see [`super::h1::ResponseBody`]);
 //! * checkout takes a connection the upstream has neither closed nor sent
-//!   anything on since; one found closed as a request without a body is sent
-//!   on it (the upstream closed it in between) is retried on a new
-//!   connection, for idempotent methods: keep-alive races never reach the
+//!   anything on since its last response; a bodiless idempotent request that
+//!   finds its connection closed under it (the upstream closed it just as it
+//!   was reused) goes again on a new one: keep-alive races never reach the
 //!   client;
 //! * a caller that goes away while waiting for the response head (its client
 //!   disconnected, a timeout fired) leaves the exchange to finish in the
@@ -25,7 +25,6 @@
 
 use std::{
     collections::HashMap,
-    marker::PhantomData,
     sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
@@ -46,12 +45,12 @@ use super::{
 };
 
 /// Where a connection goes back to: its pool, under its key.
-pub struct Lease<B> {
-    pool: Weak<Http1Pool<B>>,
+pub struct Lease {
+    pool: Weak<Http1Pool>,
     key: Key,
 }
 
-impl<B> Release for Lease<B> {
+impl Release for Lease {
     fn release(self, conn: Connection) {
         if let Some(pool) = self.pool.upgrade() {
             pool.put(self.key, conn);
@@ -76,34 +75,26 @@ struct Idle {
     since: Instant,
 }
 
-pub struct Http1Pool<B> {
+pub struct Http1Pool {
     connector: HttpConnector,
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>>,
     sweeper: std::sync::Once,
-    body: PhantomData<fn(B)>,
 }
 
-impl<B> Http1Pool<B>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+impl Http1Pool {
     pub fn new(connector: HttpConnector, idle_timeout: Duration, max_idle: usize) -> Arc<Self> {
-        Arc::new(Self {
-            connector,
-            idle_timeout,
-            max_idle,
-            idle: Mutex::new(HashMap::default()),
-            sweeper: std::sync::Once::new(),
-            body: PhantomData,
-        })
+        Arc::new(Self { connector, idle_timeout, max_idle, idle: Mutex::new(HashMap::default()), sweeper: std::sync::Once::new() })
     }
 
     /// Sends `req` (an absolute URI naming the endpoint) in origin form over a
     /// pooled connection, or a new one.
-    pub async fn send(self: &Arc<Self>, req: Request<B>) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
+    pub async fn send<B>(self: &Arc<Self>, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let Some(key) = req.uri().authority().cloned().map(Key) else {
             return Err(UpstreamError::request("the request URI names no endpoint"));
         };
@@ -118,7 +109,7 @@ where
         wire::write_request_head(&mut head, &parts.method, target, &parts.headers, key.0.as_str(), framing);
         // Without a body to lose, an idempotent request found on a closed connection can go again.
         let resend = framing == RequestFraming::Empty && parts.method.is_idempotent();
-        let mut body = Some(body);
+        let mut body = (framing != RequestFraming::Empty).then_some(body);
         loop {
             let (conn, reused) = match self.checkout(&key) {
                 Some(conn) => (conn, true),
@@ -146,9 +137,7 @@ where
         let io = self.connector.clone().call(uri).await.map_err(UpstreamError::connect)?;
         Ok(Connection::new(io.into_inner()))
     }
-}
 
-impl<B> Http1Pool<B> {
     /// The most recently used connection that can take a request now.
     fn checkout(&self, key: &Key) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -198,24 +187,24 @@ const DRAIN_BYTES: usize = 256 * 1024;
 /// closed: a client that gives up costs no upstream connection (within
 /// [`DRAIN_TIME`] and [`DRAIN_BYTES`]). Gone while writing, the connection
 /// closes: the upstream has half a request.
-struct InFlight<B: Send + 'static> {
+struct InFlight {
     conn: Option<Connection>,
     written: bool,
-    lease: Option<Lease<B>>,
+    lease: Option<Lease>,
     method: Method,
 }
 
-impl<B> InFlight<B>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    fn new(pool: &Arc<Http1Pool<B>>, key: Key, conn: Connection, method: Method) -> Self {
+impl InFlight {
+    fn new(pool: &Arc<Http1Pool>, key: Key, conn: Connection, method: Method) -> Self {
         Self { conn: Some(conn), written: false, lease: Some(Lease { pool: Arc::downgrade(pool), key }), method }
     }
 
     /// Writes the request; returns the response head and whether it came before the body was all written.
-    async fn exchange(&mut self, head: &[u8], body: Option<B>, framing: RequestFraming) -> Result<(ResponseHead, bool), H1Error> {
+    async fn exchange<B>(&mut self, head: &[u8], body: Option<B>, framing: RequestFraming) -> Result<(ResponseHead, bool), H1Error>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let conn = self.conn.as_mut().expect("held until the exchange ends");
         let result = match conn.write_request(head, body, framing).await {
             Ok(Written::AnsweredEarly(head)) => Ok((head, true)),
@@ -235,7 +224,7 @@ where
     /// The response to hand on: its body reads the connection; after 101 the
     /// connection belongs to the upgraded stream instead. A response whose
     /// body cannot be delimited safely is the upstream's failure.
-    fn respond(mut self, head: ResponseHead, early: bool) -> Result<Response<UpstreamBody<B>>, H1Error> {
+    fn respond(mut self, head: ResponseHead, early: bool) -> Result<Response<UpstreamBody>, H1Error> {
         let conn = self.conn.take().expect("held until the exchange ends");
         let lease = self.lease.take().expect("held until the exchange ends");
         let framing = wire::response_framing(&self.method, &head)?;
@@ -252,7 +241,7 @@ where
     }
 }
 
-impl<B: Send + 'static> Drop for InFlight<B> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if let (true, Some(conn), Some(lease)) = (self.written, self.conn.take(), self.lease.take())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -263,7 +252,7 @@ impl<B: Send + 'static> Drop for InFlight<B> {
 }
 
 /// Reads an abandoned exchange's response to its end, then pools the connection.
-async fn finish_abandoned<B: Send + 'static>(mut conn: Connection, lease: Lease<B>, method: Method) {
+async fn finish_abandoned(mut conn: Connection, lease: Lease, method: Method) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         let head = conn.read_head().await.ok()?;
         let framing = wire::response_framing(&method, &head).ok()?;
@@ -283,7 +272,7 @@ async fn finish_abandoned<B: Send + 'static>(mut conn: Connection, lease: Lease<
 }
 
 /// Drops expired idle connections until the pool is gone.
-async fn sweep<B>(pool: Weak<Http1Pool<B>>, idle_timeout: Duration) {
+async fn sweep(pool: Weak<Http1Pool>, idle_timeout: Duration) {
     let period = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         tokio::time::sleep(period).await;
@@ -336,7 +325,7 @@ mod tests {
         (authority, accepted)
     }
 
-    fn pool(idle_timeout: Duration, max_idle: usize) -> Arc<Http1Pool<Empty<Bytes>>> {
+    fn pool(idle_timeout: Duration, max_idle: usize) -> Arc<Http1Pool> {
         Http1Pool::new(HttpConnector::new(), idle_timeout, max_idle)
     }
 
@@ -344,7 +333,7 @@ mod tests {
         Request::builder().uri(format!("http://{authority}{path}")).body(Empty::new()).unwrap()
     }
 
-    async fn read(response: Response<UpstreamBody<Empty<Bytes>>>) -> Bytes {
+    async fn read(response: Response<UpstreamBody>) -> Bytes {
         response.into_body().collect().await.unwrap().to_bytes()
     }
 
@@ -379,11 +368,7 @@ mod tests {
         assert_eq!(pool.idle_count(), 4);
     }
 
-    async fn futures_join(
-        pool: &Arc<Http1Pool<Empty<Bytes>>>,
-        authority: &Authority,
-        n: usize,
-    ) -> Vec<Response<UpstreamBody<Empty<Bytes>>>> {
+    async fn futures_join(pool: &Arc<Http1Pool>, authority: &Authority, n: usize) -> Vec<Response<UpstreamBody>> {
         let mut tasks = Vec::new();
         for _ in 0..n {
             let (pool, req) = (pool.clone(), get(authority, "/"));

@@ -43,13 +43,13 @@ pub enum Written {
 
 impl Connection {
     /// Writes `head` (a request head from [`wire::write_request_head`]) and
-    /// then `body` framed as `framing`.
+    /// then `body` (None: the request has none) framed as `framing`.
     pub async fn write_request<B>(&mut self, head: &[u8], body: Option<B>, framing: RequestFraming) -> Result<Written, H1Error>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let Some(body) = body.filter(|_| framing != RequestFraming::Empty) else {
+        let Some(body) = body else {
             self.io.write_all(head).await?;
             return Ok(Written::Complete);
         };
