@@ -29,6 +29,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use http::{HeaderMap, Method};
 use regex::Regex;
+use smallvec::SmallVec;
 
 use crate::conditions::Conditions;
 
@@ -176,18 +177,24 @@ impl<A> Bucket<A> {
             return Some(r);
         }
         // Walk down as far as the path goes, remembering each node with rules; try deepest first.
-        let mut stack: Vec<&Trie<A>> = vec![&self.prefixes];
+        // Few prefixes along one path have rules: they are kept on the stack, not allocated per request.
+        let mut with_rules: SmallVec<[&Trie<A>; 8]> = SmallVec::new();
         let mut node = &self.prefixes;
+        if !node.rules.is_empty() {
+            with_rules.push(node);
+        }
         for seg in segments(req.path) {
             match node.children.get(seg) {
                 Some(child) => {
                     node = child;
-                    stack.push(node);
+                    if !node.rules.is_empty() {
+                        with_rules.push(node);
+                    }
                 }
                 None => break,
             }
         }
-        stack.iter().rev().find_map(|n| n.rules.iter().find(ok))
+        with_rules.iter().rev().find_map(|n| n.rules.iter().find(ok))
     }
 }
 

@@ -168,13 +168,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, scheme: &'sta
     headers.insert(X_FORWARDED_FOR.clone(), appended.unwrap_or_else(|| client.ip.clone()));
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     // for=<node>;proto=<scheme>;host=<host>, the host quoted unless it is a plain token.
-    let mut element = String::with_capacity(client.node.len() + host.len() + 24);
+    let token = host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    // Sized exactly: a string with spare room costs a second allocation on its way into `Bytes`.
+    let len = "for=;proto=;host=".len() + client.node.len() + scheme.len() + host.len() + if token { 0 } else { 2 };
+    let mut element = String::with_capacity(len);
     element.push_str("for=");
     element.push_str(&client.node);
     element.push_str(";proto=");
     element.push_str(scheme);
     element.push_str(";host=");
-    if host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+    if token {
         element.push_str(host);
     } else {
         element.push('"');
@@ -188,7 +191,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, scheme: &'sta
     if let Some(v) = forwarded {
         headers.insert(header::FORWARDED, v);
     }
-    if let Ok(v) = HeaderValue::from_str(host) {
+    // Usually the Host field says exactly the host: its value is shared, not copied.
+    let same = headers.get(header::HOST).filter(|v| v.as_bytes() == host.as_bytes()).cloned();
+    if let Some(v) = same.or_else(|| HeaderValue::from_str(host).ok()) {
         headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     error::ProxyError,
     http::headers::{self, ClientInfo},
     outcome::Outcome,
-    telemetry::{AccessRecord, method_label, millis, spans::RequestSpan, status_class, trace::TraceContext},
+    telemetry::{AccessRecord, RequestLabels, method_label, millis, spans::RequestSpan, status_class, trace::TraceContext},
 };
 
 pub(super) struct Record {
@@ -58,16 +58,10 @@ impl Record {
         let metrics = &gateway.metrics;
         let status = response.status().as_u16();
         let class = status_class(status);
-        let route_label = outcome.route.as_deref().unwrap_or("none");
-        let service_label = outcome.service.as_deref().unwrap_or("none");
-        metrics.requests.with_label_values(&[route_label, service_label, method_label(&self.method), class]).inc();
-        metrics.duration.with_label_values(&[route_label, class]).observe(self.start.elapsed().as_secs_f64());
-        if let Some(n) = self.request_size {
-            metrics.request_size.with_label_values(&[route_label]).observe(n as f64);
-        }
-        if let Some(n) = content_length(response.headers()) {
-            metrics.response_size.with_label_values(&[route_label]).observe(n as f64);
-        }
+        let labels =
+            RequestLabels { route: outcome.route.as_ref(), service: outcome.service.as_ref(), method: method_label(&self.method), class };
+        let (route_label, service_label) = (labels.route_label(), labels.service_label());
+        metrics.record_request(&labels, self.start.elapsed().as_secs_f64(), self.request_size, content_length(response.headers()));
         if let Some(e) = outcome.error
             && matches!(
                 e,

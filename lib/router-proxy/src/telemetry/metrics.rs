@@ -2,9 +2,13 @@
 //! traffic: route and service are object names, method is folded to the
 //! standard set, status to its class. The raw path is never a label.
 
+use std::sync::Mutex;
+
 use http::Method;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, exponential_buckets};
 use router_core::Snapshot;
+
+use super::series::{RequestLabels, SeriesCache};
 
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +40,8 @@ pub struct Metrics {
     pub http2_floods: IntCounterVec,
     pub http2_goaways: IntCounterVec,
     pub locality_requests: IntCounterVec,
+    /// Series of recent label sets, found without hashing strings ([`super::series`]).
+    series: Mutex<SeriesCache>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -225,6 +231,22 @@ impl Metrics {
             http2_floods,
             http2_goaways,
             locality_requests,
+            series: Mutex::default(),
+        }
+    }
+
+    /// Records an answered request: its count, its duration in seconds, and
+    /// its request and response sizes where Content-Length said them.
+    pub fn record_request(&self, labels: &RequestLabels<'_>, seconds: f64, request_size: Option<u64>, response_size: Option<u64>) {
+        let mut cache = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let series = cache.get(self, labels);
+        series.requests.inc();
+        series.duration.observe(seconds);
+        if let Some(n) = request_size {
+            series.request_size.observe(n as f64);
+        }
+        if let Some(n) = response_size {
+            series.response_size.observe(n as f64);
         }
     }
 

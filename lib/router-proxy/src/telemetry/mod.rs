@@ -3,8 +3,10 @@
 
 mod access_log;
 mod metrics;
+mod series;
 pub mod spans;
 pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogFormat, AccessRecord, millis};
 pub use metrics::{Metrics, method_label, status_class};
+pub use series::RequestLabels;

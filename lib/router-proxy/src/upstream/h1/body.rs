@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::{
     Connection, H1Error,
-    wire::{BodyFraming, ChunkedDecoder, Decoded},
+    wire::{self, BodyFraming, ChunkedDecoder, Decoded},
 };
 
 /// Where a connection goes once its response has been read to the end.
@@ -86,7 +86,7 @@ impl<R: Release + Unpin> Body for ResponseBody<R> {
                 State::Done => return Poll::Ready(None),
                 State::Length(left) if !conn.buf.is_empty() => {
                     let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
-                    let data = conn.buf.split_to(n).freeze();
+                    let data = wire::take(&mut conn.buf, n);
                     *left -= n as u64;
                     if *left == 0 {
                         this.finish();
@@ -107,7 +107,10 @@ impl<R: Release + Unpin> Body for ResponseBody<R> {
                     Ok(Decoded::More) => H1Error::ClosedInBody,
                     Err(e) => return this.fail(e.into()),
                 },
-                State::Close if !conn.buf.is_empty() => return Poll::Ready(Some(Ok(Frame::data(conn.buf.split().freeze())))),
+                State::Close if !conn.buf.is_empty() => {
+                    let n = conn.buf.len();
+                    return Poll::Ready(Some(Ok(Frame::data(wire::take(&mut conn.buf, n)))));
+                }
                 State::Close => {
                     // The connection's end is the body's end.
                     match ready!(conn.poll_fill(cx)) {

@@ -4,7 +4,7 @@
 //! (RFC 9112 §6.3) and whether the connection outlives it, and the chunked
 //! coding both ways. No sockets here, so each rule is tested on its own.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
 /// Most header fields a response head (or a trailer section) may carry: hyper's default.
@@ -143,7 +143,7 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, W
     if len > MAX_HEAD_BYTES {
         return Err(WireError::HeadTooLarge);
     }
-    let head = buf.split_to(len).freeze();
+    let head = take(buf, len);
     match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS]) {
         Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS]),
         parsed => parsed,
@@ -177,6 +177,25 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
     };
     let headers = header_map(head, response.headers.iter().filter(|f| !hop_only(f)))?;
     Ok(ResponseHead { status, version, headers, keep_alive })
+}
+
+/// Pieces of a connection's buffer at most this long are copied out of it
+/// rather than split off. A split shares the buffer with the piece, so the
+/// next read finds it shared (if the piece is still held) and allocates a new
+/// 8 KiB one, a size glibc serves from its slow path; a copy this small comes
+/// from the thread cache, and the buffer is reused read after read. Response
+/// heads and small bodies are copied; large body data is still split off.
+const COPY_OUT: usize = 1024;
+
+/// The first `n` bytes of `buf`, taken off its front.
+pub fn take(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= COPY_OUT {
+        let piece = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        piece
+    } else {
+        buf.split_to(n).freeze()
+    }
 }
 
 /// Where the head at the front of `buf` ends (after its empty line), when it is all there.
@@ -297,8 +316,8 @@ impl ChunkedDecoder {
                             Ok(Decoded::More)
                         };
                     };
-                    let line = buf.split_to(end + 1);
-                    let size = chunk_size(&line).ok_or(WireError::Chunk("invalid chunk size"))?;
+                    let size = chunk_size(&buf[..=end]).ok_or(WireError::Chunk("invalid chunk size"))?;
+                    buf.advance(end + 1);
                     self.state = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
                 }
                 Chunk::Data(left) => {
@@ -308,17 +327,17 @@ impl ChunkedDecoder {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
                     let left = left - n as u64;
                     self.state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                    return Ok(Decoded::Data(take(buf, n)));
                 }
                 Chunk::DataEnd => match buf.first() {
                     None => return Ok(Decoded::More),
                     Some(b'\n') => {
-                        let _ = buf.split_to(1);
+                        buf.advance(1);
                         self.state = Chunk::Size;
                     }
                     Some(b'\r') if buf.len() < 2 => return Ok(Decoded::More),
                     Some(b'\r') if buf[1] == b'\n' => {
-                        let _ = buf.split_to(2);
+                        buf.advance(2);
                         self.state = Chunk::Size;
                     }
                     Some(_) => return Err(WireError::Chunk("chunk data not followed by CRLF")),
@@ -334,7 +353,7 @@ impl ChunkedDecoder {
                             _ => return Err(WireError::Chunk("trailer section too large")),
                         },
                     };
-                    let section = buf.split_to(len).freeze();
+                    let section = take(buf, len);
                     self.state = Chunk::Done;
                     if len <= 2 {
                         return Ok(Decoded::End);
@@ -371,6 +390,24 @@ mod tests {
 
     fn head(bytes: &[u8]) -> ResponseHead {
         parse_response_head(&mut BytesMut::from(bytes)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_small_response_leaves_the_read_buffer_unshared() {
+        let mut buf = BytesMut::with_capacity(8192);
+        let start = buf.as_ptr();
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        // The head's values and the body are still held when the next read reserves room...
+        let parsed = parse_response_head(&mut buf).unwrap().unwrap();
+        let body = take(&mut buf, 2);
+        buf.reserve(8192);
+        // ...and the buffer is the same allocation, not a new one.
+        assert_eq!(buf.as_ptr(), start);
+        assert_eq!((&parsed.headers["content-length"], &body[..]), (&HeaderValue::from_static("2"), &b"ok"[..]));
+        // Large body data is split off, not copied.
+        let mut big = BytesMut::from(&vec![b'x'; 4 * COPY_OUT][..]);
+        let at = big.as_ptr();
+        assert_eq!(take(&mut big, 2 * COPY_OUT).as_ptr(), at);
     }
 
     #[test]
