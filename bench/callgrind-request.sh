@@ -10,6 +10,10 @@
 #        REQ_PATH=64k measures GET /64k (a 64 KiB file) instead of GET /small (2 bytes)
 #        KEEP=DIR keeps the two callgrind outputs in DIR (idle.out, loaded.out) for
 #        callgrind_annotate, e.g. --inclusive=yes loaded.out | head -60
+#        ACCESS_LOG=json|common measures the gateway with that access log (default off),
+#        its writer thread included
+#        PEER=nginx measures nginx as the proxy instead (one process, no master, upstream
+#        keep-alive, access_log off): the reference the gateway's count is held against
 # Needs: valgrind, nginx, wrk, curl; cargo build --release -p router-gateway
 set -euo pipefail
 
@@ -36,18 +40,44 @@ mkdir -p "$WORK/www" && head -c 65536 /dev/zero | tr '\0' x > "$WORK/www/64k"
 chmod 755 "$WORK" "$WORK/www" && chmod 644 "$WORK/www/64k"   # nginx's workers run unprivileged
 nginx -p "$WORK" -c "$WORK/backend.conf"
 
+cat > "$WORK/peer.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+error_log $WORK/peer-error.log;
+pid $WORK/peer.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:18380; keepalive 128; }
+  server {
+    listen 127.0.0.1:18555; keepalive_requests 1000000;
+    location = /healthz { return 200; }
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+
 # run NAME LOAD(0|1): prints the callgrind total
 run() {
-  valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" "$GATEWAY" --config "$ROOT/bench/router-gateway.yaml" \
-    --listen 127.0.0.1:18555 --admin-addr 127.0.0.1:19555 --access-log off --worker-threads 1 >/dev/null 2>"$WORK/$1.log" &
+  local health=http://127.0.0.1:19555/healthz
+  if [ "${PEER:-}" = nginx ]; then
+    health=http://127.0.0.1:18555/healthz
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" nginx -p "$WORK" -c "$WORK/peer.conf" >/dev/null 2>"$WORK/$1.log" &
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" "$GATEWAY" --config "$ROOT/bench/router-gateway.yaml" \
+      --listen 127.0.0.1:18555 --admin-addr 127.0.0.1:19555 --access-log "${ACCESS_LOG:-off}" --worker-threads 1 >/dev/null 2>"$WORK/$1.log" &
+  fi
   local pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:19555/healthz && break; sleep 0.5; done
+  for _ in $(seq 100); do curl -s -o /dev/null "$health" && break; sleep 0.5; done
   if [ "$2" = 1 ]; then
     wrk -t1 -c8 -d10s -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/wrk.txt"
   else
     sleep 10
   fi
-  kill -INT $pid; wait $pid || true
+  # nginx stops gracefully on QUIT, the gateway on INT.
+  if [ "${PEER:-}" = nginx ]; then kill -QUIT $pid; else kill -INT $pid; fi
+  wait $pid || true
   grep -o 'Collected : [0-9]*' "$WORK/$1.log" | awk '{print $3}'
 }
 

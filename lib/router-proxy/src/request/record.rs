@@ -6,7 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use http::{HeaderValue, Method, Request, Response, Version};
+use http::{HeaderValue, Method, Request, Response, Uri, Version};
 use opentelemetry::KeyValue;
 
 use super::{Gateway, forward::content_length};
@@ -14,14 +14,14 @@ use crate::{
     error::ProxyError,
     http::headers::{self, ClientInfo},
     outcome::Outcome,
-    telemetry::{AccessRecord, RequestLabels, method_label, millis, spans::RequestSpan, status_class, trace::TraceContext},
+    telemetry::{AccessRecord, RequestLabels, method_label, spans::RequestSpan, status_class, trace::TraceContext},
 };
 
 pub(super) struct Record {
     start: Instant,
     method: Method,
-    /// Path and version, kept for the access log when it is on.
-    logged: Option<(String, Version)>,
+    /// Target and version, kept for the access log when it is on (the URI's clone shares its bytes).
+    logged: Option<(Uri, Version)>,
     span: Option<RequestSpan>,
     trace: TraceContext,
     /// The client's `x-request-id` (up to 128 bytes), else the trace id.
@@ -36,7 +36,7 @@ impl Record {
         let start = Instant::now();
         gateway.metrics.in_flight.inc();
         let method = req.method().clone();
-        let logged = gateway.access_log.enabled().then(|| (req.uri().path().to_owned(), req.version()));
+        let logged = gateway.access_log.enabled().then(|| (req.uri().clone(), req.version()));
         let caller = req.headers().get(&headers::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
         let span = gateway.spans.as_ref().map(|s| s.start(caller.as_ref(), method.as_str().to_owned(), SystemTime::now()));
         let (trace, traceparent) = match &span {
@@ -89,12 +89,12 @@ impl Record {
                 SystemTime::now(),
             );
         }
-        if let Some((path, version)) = &self.logged {
+        if let Some((uri, version)) = &self.logged {
             gateway.access_log.write(&AccessRecord {
                 client: client.addr,
                 method: self.method.as_str(),
                 host,
-                path,
+                path: uri.path(),
                 protocol: match *version {
                     Version::HTTP_2 => "HTTP/2",
                     Version::HTTP_10 => "HTTP/1.0",
@@ -104,8 +104,8 @@ impl Record {
                 route: route_label,
                 upstream: outcome.upstream,
                 error: outcome.error.map(ProxyError::label),
-                duration_ms: millis(self.start.elapsed()),
-                upstream_ms: outcome.upstream_elapsed.map(millis),
+                duration: self.start.elapsed(),
+                upstream_elapsed: outcome.upstream_elapsed,
                 trace_id: self.trace.trace_id_hex().as_str(),
                 request_id: self.request_id.to_str().unwrap_or_default(),
             });

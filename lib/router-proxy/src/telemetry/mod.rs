@@ -7,6 +7,6 @@ mod series;
 pub mod spans;
 pub mod trace;
 
-pub use access_log::{AccessLog, AccessLogFormat, AccessRecord, millis};
+pub use access_log::{AccessLog, AccessLogFormat, AccessRecord};
 pub use metrics::{Metrics, method_label, status_class};
 pub use series::RequestLabels;

@@ -65,7 +65,7 @@ pub fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, head
             field(out, b"content-length", b"0");
         }
         RequestFraming::Empty => {}
-        RequestFraming::Length(n) => field(out, b"content-length", itoa(n, &mut [0; 20])),
+        RequestFraming::Length(n) => field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
         RequestFraming::Chunked => field(out, b"transfer-encoding", b"chunked"),
     }
     out.extend_from_slice(b"\r\n");
@@ -76,18 +76,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// The line that starts a chunk of `len` bytes.
