@@ -159,26 +159,17 @@ fn json_line(buf: &mut Vec<u8>, r: &AccessRecord<'_>) {
     buf.extend_from_slice(b",\"route\":");
     json_str(buf, r.route);
     buf.extend_from_slice(b",\"upstream\":");
-    match r.upstream {
-        Some(u) => {
-            buf.push(b'"');
-            socket_addr(buf, u);
-            buf.push(b'"');
-        }
-        None => buf.extend_from_slice(b"null"),
-    }
+    or_null(buf, r.upstream, |buf, u| {
+        buf.push(b'"');
+        socket_addr(buf, u);
+        buf.push(b'"');
+    });
     buf.extend_from_slice(b",\"error\":");
-    match r.error {
-        Some(e) => json_str(buf, e),
-        None => buf.extend_from_slice(b"null"),
-    }
+    or_null(buf, r.error, json_str);
     buf.extend_from_slice(b",\"duration_ms\":");
     millis(buf, r.duration);
     buf.extend_from_slice(b",\"upstream_ms\":");
-    match r.upstream_elapsed {
-        Some(d) => millis(buf, d),
-        None => buf.extend_from_slice(b"null"),
-    }
+    or_null(buf, r.upstream_elapsed, millis);
     buf.extend_from_slice(b",\"trace_id\":");
     json_str(buf, r.trace_id);
     buf.extend_from_slice(b",\"request_id\":");
@@ -211,6 +202,14 @@ fn common_line(buf: &mut Vec<u8>, r: &AccessRecord<'_>) {
     millis(buf, r.duration);
     buf.extend_from_slice(b"ms trace=");
     buf.extend_from_slice(r.trace_id.as_bytes());
+}
+
+/// `write`'s JSON for a value, or `null`.
+fn or_null<T>(buf: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        Some(v) => write(buf, v),
+        None => buf.extend_from_slice(b"null"),
+    }
 }
 
 /// A JSON string: as it is when nothing in it needs escaping (the usual
