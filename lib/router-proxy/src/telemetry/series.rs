@@ -19,6 +19,8 @@ use super::Metrics;
 /// Slots of the table; collisions only cost a lookup in the families.
 const SLOTS: usize = 64;
 
+type Key = [usize; 6];
+
 /// The labels of one answered request.
 #[derive(Clone, Copy)]
 pub struct RequestLabels<'a> {
@@ -29,12 +31,21 @@ pub struct RequestLabels<'a> {
 }
 
 impl RequestLabels<'_> {
-    fn key(&self) -> [usize; 4] {
+    /// The labels' addresses; the static ones with their lengths too, since
+    /// the compiler may lay one literal inside another.
+    fn key(&self) -> Key {
         let addr = |l: Option<&Arc<str>>| l.map_or(0, |l| Arc::as_ptr(l).cast::<u8>() as usize);
-        [addr(self.route), addr(self.service), self.method.as_ptr() as usize, self.class.as_ptr() as usize]
+        [
+            addr(self.route),
+            addr(self.service),
+            self.method.as_ptr() as usize,
+            self.method.len(),
+            self.class.as_ptr() as usize,
+            self.class.len(),
+        ]
     }
 
-    fn slot(key: &[usize; 4]) -> usize {
+    fn slot(key: &Key) -> usize {
         // Addresses are 8-aligned and the statics sit close together: mix before folding.
         let mixed = key.iter().fold(0usize, |h, k| (h ^ k).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         mixed >> (usize::BITS - SLOTS.trailing_zeros())
@@ -58,7 +69,7 @@ pub struct RequestSeries {
 }
 
 struct Entry {
-    key: [usize; 4],
+    key: Key,
     // Held so the addresses in `key` stay theirs.
     _labels: (Option<Arc<str>>, Option<Arc<str>>),
     series: RequestSeries,
