@@ -215,7 +215,7 @@ fn or_null<T>(buf: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u
 /// A JSON string: as it is when nothing in it needs escaping (the usual
 /// case), else escaped by serde_json.
 fn json_str(buf: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
         let _ = serde_json::to_writer(&mut *buf, s);
     } else {
         buf.push(b'"');

@@ -2,13 +2,13 @@
 //! traffic: route and service are object names, method is folded to the
 //! standard set, status to its class. The raw path is never a label.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 
 use http::Method;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, exponential_buckets};
 use router_core::Snapshot;
 
-use super::series::{RequestLabels, SeriesCache};
+use super::series::{RequestLabels, RequestSeries, SeriesCache};
 
 pub struct Metrics {
     registry: Registry,
@@ -238,15 +238,11 @@ impl Metrics {
     /// Records an answered request: its count, its duration in seconds, and
     /// its request and response sizes where Content-Length said them.
     pub fn record_request(&self, labels: &RequestLabels<'_>, seconds: f64, request_size: Option<u64>, response_size: Option<u64>) {
-        let mut cache = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let series = cache.get(self, labels);
-        series.requests.inc();
-        series.duration.observe(seconds);
-        if let Some(n) = request_size {
-            series.request_size.observe(n as f64);
-        }
-        if let Some(n) = response_size {
-            series.response_size.observe(n as f64);
+        match self.series.try_lock() {
+            Ok(mut cache) => cache.get(self, labels).record(seconds, request_size, response_size),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().get(self, labels).record(seconds, request_size, response_size),
+            // Another worker holds the table: the families (a shared read lock) rather than a wait.
+            Err(TryLockError::WouldBlock) => RequestSeries::of(self, labels).record(seconds, request_size, response_size),
         }
     }
 
@@ -297,5 +293,26 @@ pub fn status_class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_request_recorded_while_another_worker_holds_the_series_table_still_counts() {
+        let metrics = Metrics::new();
+        let route: Arc<str> = "default/r".into();
+        let labels = RequestLabels { route: Some(&route), service: None, method: "GET", class: "2xx" };
+        let held = metrics.series.lock().unwrap();
+        metrics.record_request(&labels, 0.01, Some(5), None);
+        drop(held);
+        metrics.record_request(&labels, 0.01, None, Some(7));
+        assert_eq!(metrics.requests.with_label_values(&["default/r", "none", "GET", "2xx"]).get(), 2);
+        assert_eq!(metrics.request_size.with_label_values(&["default/r"]).get_sample_count(), 1);
+        assert_eq!(metrics.response_size.with_label_values(&["default/r"]).get_sample_count(), 1);
     }
 }

@@ -62,10 +62,36 @@ impl RequestLabels<'_> {
 
 /// The four series of one label set.
 pub struct RequestSeries {
-    pub requests: IntCounter,
-    pub duration: Histogram,
-    pub request_size: Histogram,
-    pub response_size: Histogram,
+    requests: IntCounter,
+    duration: Histogram,
+    request_size: Histogram,
+    response_size: Histogram,
+}
+
+impl RequestSeries {
+    /// The series of `labels`, looked up in `metrics`' families.
+    pub fn of(metrics: &Metrics, labels: &RequestLabels<'_>) -> Self {
+        let (route, service) = (labels.route_label(), labels.service_label());
+        Self {
+            requests: metrics.requests.with_label_values(&[route, service, labels.method, labels.class]),
+            duration: metrics.duration.with_label_values(&[route, labels.class]),
+            request_size: metrics.request_size.with_label_values(&[route]),
+            response_size: metrics.response_size.with_label_values(&[route]),
+        }
+    }
+
+    /// Records an answered request: its count, its duration in seconds, and
+    /// its request and response sizes where Content-Length said them.
+    pub fn record(&self, seconds: f64, request_size: Option<u64>, response_size: Option<u64>) {
+        self.requests.inc();
+        self.duration.observe(seconds);
+        if let Some(n) = request_size {
+            self.request_size.observe(n as f64);
+        }
+        if let Some(n) = response_size {
+            self.response_size.observe(n as f64);
+        }
+    }
 }
 
 struct Entry {
@@ -91,17 +117,8 @@ impl SeriesCache {
         let key = labels.key();
         let slot = &mut self.slots[RequestLabels::slot(&key)];
         if slot.as_ref().is_none_or(|e| e.key != key) {
-            let (route, service) = (labels.route_label(), labels.service_label());
-            *slot = Some(Entry {
-                key,
-                _labels: (labels.route.cloned(), labels.service.cloned()),
-                series: RequestSeries {
-                    requests: metrics.requests.with_label_values(&[route, service, labels.method, labels.class]),
-                    duration: metrics.duration.with_label_values(&[route, labels.class]),
-                    request_size: metrics.request_size.with_label_values(&[route]),
-                    response_size: metrics.response_size.with_label_values(&[route]),
-                },
-            });
+            *slot =
+                Some(Entry { key, _labels: (labels.route.cloned(), labels.service.cloned()), series: RequestSeries::of(metrics, labels) });
         }
         &slot.as_ref().expect("filled above").series
     }
