@@ -181,9 +181,9 @@ async fn scenario(admin: &Client, kubeconfig: &Path, ns: &str, n: usize, created
         rss(&discovery),
         rss(&gateway)
     );
-    // Each route's status names its destination's ready endpoints, which discovery writes: a route
-    // written before its service's endpoints land is written again. Anything beyond that is amplification.
-    assert!(per_object <= 2.0, "{per_object:.3} controller writes per object while converging");
+    // Each route's status names its destination's ready endpoints, which discovery writes; routes wait
+    // for discovery (router-controller's discovery grace), so each object is written once: issue 11's goal.
+    assert!(per_object <= 1.05, "{per_object:.3} controller writes per object while converging");
     assert!(discovery_writes as usize <= n + n / 20, "{discovery_writes} discovery writes for {n} services");
 
     // 2. Quiet: nothing changes for 60 s, nothing is written.

@@ -16,6 +16,7 @@
 //! The binary is `main.rs`; this library is what it and the benchmarks share.
 
 mod binding;
+pub mod discovery_wait;
 mod events;
 pub mod memo;
 mod objects;

@@ -10,7 +10,7 @@ use k8s_openapi::{
         core::v1::{Node, Pod, PodStatus, Secret, Service},
         discovery::v1::EndpointSlice,
     },
-    jiff::Timestamp,
+    jiff::{SignedDuration, Timestamp},
 };
 use kube::{
     Api,
@@ -25,6 +25,7 @@ use router_api::{
     v1alpha1::{ServiceBinding, TunnelBinding, VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
 use router_controller::{
+    discovery_wait::DiscoveryWait,
     memo::PassMemo,
     plan::{overlay, plan},
     world::{Invalid, SecretChecks, World},
@@ -47,6 +48,11 @@ struct Args {
     /// Seconds between full passes even without changes (a safety net; watches drive the work).
     #[arg(long, env = "ROUTER_RESYNC_SECS", default_value_t = 300)]
     resync_secs: u64,
+    /// Seconds a VPCRoute's status may wait for service-discovery to first resolve a VPCService
+    /// it sends to (counted from this controller's start or the service's creation), so that the
+    /// route is written once, with its ready endpoints; 0 never waits.
+    #[arg(long, env = "ROUTER_DISCOVERY_GRACE_SECS", default_value_t = 30)]
+    discovery_grace_secs: u64,
 }
 
 struct Caches {
@@ -188,10 +194,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let memo = PassMemo::default();
     // The API server may not have run the CEL rules (1.24 without the gate): every object is checked here too.
     let verdicts = Verdicts::for_router_kinds()?;
+    let discovery_wait = (args.discovery_grace_secs > 0).then(|| DiscoveryWait {
+        since: Timestamp::now(),
+        grace: SignedDuration::from_secs(i64::try_from(args.discovery_grace_secs).unwrap_or(i64::MAX)),
+    });
     let pass = || {
         let timer = w.metrics.reconcile_duration.with_label_values(&["pass"]).start_timer();
-        let world = caches.borrow().world(&secret_checks, &memo, &verdicts, &queue);
-        let writes = plan(&world, Timestamp::now());
+        let mut world = caches.borrow().world(&secret_checks, &memo, &verdicts, &queue);
+        world.discovery_wait = discovery_wait;
+        let now = Timestamp::now();
+        let writes = plan(&world, now);
         let offered = writes.len();
         for write in writes {
             queue.offer(write);
@@ -201,7 +213,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if offered > 0 {
             tracing::info!(offered, queued = queue.pending(), "statuses offered");
         }
-        std::future::ready(())
+        // Discovery's writes wake the next pass; this one is for a wait that runs out unanswered.
+        let deadline = world.discovery_deadline(now);
+        std::future::ready(deadline.map(|d| d.duration_since(now).unsigned_abs()))
     };
     w.run("router-controller", resync, prepare, pass).await;
     Ok(())

@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use router_kube::{
     metrics::KubeMetrics,
@@ -17,6 +17,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use crate::{
+    discovery_wait::DiscoveryWait,
     plan::{kinds, overlay, plan},
     world::World,
 };
@@ -69,10 +70,11 @@ fn fleet_world(services: usize) -> World {
     World::routing(f.vpcs, f.attachments, f.services, f.routes)
 }
 
-/// A copy of `w`, sharing its memo, as the controller's passes share theirs.
+/// A copy of `w`, sharing its memo (and its wait for discovery), as the controller's passes share theirs.
 fn cloned(w: &World) -> World {
     let mut copy = World::routing(w.vpcs.clone(), w.attachments.clone(), w.services.clone(), w.routes.clone());
     copy.memo = w.memo.clone();
+    copy.discovery_wait = w.discovery_wait;
     copy
 }
 
@@ -203,4 +205,61 @@ fn the_snapshot_report_is_kept_across_status_changes_and_rebuilt_on_a_spec_chang
     let mut endpoints = cloned(&cache);
     endpoints.services[0].metadata.resource_version = Some("2".into());
     assert!(!Arc::ptr_eq(&changed.report(), &endpoints.report()), "a VPCService's status is read: its resourceVersion counts");
+}
+
+/// What service-discovery writes on each of `services`: one ready endpoint, Discovered at its generation.
+fn discover(services: &mut [router_api::v1alpha1::VPCService]) {
+    for s in services {
+        let discovered = serde_json::from_value(serde_json::json!({
+            "type": "Discovered", "status": "True", "reason": "ResolvedRefs", "message": "1 endpoints from VPCAttachments",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": s.metadata.generation,
+        }))
+        .unwrap();
+        let status = s.status.get_or_insert_default();
+        status.conditions.push(discovered);
+        status.endpoints = vec![serde_json::from_value(serde_json::json!({ "address": "10.0.0.1", "port": 8080, "ready": true })).unwrap()];
+        status.ready_endpoints = 1;
+    }
+}
+
+fn waiting(since_secs_ago: i64) -> Option<DiscoveryWait> {
+    Some(DiscoveryWait { since: now() - SignedDuration::from_secs(since_secs_ago), grace: SignedDuration::from_secs(30) })
+}
+
+#[tokio::test]
+async fn on_a_cold_start_routes_wait_for_discovery_and_are_written_once() {
+    let server = Server::default();
+    let q = queue(&server);
+    let mut cache = fleet_world(50);
+    cache.discovery_wait = waiting(1);
+    assert_eq!(pass(&cache, &q), 50, "the services' own conditions; the 200 routes wait");
+    assert_eq!(cache.discovery_deadline(now()), Some(now() + SignedDuration::from_secs(29)), "the pass to run if discovery stays silent");
+    drained(&q).await;
+
+    // Discovery writes half the services; their watch events wake passes.
+    let mut cache = server.caught_up(cloned(&cache));
+    discover(&mut cache.services[..25]);
+    cache.index.take();
+    assert_eq!(pass(&cache, &q), 100, "the routes of the 25 discovered services");
+    discover(&mut cache.services[25..]);
+    assert_eq!(pass(&cache, &q), 100, "and then the others");
+    assert_eq!(cache.discovery_deadline(now()), None, "nothing waits any longer");
+    drained(&q).await;
+    assert_eq!(server.writes().len(), 250, "one write per object");
+    let shown = server.caught_up(cloned(&cache));
+    assert!(shown.routes.iter().all(|r| r.status.as_ref().unwrap().destinations[0].ready_endpoints == 1), "written with their endpoints");
+    assert_eq!(pass(&shown, &q), 0);
+}
+
+#[tokio::test]
+async fn without_discovery_routes_are_written_once_the_grace_runs_out() {
+    let server = Server::default();
+    let q = queue(&server);
+    let mut cache = fleet_world(10);
+    cache.discovery_wait = waiting(30);
+    assert_eq!(pass(&cache, &q), 50, "the grace has run out: every route is written, with what is known");
+    assert_eq!(cache.discovery_deadline(now()), None);
+    drained(&q).await;
+    let shown = server.caught_up(cloned(&cache));
+    assert!(shown.routes.iter().all(|r| r.status.as_ref().unwrap().destinations[0].ready_endpoints == 0));
 }

@@ -29,7 +29,7 @@ use router_api::{
 };
 use router_core::{EndpointStore, Snapshot, SnapshotInput, SnapshotReport};
 
-use crate::memo::PassMemo;
+use crate::{discovery_wait::DiscoveryWait, memo::PassMemo};
 
 /// The objects of the cluster the controller reconciles from.
 #[derive(Default)]
@@ -54,6 +54,8 @@ pub struct World {
     pub invalid: Invalid,
     /// What the last pass computed from specs alone, kept for the next (shared across worlds).
     pub memo: PassMemo,
+    /// Whether route statuses wait for service-discovery's first word (`discovery_wait`); None: never.
+    pub discovery_wait: Option<DiscoveryWait>,
     /// Lookups by namespace and name, built on first use: a world is not changed once read.
     pub(crate) index: std::sync::OnceLock<Index>,
 }

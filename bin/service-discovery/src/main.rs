@@ -82,7 +82,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let queue = w.status_queue(&args.writer, MANAGER, None);
     let walk = || {
         walk(&queue, &caches, &verdicts, args.max_endpoints, &w.metrics);
-        std::future::ready(())
+        std::future::ready(None)
     };
     w.run("service-discovery", interval, || caches.synced(), walk).await;
     Ok(())

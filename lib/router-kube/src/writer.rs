@@ -130,12 +130,14 @@ impl Writer {
 
     /// Until SIGTERM: after each change (debounced), `interval`, or leadership
     /// change, asks `prepare` whether the caches are complete (readiness), and
-    /// when they are and this replica leads, runs `pass`. Releases the lease on the way out.
+    /// when they are and this replica leads, runs `pass`. A pass may ask to
+    /// run again after a while even if nothing changes (Some: a wait of its
+    /// own runs out then). Releases the lease on the way out.
     pub async fn run<P, F, Fut>(&self, lease_name: &str, interval: Duration, mut prepare: P, mut pass: F)
     where
         P: FnMut() -> bool,
         F: FnMut() -> Fut,
-        Fut: Future<Output = ()>,
+        Fut: Future<Output = Option<Duration>>,
     {
         let (leader_tx, mut leader) = watch::channel(false);
         let settings = LeaseSettings {
@@ -149,10 +151,11 @@ impl Writer {
         let campaign = tokio::spawn(lease::run(api, settings, leader_tx, self.stop.clone()));
         let mut stopping = self.stop.clone();
         let mut last_pass = Duration::ZERO;
+        let mut again = None;
         loop {
             tokio::select! {
                 () = self.changes.notified() => {}
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(again.map_or(interval, |a: Duration| a.min(interval))) => {}
                 _ = leader.changed() => {}
                 _ = stopping.wait_for(|s| *s) => break,
             }
@@ -168,9 +171,10 @@ impl Writer {
                     queue.stand_down();
                 }
             }
+            again = None;
             if synced && leads {
                 let started = tokio::time::Instant::now();
-                pass().await;
+                again = pass().await;
                 last_pass = started.elapsed();
             }
         }
