@@ -7,6 +7,7 @@
 //! service-discovery writes the endpoints) and serves what it finds.
 
 mod demo;
+mod trim;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -202,6 +203,7 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
     };
     let tls_listen = default_certificate.as_ref().map(|_| args.tls_listen);
     let cell = Arc::new(SnapshotCell::default());
+    trim::after_each_publish(&cell);
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let store = Arc::new(EndpointStore::default());
