@@ -162,7 +162,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def reply(self, code, body):
-        data = json.dumps(body).encode()
+        """Answers `body`: an object, or bytes already encoded."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -188,24 +189,26 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 ready, total = routes_converged()
                 return self.reply(200, {"status_writes": status_writes[0], "routes_ready": ready, "routes": total})
-        parsed = parse_path(url.path)
-        if not parsed:
-            return self.not_found()
+        if not (parsed := self.target()):
+            return
         plural, namespace, name, _ = parsed
         if name:
             with lock:
                 obj = store.get(plural, {}).get((namespace, name))
+                obj = obj and copy_of(obj)
             return self.reply(200, obj) if obj else self.not_found()
         if query.get("watch", ["0"])[0] in ("1", "true"):
             return self.watch(plural, int(query.get("timeoutSeconds", ["290"])[0]))
         selector = query.get("fieldSelector", [""])[0]
         wanted = selector.split("=", 1)[1] if selector.startswith("metadata.name=") else None
+        api_version, kind = KINDS[plural]
         with lock:
             items = [o for (ns, n), o in store.get(plural, {}).items()
                      if (namespace is None or ns == namespace) and (wanted is None or n == wanted)]
-            rv = str(version[0])
-        api_version, kind = KINDS[plural]
-        self.reply(200, {"apiVersion": api_version, "kind": kind + "List", "metadata": {"resourceVersion": rv}, "items": items})
+            # Encoded under the lock: writers change stored objects in place.
+            data = json.dumps({"apiVersion": api_version, "kind": kind + "List",
+                               "metadata": {"resourceVersion": str(version[0])}, "items": items}).encode()
+        self.reply(200, data)
 
     def watch(self, plural, timeout):
         self.send_response(200)
@@ -233,42 +236,50 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 watches[plural].remove(pending)
 
-    def do_POST(self):
+    def target(self):
+        """The request's (plural, namespace, name, subresource); None once answered 404."""
         parsed = parse_path(urlparse(self.path).path)
         if not parsed:
-            return self.not_found()
-        plural, namespace, _, _ = parsed
+            self.not_found()
+        return parsed
+
+    def object_in(self, namespace):
+        """The request's object, placed in `namespace`."""
         obj = self.body()
         obj.setdefault("metadata", {})["namespace"] = namespace
+        return obj
+
+    def do_POST(self):
+        if not (parsed := self.target()):
+            return
+        plural, namespace, _, _ = parsed
+        obj = self.object_in(namespace)
         if plural == "events":
             return self.reply(201, obj)
         with lock:
             if (namespace, obj["metadata"].get("name")) in store.get(plural, {}):
                 return self.conflict("AlreadyExists")
-            obj = put(plural, obj)
-            notify(plural, "ADDED", obj)
-        self.reply(201, obj)
+            created = copy_of(put(plural, obj))
+            notify(plural, "ADDED", created)
+        self.reply(201, created)
 
     def do_PUT(self):
-        parsed = parse_path(urlparse(self.path).path)
-        if not parsed:
-            return self.not_found()
+        if not (parsed := self.target()):
+            return
         plural, namespace, _, _ = parsed
-        obj = self.body()
-        obj.setdefault("metadata", {})["namespace"] = namespace
+        obj = self.object_in(namespace)
         with lock:
             current = store.get(plural, {}).get((namespace, obj["metadata"].get("name")))
             # Optimistic concurrency, which leader election relies on: a stale write loses.
             if current and obj["metadata"].get("resourceVersion") not in (None, current["metadata"]["resourceVersion"]):
                 return self.conflict("Conflict")
-            obj = put(plural, obj)
-            notify(plural, "MODIFIED", obj)
-        self.reply(200, obj)
+            replaced = copy_of(put(plural, obj))
+            notify(plural, "MODIFIED", replaced)
+        self.reply(200, replaced)
 
     def do_PATCH(self):
-        parsed = parse_path(urlparse(self.path).path)
-        if not parsed:
-            return self.not_found()
+        if not (parsed := self.target()):
+            return
         plural, namespace, name, subresource = parsed
         patch = self.body()
         with lock:
@@ -279,9 +290,14 @@ class Handler(BaseHTTPRequestHandler):
                 status_writes[0] += 1
                 obj["status"] = merge_status(obj.get("status"), patch.get("status"))
             obj["metadata"]["resourceVersion"] = next_version()
-            notify(plural, "MODIFIED", obj)
-            body = json.loads(json.dumps(obj))
-        self.reply(200, body)
+            patched = copy_of(obj)
+            notify(plural, "MODIFIED", patched)
+        self.reply(200, patched)
+
+
+def copy_of(obj):
+    """A copy to answer with outside the lock, while writers may change the stored object."""
+    return json.loads(json.dumps(obj))
 
 
 def main():
