@@ -36,6 +36,7 @@ async fn metrics_count_requests_by_route_service_and_status_class() {
     assert!(metrics.contains(r#"datum_router_requests_total{method="GET",route="none",service="none",status_class="4xx"} 1"#));
     assert!(metrics.contains(r#"datum_router_service_endpoints{service="default/svc",state="ready"} 1"#));
     assert!(metrics.contains(r#"datum_router_config_reloads_total{result="success"} 1"#));
+    assert!(metrics.contains("datum_router_config_build_seconds_count 1"), "the one load was timed");
     assert!(metrics.contains("datum_router_request_duration_seconds_bucket"));
     assert!(!metrics.contains("unique-"), "raw paths are never labels");
 }

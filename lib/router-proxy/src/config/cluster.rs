@@ -118,7 +118,9 @@ impl ClusterSource {
             let generation = self.cell.publish(snapshot, tls);
             last_build = started.elapsed();
             self.metrics.reloads.with_label_values(&["success"]).inc();
-            tracing::info!(generation, routes, services, "configuration from the cluster");
+            self.metrics.config_build.observe(last_build.as_secs_f64());
+            let ms = last_build.as_millis();
+            tracing::info!(generation, routes, services, ms, "configuration from the cluster");
         }
     }
 

@@ -5,7 +5,7 @@
 use std::sync::{Mutex, TryLockError};
 
 use http::Method;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, exponential_buckets};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, exponential_buckets};
 use router_core::Snapshot;
 
 use super::series::{RequestLabels, RequestSeries, SeriesCache};
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub endpoints: IntGaugeVec,
     pub reloads: IntCounterVec,
+    /// Seconds from a configuration change being read to its snapshot published.
+    pub config_build: Histogram,
     pub routes: IntGauge,
     pub mirrors: IntCounterVec,
     pub egress: IntCounterVec,
@@ -81,6 +83,13 @@ impl Metrics {
             &["service", "state"],
         ));
         let reloads = must(IntCounterVec::new(Opts::new("config_reloads_total", "Configuration snapshot loads, by result."), &["result"]));
+        let config_build = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "config_build_seconds",
+                "Time to build and publish a configuration snapshot (standalone: read, parse and build; cluster: build from the caches).",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        ));
         let routes = must(IntGauge::new("routes", "Routes in the current snapshot."));
         let egress = must(IntCounterVec::new(
             Opts::new("egress_decisions_total", "VPCEgress decisions on proxy requests, by policy, rule and action."),
@@ -189,6 +198,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(endpoints.clone()),
             Box::new(reloads.clone()),
+            Box::new(config_build.clone()),
             Box::new(routes.clone()),
             Box::new(mirrors.clone()),
             Box::new(egress.clone()),
@@ -212,6 +222,7 @@ impl Metrics {
             in_flight,
             endpoints,
             reloads,
+            config_build,
             routes,
             mirrors,
             egress,
