@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use super::SnapshotCell;
 use crate::{
     telemetry::Metrics,
-    tls::{TlsBuilder, secrets::Secrets},
+    tls::{TlsBuilder, TlsState, secrets::Secrets},
 };
 
 /// How long changes settle before a rebuild.
@@ -64,31 +64,32 @@ impl ClusterSource {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let changes = Arc::new(Notify::new());
         let restarts = self.metrics.watch_restarts.clone();
-        let kinds = Kinds {
+        let kinds = Arc::new(Kinds {
             vpcs: cache::spawn_all(&self.client, &changes, &restarts, "VPC"),
             services: cache::spawn_all(&self.client, &changes, &restarts, "VPCService"),
             // The gateway builds from specs: the controller's statuses on these kinds are not kept.
             routes: self.without_status("VPCRoute", &changes, |r: &mut VPCRoute| r.status = None),
             ingresses: self.without_status("VPCIngress", &changes, |i: &mut VPCIngress| i.status = None),
             egress: self.without_status("VPCEgress", &changes, |e: &mut VPCEgress| e.status = None),
-        };
+        });
         let mut secrets: ByName<Secret> = ByName::new(self.client.clone(), "Secret");
         let verdicts = match Verdicts::for_router_kinds() {
-            Ok(v) => v,
+            Ok(v) => Arc::new(v),
             Err(e) => {
                 tracing::error!(error = %e, "the router's CRD schemas do not compile; serving nothing from the cluster");
                 return;
             }
         };
+        let this = Arc::new(self);
         let mut last_build = Duration::ZERO;
         loop {
             tokio::select! {
                 () = changes.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            // A build is a full one (85 ms at 10,000 routes, docs/performance.md): under a storm of
-            // changes (discovery writing endpoints) one that took longer than the debounce spaces
-            // the next out by as long, so rebuilding costs at most about half a core.
+            // A build is a full one (about 200 ms at 10,000 routes, docs/performance.md): under a
+            // storm of changes (discovery writing endpoints) one that took longer than the debounce
+            // spaces the next out by as long, so rebuilding costs at most about half a core.
             tokio::time::sleep(DEBOUNCE.max(last_build)).await;
             let started = std::time::Instant::now();
             let synced = kinds.vpcs.is_synced()
@@ -99,7 +100,19 @@ impl ClusterSource {
             if !synced {
                 continue;
             }
-            let mut snapshot = self.build(&kinds, &verdicts);
+            // Building, and freeing the previous snapshot, are CPU work: off the request threads,
+            // where a rebuild stalled every request of its worker (standalone reloads do the same).
+            let build = {
+                let (this, kinds, verdicts) = (this.clone(), kinds.clone(), verdicts.clone());
+                move || this.build(&kinds, &verdicts)
+            };
+            let mut snapshot = match tokio::task::spawn_blocking(build).await {
+                Ok(snapshot) => snapshot,
+                Err(e) => {
+                    tracing::error!(error = %e, "building the snapshot failed; the last one stays in place");
+                    continue;
+                }
+            };
             // Follow exactly the referenced Secrets: start watches for new references, drop the rest.
             let (ingresses, services) = (kinds.ingresses.objects(), kinds.services.objects());
             secrets.follow(referenced_secrets(ingresses.iter().map(|i| &**i), services.iter().map(|s| &**s)), &changes, &restarts);
@@ -111,17 +124,33 @@ impl ClusterSource {
             for s in secrets.cloned() {
                 material.insert(&s);
             }
-            let tls = self.tls.build(&mut snapshot, &material);
-            super::log_problems(&snapshot.report);
-            self.metrics.record_snapshot(&snapshot);
-            let (routes, services) = (snapshot.route_count, snapshot.services.len());
-            let generation = self.cell.publish(snapshot, tls);
+            let tls = this.tls.build(&mut snapshot, &material);
+            let publish = {
+                let this = this.clone();
+                move || this.publish(snapshot, tls)
+            };
+            let (generation, routes, services) = match tokio::task::spawn_blocking(publish).await {
+                Ok(published) => published,
+                Err(e) => {
+                    tracing::error!(error = %e, "publishing the snapshot failed");
+                    continue;
+                }
+            };
             last_build = started.elapsed();
-            self.metrics.reloads.with_label_values(&["success"]).inc();
-            self.metrics.config_build.observe(last_build.as_secs_f64());
+            this.metrics.reloads.with_label_values(&["success"]).inc();
+            this.metrics.config_build.observe(last_build.as_secs_f64());
             let ms = last_build.as_millis();
             tracing::info!(generation, routes, services, ms, "configuration from the cluster");
         }
+    }
+
+    /// Publishes `snapshot`, which frees the previous one unless requests still
+    /// hold it; returns the generation, routes and services.
+    fn publish(&self, snapshot: Snapshot, tls: TlsState) -> (u64, usize, usize) {
+        super::log_problems(&snapshot.report);
+        self.metrics.record_snapshot(&snapshot);
+        let (routes, services) = (snapshot.route_count, snapshot.services.len());
+        (self.cell.publish(snapshot, tls), routes, services)
     }
 
     /// The snapshot of every valid object. An object that breaks its CRD's
