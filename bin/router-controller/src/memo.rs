@@ -281,7 +281,13 @@ mod tests {
     }
 
     fn same(memo: &PassMemo, services: &[VPCService], routes: &[VPCRoute], vpcs: &[VPC], ingresses: &[VPCIngress]) {
-        let input = SnapshotInput { services, routes, vpcs, ingresses, ..Default::default() };
+        let input = SnapshotInput {
+            services: services.into(),
+            routes: routes.into(),
+            vpcs: vpcs.into(),
+            ingresses: ingresses.into(),
+            ..Default::default()
+        };
         let fresh = router_core::Snapshot::report(input);
         assert_eq!(format!("{:?}", memo.report(input)), format!("{fresh:?}"), "the kept report is the one a fresh build makes");
     }
@@ -326,8 +332,13 @@ mod tests {
         let attached = routes.iter().position(|r| r.spec.hostnames[0] == "svc-1.example.com" && !r.spec.ingress_refs.is_empty()).unwrap();
         routes.remove(attached);
         same(&memo, &services, &routes, &vpcs, &ingresses);
-        let kept =
-            memo.report(SnapshotInput { services: &services, routes: &routes, vpcs: &vpcs, ingresses: &ingresses, ..Default::default() });
+        let kept = memo.report(SnapshotInput {
+            services: (&services).into(),
+            routes: (&routes).into(),
+            vpcs: (&vpcs).into(),
+            ingresses: (&ingresses).into(),
+            ..Default::default()
+        });
         assert_eq!(
             kept.listeners["default/edge/http"].attached_routes, 4,
             "svc-1's routes (one deleted before), route-0-0 and route-0-1, less the one removed"

@@ -27,7 +27,7 @@ use router_api::{
         VPCService, condition_types, reasons, secret_value,
     },
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput, SnapshotReport};
+use router_core::{EndpointStore, Objects, Snapshot, SnapshotInput, SnapshotReport};
 
 use crate::{discovery_wait::DiscoveryWait, memo::PassMemo};
 
@@ -208,11 +208,11 @@ impl World {
         let (services, routes) = (valid(&self.services, &self.invalid.services), valid(&self.routes, &self.invalid.routes));
         let (egress, ingresses) = (valid(&self.egress, &self.invalid.egress), valid(&self.ingresses, &self.invalid.ingresses));
         let input = SnapshotInput {
-            services: &services,
-            routes: &routes,
-            egress: &egress,
-            vpcs: &self.vpcs,
-            ingresses: &ingresses,
+            services: Objects::Owned(&services),
+            routes: Objects::Owned(&routes),
+            egress: Objects::Owned(&egress),
+            vpcs: Objects::Owned(&self.vpcs),
+            ingresses: Objects::Owned(&ingresses),
             reserved_ports: &[],
             // The controller is no gateway: its report needs no levels.
             locality: None,

@@ -56,7 +56,7 @@ fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup");
     for n in [10usize, 1_000, 10_000] {
         let routes = routes(n);
-        let snapshot = Snapshot::build(SnapshotInput { routes: &routes, ..Default::default() }, &EndpointStore::default());
+        let snapshot = Snapshot::build(SnapshotInput { routes: (&routes).into(), ..Default::default() }, &EndpointStore::default());
         let i = (n / 2) | 1; // an odd route: no header condition
         let host = format!("svc{}.example.com", i / 10);
         let path = format!("/api/v{}/items{}/detail", i % 10, i);
@@ -72,7 +72,7 @@ fn lookup_with_regex(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup_500_hosts_regex");
     for n in [10usize, 1_000, 10_000] {
         let routes = routes_with_regex(n);
-        let snapshot = Snapshot::build(SnapshotInput { routes: &routes, ..Default::default() }, &EndpointStore::default());
+        let snapshot = Snapshot::build(SnapshotInput { routes: (&routes).into(), ..Default::default() }, &EndpointStore::default());
         // A prefix route on a host that also carries regex routes (when n is large enough).
         let i = (n / 2) | 1;
         let host = format!("svc{}.example.com", i % 500);
@@ -91,7 +91,7 @@ fn snapshot_build(c: &mut Criterion) {
     for n in [1_000usize, 10_000] {
         let routes = routes_with_regex(n);
         group.bench_with_input(BenchmarkId::from_parameter(n), &routes, |b, routes| {
-            b.iter(|| Snapshot::build(SnapshotInput { routes, ..Default::default() }, &EndpointStore::default()))
+            b.iter(|| Snapshot::build(SnapshotInput { routes: routes.into(), ..Default::default() }, &EndpointStore::default()))
         });
     }
     group.finish();

@@ -14,6 +14,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 use router_api::v1alpha1::{ListenerProtocol, LocalObjectReference, TlsVersion, VPCIngress};
 
 use crate::{
+    Objects,
     route_table::{CompiledRoute, RouteTable},
     snapshot::{RoutePolicy, SnapshotReport, key_of},
 };
@@ -168,7 +169,12 @@ fn protocol_name(p: ListenerProtocol) -> &'static str {
 impl IngressBuilder {
     /// Takes listeners oldest VPCIngress first; conflicts and unusable ports are
     /// reported on the losing listener. `reserved_ports` are the gateway's own.
-    pub(crate) fn new(ingresses: &[VPCIngress], vpcs: &[(String, String)], reserved_ports: &[u16], report: &mut SnapshotReport) -> Self {
+    pub(crate) fn new(
+        ingresses: Objects<'_, VPCIngress>,
+        vpcs: &[(String, String)],
+        reserved_ports: &[u16],
+        report: &mut SnapshotReport,
+    ) -> Self {
         let mut sorted: Vec<&VPCIngress> = ingresses.iter().collect();
         sorted.sort_by_key(|i| (i.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| t.0.as_second()), key_of(&i.metadata)));
         let mut drafts: Vec<Draft> = Vec::new();
@@ -426,8 +432,13 @@ mod tests {
             route("internal", &[], &["api.example.com"]),
         ];
         let vpcs = [vpc];
-        let input =
-            SnapshotInput { routes: &routes, vpcs: &vpcs, ingresses: &ingresses, reserved_ports: &[8080, 9090], ..Default::default() };
+        let input = SnapshotInput {
+            routes: (&routes).into(),
+            vpcs: (&vpcs).into(),
+            ingresses: (&ingresses).into(),
+            reserved_ports: &[8080, 9090],
+            ..Default::default()
+        };
         let s = Snapshot::build(input, &EndpointStore::default());
         assert_eq!(format!("{:?}", Snapshot::report(input)), format!("{:?}", s.report), "the report-only build reports the same");
         let l = |name: &str| s.report.listeners.get(name).cloned().unwrap_or_else(|| panic!("{name} reported"));

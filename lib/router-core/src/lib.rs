@@ -11,6 +11,7 @@
 //! * [`breaker`]: per-endpoint circuit breaking (passive outlier detection).
 //! * [`health`]: the per-endpoint state machine of active health checks.
 //! * [`retry`]: retry classification, backoff with jitter and the retry budget.
+//! * [`objects`]: the API objects a snapshot reads, owned or shared.
 //! * [`snapshot`]: one immutable, self-contained routing configuration built
 //!   from API objects; the gateway swaps whole snapshots atomically.
 //!
@@ -24,10 +25,12 @@ pub mod egress;
 pub mod endpoint;
 pub mod health;
 pub mod ingress;
+pub mod objects;
 pub mod retry;
 pub mod route_table;
 pub mod snapshot;
 
 pub use endpoint::{EndpointState, EndpointStore};
+pub use objects::Objects;
 pub use route_table::{RequestView, RouteTable, normalize_host};
 pub use snapshot::{RouteCheck, RouteChecker, RouteKey, ServiceKey, Snapshot, SnapshotInput, SnapshotReport};

@@ -24,7 +24,7 @@ use router_api::v1alpha1::{
 };
 
 use crate::{
-    EndpointState, EndpointStore,
+    EndpointState, EndpointStore, Objects,
     balance::{DestinationCounters, DestinationLimits, EndpointPicker, Levels, WeightedSplit},
     breaker::BreakerConfig,
     conditions::Conditions,
@@ -377,11 +377,11 @@ impl SnapshotReport {
 /// The objects a snapshot is built from.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SnapshotInput<'a> {
-    pub services: &'a [VPCService],
-    pub routes: &'a [VPCRoute],
-    pub egress: &'a [VPCEgress],
-    pub vpcs: &'a [VPC],
-    pub ingresses: &'a [VPCIngress],
+    pub services: Objects<'a, VPCService>,
+    pub routes: Objects<'a, VPCRoute>,
+    pub egress: Objects<'a, VPCEgress>,
+    pub vpcs: Objects<'a, VPC>,
+    pub ingresses: Objects<'a, VPCIngress>,
     /// Ports of the gateway's own listeners, which no VPCIngress listener may claim.
     pub reserved_ports: &'a [u16],
     /// Where the gateway is: destinations with trafficDistribution PreferClose group their endpoints by distance from it.
@@ -390,7 +390,7 @@ pub struct SnapshotInput<'a> {
 
 /// One policy per VPC: with several VPCEgress objects for one VPC, the first
 /// by namespace/name applies and the others are reported.
-fn compile_egress(egress: &[VPCEgress], vpcs: &[VPC], report: &mut SnapshotReport) -> EgressTable {
+fn compile_egress(egress: Objects<'_, VPCEgress>, vpcs: Objects<'_, VPC>, report: &mut SnapshotReport) -> EgressTable {
     let mut sorted: Vec<&VPCEgress> = egress.iter().collect();
     sorted.sort_by_key(|e| key_of(&e.metadata));
     let mut policies = Vec::new();
@@ -631,7 +631,7 @@ mod tests {
     async fn destination_limits_count_across_a_reload() {
         let store = EndpointStore::default();
         let (services, routes) = objects();
-        let input = SnapshotInput { services: &services, routes: &routes, ..Default::default() };
+        let input = SnapshotInput { services: (&services).into(), routes: (&routes).into(), ..Default::default() };
         let before = Snapshot::build(input, &store);
         let in_flight = picker(&before).start_request().expect("the first request");
         let slot = picker(&before).connection_slot().await.expect("not overflowing").expect("a connection slot");

@@ -16,7 +16,7 @@ use router_api::{
     schema::{InvalidObject, Verdicts},
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, referenced_secrets},
 };
-use router_core::{EndpointStore, Snapshot, SnapshotInput};
+use router_core::{EndpointStore, Objects, Snapshot, SnapshotInput};
 use router_kube::cache::{self, ByName, Cache};
 use tokio::sync::{Notify, watch};
 
@@ -158,17 +158,18 @@ impl ClusterSource {
     /// in the report, so `/config` and the log say why it is not served.
     fn build(&self, kinds: &Kinds, verdicts: &Verdicts) -> Snapshot {
         let mut rejected = Vec::new();
-        let services = valid(kinds.services.cloned(), verdicts, &mut rejected);
-        let routes = valid(kinds.routes.cloned(), verdicts, &mut rejected);
-        let ingresses = valid(kinds.ingresses.cloned(), verdicts, &mut rejected);
-        let egress = valid(kinds.egress.cloned(), verdicts, &mut rejected);
-        let vpcs = kinds.vpcs.cloned();
+        // The caches' own objects, shared: a rebuild copies none of them.
+        let services = valid(kinds.services.objects(), verdicts, &mut rejected);
+        let routes = valid(kinds.routes.objects(), verdicts, &mut rejected);
+        let ingresses = valid(kinds.ingresses.objects(), verdicts, &mut rejected);
+        let egress = valid(kinds.egress.objects(), verdicts, &mut rejected);
+        let vpcs = kinds.vpcs.objects();
         let input = SnapshotInput {
-            services: &services,
-            routes: &routes,
-            egress: &egress,
-            vpcs: &vpcs,
-            ingresses: &ingresses,
+            services: Objects::Shared(&services),
+            routes: Objects::Shared(&routes),
+            egress: Objects::Shared(&egress),
+            vpcs: Objects::Shared(&vpcs),
+            ingresses: Objects::Shared(&ingresses),
             reserved_ports: &self.reserved_ports,
             locality: self.locality.as_ref(),
         };
@@ -184,11 +185,11 @@ impl ClusterSource {
 type Rejected = (String, (String, String), InvalidObject);
 
 /// `objects` without the invalid ones, which are added to `rejected`.
-fn valid<K>(mut objects: Vec<K>, verdicts: &Verdicts, rejected: &mut Vec<Rejected>) -> Vec<K>
+fn valid<K>(mut objects: Vec<Arc<K>>, verdicts: &Verdicts, rejected: &mut Vec<Rejected>) -> Vec<Arc<K>>
 where
     K: kube::Resource<DynamicType = ()> + serde::Serialize,
 {
-    let invalid = verdicts.invalid(&objects);
+    let invalid = verdicts.invalid(objects.iter().map(|o| &**o));
     if invalid.is_empty() {
         return objects;
     }

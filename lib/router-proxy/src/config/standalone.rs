@@ -138,11 +138,11 @@ pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16
         });
     }
     let input = SnapshotInput {
-        services: &objects.services,
-        routes: &objects.routes,
-        egress: &objects.egress,
-        vpcs: &objects.vpcs,
-        ingresses: &objects.ingresses,
+        services: (&objects.services).into(),
+        routes: (&objects.routes).into(),
+        egress: (&objects.egress).into(),
+        vpcs: (&objects.vpcs).into(),
+        ingresses: (&objects.ingresses).into(),
         reserved_ports,
         locality,
     };
