@@ -228,6 +228,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         // Discovery's writes wake the next pass; this one is for a wait that runs out unanswered.
         let deadline = world.discovery_deadline(now);
+        if let Some(until) = deadline {
+            tracing::info!(%until, "VPCRoute statuses wait for service-discovery to resolve their VPCServices (--discovery-grace-secs)");
+        }
         std::future::ready(deadline.map(|d| d.duration_since(now).unsigned_abs()))
     };
     w.run("router-controller", resync, prepare, pass).await;
