@@ -229,7 +229,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // Discovery's writes wake the next pass; this one is for a wait that runs out unanswered.
         let deadline = world.discovery_deadline(now);
         if let Some(until) = deadline {
-            tracing::info!(%until, "VPCRoute statuses wait for service-discovery to resolve their VPCServices (--discovery-grace-secs)");
+            tracing::info!(%until, "VPCServices not yet resolved by service-discovery: statuses of routes to them wait (--discovery-grace-secs)");
         }
         std::future::ready(deadline.map(|d| d.duration_since(now).unsigned_abs()))
     };
