@@ -14,7 +14,10 @@
 //! with what is known, so a status is never held back for long.
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use router_api::v1alpha1::{VPCRoute, VPCService, condition_types};
+use router_api::{
+    manifest::DEFAULT_NAMESPACE,
+    v1alpha1::{VPCRoute, VPCService, condition_types},
+};
 
 use crate::world::{World, key};
 
@@ -47,12 +50,12 @@ impl World {
     /// Whether `route`'s status waits for service-discovery (see the module).
     pub fn route_awaits_discovery(&self, route: &VPCRoute, now: Timestamp) -> bool {
         let Some(wait) = self.discovery_wait else { return false };
-        let (namespace, _) = key(&route.metadata);
+        let namespace = route.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         route.spec.destinations.iter().any(|d| {
             let r = &d.vpc_service_ref;
             // Discovery does not act on a VPCService that breaks its CRD's rules: nothing to wait for.
-            self.service(r.namespace_or(&namespace), &r.name)
-                .is_some_and(|s| !self.invalid.services.contains_key(&key(&s.metadata)) && wait.until(s, now).is_some())
+            self.service(r.namespace_or(namespace), &r.name)
+                .is_some_and(|s| wait.until(s, now).is_some() && !self.invalid.services.contains_key(&key(&s.metadata)))
         })
     }
 

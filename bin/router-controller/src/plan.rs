@@ -45,8 +45,10 @@ pub fn plan(world: &World, now: Timestamp) -> Vec<StatusWrite> {
     let mut writes = Vec::new();
     let conditions = |c| serde_json::json!({ "conditions": c });
     collect(&mut writes, kinds::SERVICE, &world.services, |s| objects::service(s, world, &snapshot, now).map(conditions));
+    // Most passes find no VPCService waiting for discovery, and then check no route for it.
+    let awaiting = world.discovery_deadline(now).is_some();
     collect(&mut writes, kinds::ROUTE, &world.routes, |r| {
-        if world.route_awaits_discovery(r, now) { None } else { routes::desired(r, world, &snapshot, &shadows, now) }
+        if awaiting && world.route_awaits_discovery(r, now) { None } else { routes::desired(r, world, &snapshot, &shadows, now) }
     });
     collect(&mut writes, kinds::BINDING, &world.bindings, |b| binding::desired(b, world, now));
     collect(&mut writes, kinds::TUNNEL, &world.tunnels, |t| objects::tunnel(t, world, &tunnel_losers, now).map(conditions));

@@ -222,16 +222,20 @@ fn discover(services: &mut [router_api::v1alpha1::VPCService]) {
     }
 }
 
-fn waiting(since_secs_ago: i64) -> Option<DiscoveryWait> {
-    Some(DiscoveryWait { since: now() - SignedDuration::from_secs(since_secs_ago), grace: SignedDuration::from_secs(30) })
+/// A fleet of `services` no component has written yet, its routes waiting for discovery
+/// (30 s of grace) from a controller started `since_secs_ago`; the server and queue it is written through.
+fn cold_start(services: usize, since_secs_ago: i64) -> (Server, Arc<StatusQueue>, World) {
+    let server = Server::default();
+    let q = queue(&server);
+    let mut cache = fleet_world(services);
+    cache.discovery_wait =
+        Some(DiscoveryWait { since: now() - SignedDuration::from_secs(since_secs_ago), grace: SignedDuration::from_secs(30) });
+    (server, q, cache)
 }
 
 #[tokio::test]
 async fn on_a_cold_start_routes_wait_for_discovery_and_are_written_once() {
-    let server = Server::default();
-    let q = queue(&server);
-    let mut cache = fleet_world(50);
-    cache.discovery_wait = waiting(1);
+    let (server, q, cache) = cold_start(50, 1);
     assert_eq!(pass(&cache, &q), 50, "the services' own conditions; the 200 routes wait");
     assert_eq!(cache.discovery_deadline(now()), Some(now() + SignedDuration::from_secs(29)), "the pass to run if discovery stays silent");
     drained(&q).await;
@@ -253,10 +257,7 @@ async fn on_a_cold_start_routes_wait_for_discovery_and_are_written_once() {
 
 #[tokio::test]
 async fn without_discovery_routes_are_written_once_the_grace_runs_out() {
-    let server = Server::default();
-    let q = queue(&server);
-    let mut cache = fleet_world(10);
-    cache.discovery_wait = waiting(30);
+    let (server, q, cache) = cold_start(10, 30);
     assert_eq!(pass(&cache, &q), 50, "the grace has run out: every route is written, with what is known");
     assert_eq!(cache.discovery_deadline(now()), None);
     drained(&q).await;

@@ -1,11 +1,12 @@
 //! Hands the memory a configuration change freed back to the system.
 //!
-//! A rebuild allocates the new snapshot (and, in cluster mode, copies of the
-//! cached objects it is built from) before the previous one is freed. glibc's
+//! A rebuild allocates the new snapshot (and, from a configuration file, the
+//! objects it parses) before the previous one is freed. glibc's
 //! malloc keeps what is freed for reuse instead of returning it, so the
 //! gateway's RSS settles near the peak of a rebuild rather than near what it
-//! holds: 163 MiB at 10,000 routes in cluster mode, of which `malloc_trim`
-//! gave back 47 MiB (docs/performance.md, "Control plane"). So after each
+//! holds: 163 MiB at 10,000 routes in cluster mode (when a rebuild still
+//! copied the cached objects), of which `malloc_trim` gave back 47 MiB
+//! (docs/performance.md, "Control plane"). So after each
 //! publish, once requests on the previous snapshot have had a moment to
 //! finish, the free memory at the top of each heap and whole free pages
 //! inside it are returned. This costs a walk of the free lists, milliseconds,
