@@ -137,8 +137,7 @@ impl ClusterSource {
                 }
             };
             last_build = started.elapsed();
-            this.metrics.reloads.with_label_values(&["success"]).inc();
-            this.metrics.config_build.observe(last_build.as_secs_f64());
+            this.metrics.record_load(last_build);
             let ms = last_build.as_millis();
             tracing::info!(generation, routes, services, ms, "configuration from the cluster");
         }

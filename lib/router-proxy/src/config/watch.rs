@@ -51,9 +51,9 @@ impl Reloader {
                 let services = snapshot.services.len();
                 let listeners = snapshot.ingress.ports.values().map(|p| p.listeners.len()).sum::<usize>();
                 let generation = self.cell.publish(snapshot, tls);
-                self.metrics.reloads.with_label_values(&["success"]).inc();
-                self.metrics.config_build.observe(started.elapsed().as_secs_f64());
-                let (parsed, reused, ms) = (documents.parsed, documents.reused, started.elapsed().as_millis());
+                let took = started.elapsed();
+                self.metrics.record_load(took);
+                let (parsed, reused, ms) = (documents.parsed, documents.reused, took.as_millis());
                 tracing::info!(generation, routes, services, listeners, parsed, reused, ms, path = %path.display(), "configuration loaded");
                 true
             }

@@ -246,6 +246,12 @@ impl Metrics {
         }
     }
 
+    /// Records a snapshot built and published in `took`.
+    pub fn record_load(&self, took: std::time::Duration) {
+        self.reloads.with_label_values(&["success"]).inc();
+        self.config_build.observe(took.as_secs_f64());
+    }
+
     /// Records an answered request: its count, its duration in seconds, and
     /// its request and response sizes where Content-Length said them.
     pub fn record_request(&self, labels: &RequestLabels<'_>, seconds: f64, request_size: Option<u64>, response_size: Option<u64>) {
