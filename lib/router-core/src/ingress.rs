@@ -299,7 +299,7 @@ impl IngressBuilder {
         for d in self.drafts {
             let mut listener = d.listener;
             listener.attached_routes = d.attached.len();
-            listener.routes = RouteTable::compile(d.attached);
+            listener.routes = RouteTable::compile(&d.attached);
             if let Some(r) = report.listeners.get_mut(&*listener.label) {
                 r.attached_routes = listener.attached_routes;
             }

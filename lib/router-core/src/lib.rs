@@ -13,7 +13,8 @@
 //! * [`retry`]: retry classification, backoff with jitter and the retry budget.
 //! * [`objects`]: the API objects a snapshot reads, owned or shared.
 //! * [`snapshot`]: one immutable, self-contained routing configuration built
-//!   from API objects; the gateway swaps whole snapshots atomically.
+//!   from API objects; the gateway swaps whole snapshots atomically, and
+//!   builds each from the last one's compiled parts that still hold.
 //!
 //! Nothing here does I/O, so all of it is tested with plain unit tests.
 #![forbid(unsafe_code)]
@@ -33,4 +34,4 @@ pub mod snapshot;
 pub use endpoint::{EndpointState, EndpointStore};
 pub use objects::Objects;
 pub use route_table::{RequestView, RouteTable, normalize_host};
-pub use snapshot::{RouteCheck, RouteChecker, RouteKey, ServiceKey, Snapshot, SnapshotInput, SnapshotReport};
+pub use snapshot::{RouteCheck, RouteChecker, RouteKey, ServiceKey, Snapshot, SnapshotBuilder, SnapshotInput, SnapshotReport};

@@ -46,6 +46,15 @@ impl<'a, K> Objects<'a, K> {
             Objects::Shared(s) => Iter::Shared(s.iter()),
         }
     }
+
+    /// The objects, each saying whether it is shared.
+    pub fn objects(&self) -> impl Iterator<Item = Object<'a, K>> + use<'a, K> {
+        let (owned, shared) = match *self {
+            Objects::Owned(o) => (o, &[][..]),
+            Objects::Shared(s) => (&[][..], s),
+        };
+        owned.iter().map(Object::Owned).chain(shared.iter().map(Object::Shared))
+    }
 }
 
 impl<'a, K> From<&'a [K]> for Objects<'a, K> {
@@ -72,6 +81,39 @@ impl<'a, K> IntoIterator for Objects<'a, K> {
 
     fn into_iter(self) -> Iter<'a, K> {
         self.iter()
+    }
+}
+
+/// One object of an [`Objects`]. A shared one can be kept past the build
+/// that reads it without a copy (see `snapshot::incremental`).
+#[derive(Debug)]
+pub enum Object<'a, K> {
+    Owned(&'a K),
+    Shared(&'a Arc<K>),
+}
+
+impl<K> Clone for Object<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K> Copy for Object<'_, K> {}
+
+impl<'a, K> Object<'a, K> {
+    pub fn get(self) -> &'a K {
+        match self {
+            Object::Owned(o) => o,
+            Object::Shared(s) => s,
+        }
+    }
+
+    /// The object's `Arc`, when it is shared.
+    pub fn shared(self) -> Option<&'a Arc<K>> {
+        match self {
+            Object::Owned(_) => None,
+            Object::Shared(s) => Some(s),
+        }
     }
 }
 
@@ -111,5 +153,8 @@ mod tests {
         assert_eq!((a.len(), b.len()), (3, 3));
         assert_eq!(a.iter().collect::<Vec<_>>(), b.into_iter().collect::<Vec<_>>());
         assert!(Objects::<i32>::default().is_empty());
+        assert!(a.objects().all(|o| o.shared().is_none()));
+        assert!(b.objects().zip(&shared).all(|(o, s)| o.shared().is_some_and(|o| Arc::ptr_eq(o, s))));
+        assert_eq!(a.objects().map(Object::get).collect::<Vec<_>>(), b.objects().map(Object::get).collect::<Vec<_>>());
     }
 }

@@ -64,19 +64,16 @@ pub struct RuleOrder {
     pub match_index: usize,
 }
 
-// Manual impls: a derive would ask `A: Clone`, but the action is shared through an Arc.
-impl<A> Clone for RouteRule<A> {
-    fn clone(&self) -> Self {
-        Self { action: self.action.clone(), path: self.path.clone(), conditions: self.conditions.clone(), order: self.order.clone() }
-    }
-}
-
-/// A route as the table compiler sees it: its hostnames and its rules.
+/// A route as the table compiler sees it: its hostnames and its rules. The
+/// rules are shared: every table the route is in (the internal listener's,
+/// VPCIngress listeners', the next snapshot's when the route did not change)
+/// points at the same ones.
 pub struct CompiledRoute<A> {
     pub hostnames: Vec<String>,
-    pub rules: Vec<RouteRule<A>>,
+    pub rules: Vec<Arc<RouteRule<A>>>,
 }
 
+// A derive would ask `A: Clone`, but the rules are shared through Arcs.
 impl<A> Clone for CompiledRoute<A> {
     fn clone(&self) -> Self {
         Self { hostnames: self.hostnames.clone(), rules: self.rules.clone() }
@@ -107,6 +104,9 @@ pub fn normalize_host(authority: &str) -> String {
 
 #[derive(Debug)]
 struct Bucket<A> {
+    /// Every rule of the bucket, ordered by address: the next table's
+    /// compilation shares this bucket when it would hold the same rules.
+    members: Vec<Arc<RouteRule<A>>>,
     exact: HashMap<String, Vec<Arc<RouteRule<A>>>>,
     regex: Vec<Arc<RouteRule<A>>>,
     prefixes: Trie<A>,
@@ -114,7 +114,7 @@ struct Bucket<A> {
 
 impl<A> Default for Bucket<A> {
     fn default() -> Self {
-        Self { exact: HashMap::new(), regex: Vec::new(), prefixes: Trie::default() }
+        Self { members: Vec::new(), exact: HashMap::new(), regex: Vec::new(), prefixes: Trie::default() }
     }
 }
 
@@ -134,7 +134,27 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
+/// Orders rules by address, the order [`Bucket::members`] keeps.
+fn by_address<A>(rules: &mut [Arc<RouteRule<A>>]) {
+    rules.sort_unstable_by_key(|r| Arc::as_ptr(r).addr());
+}
+
 impl<A> Bucket<A> {
+    /// A bucket of `members` (ordered [`by_address`]), or `previous` when it holds exactly these rules.
+    fn of(members: Vec<Arc<RouteRule<A>>>, previous: Option<&Arc<Bucket<A>>>) -> Arc<Self> {
+        if let Some(previous) = previous
+            && previous.members.len() == members.len()
+            && previous.members.iter().zip(&members).all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return previous.clone();
+        }
+        let mut bucket = Bucket::default();
+        members.iter().for_each(|r| bucket.insert(r.clone()));
+        bucket.sort();
+        bucket.members = members;
+        Arc::new(bucket)
+    }
+
     fn insert(&mut self, rule: Arc<RouteRule<A>>) {
         match &rule.path {
             PathMatch::Exact(p) => self.exact.entry(p.clone()).or_default().push(rule),
@@ -198,42 +218,76 @@ impl<A> Bucket<A> {
     }
 }
 
-/// The compiled routes of a snapshot.
+/// The compiled routes of a snapshot. Buckets are shared with the table
+/// they were compiled from when their rules did not change
+/// ([`RouteTable::compile_reusing`]), so a table is cheap to copy.
 #[derive(Debug)]
 pub struct RouteTable<A> {
-    exact_hosts: HashMap<String, Bucket<A>>,
+    exact_hosts: HashMap<String, Arc<Bucket<A>>>,
     /// Keyed by the suffix after `*.`.
-    wildcard_hosts: HashMap<String, Bucket<A>>,
-    any_host: Bucket<A>,
+    wildcard_hosts: HashMap<String, Arc<Bucket<A>>>,
+    any_host: Arc<Bucket<A>>,
 }
 
 impl<A> Default for RouteTable<A> {
     fn default() -> Self {
-        Self { exact_hosts: HashMap::new(), wildcard_hosts: HashMap::new(), any_host: Bucket::default() }
+        Self { exact_hosts: HashMap::new(), wildcard_hosts: HashMap::new(), any_host: Arc::default() }
+    }
+}
+
+// A derive would ask `A: Clone`; the buckets are shared.
+impl<A> Clone for RouteTable<A> {
+    fn clone(&self) -> Self {
+        Self { exact_hosts: self.exact_hosts.clone(), wildcard_hosts: self.wildcard_hosts.clone(), any_host: self.any_host.clone() }
     }
 }
 
 impl<A> RouteTable<A> {
-    pub fn compile(routes: Vec<CompiledRoute<A>>) -> Self {
-        let mut table = RouteTable::default();
+    pub fn compile<'a>(routes: impl IntoIterator<Item = &'a CompiledRoute<A>>) -> Self
+    where
+        A: 'a,
+    {
+        Self::compile_reusing(routes, &RouteTable::default())
+    }
+
+    /// Compiles `routes`, sharing every bucket of `previous` (one per host)
+    /// whose rules are the same ones: after one route changed, one host's
+    /// bucket is compiled again and the others are pointer copies.
+    pub fn compile_reusing<'a>(routes: impl IntoIterator<Item = &'a CompiledRoute<A>>, previous: &RouteTable<A>) -> Self
+    where
+        A: 'a,
+    {
+        let (mut exact, mut wildcard) = (HashMap::<String, Vec<_>>::new(), HashMap::<String, Vec<_>>::new());
+        let mut any = Vec::new();
         for route in routes {
-            let rules: Vec<Arc<RouteRule<A>>> = route.rules.into_iter().map(Arc::new).collect();
             if route.hostnames.is_empty() {
-                rules.iter().for_each(|r| table.any_host.insert(r.clone()));
+                any.extend(route.rules.iter().cloned());
             }
             for host in &route.hostnames {
                 let host = host.to_ascii_lowercase();
-                let bucket = match host.strip_prefix("*.") {
-                    Some(suffix) => table.wildcard_hosts.entry(suffix.to_owned()).or_default(),
-                    None => table.exact_hosts.entry(host).or_default(),
+                let members = match host.strip_prefix("*.") {
+                    Some(suffix) => wildcard.entry(suffix.to_owned()).or_default(),
+                    None => exact.entry(host).or_default(),
                 };
-                rules.iter().for_each(|r| bucket.insert(r.clone()));
+                members.extend(route.rules.iter().cloned());
             }
         }
-        table.exact_hosts.values_mut().for_each(Bucket::sort);
-        table.wildcard_hosts.values_mut().for_each(Bucket::sort);
-        table.any_host.sort();
-        table
+        let buckets = |hosts: HashMap<String, Vec<Arc<RouteRule<A>>>>, previous: &HashMap<String, Arc<Bucket<A>>>| {
+            hosts
+                .into_iter()
+                .map(|(host, mut members)| {
+                    by_address(&mut members);
+                    let bucket = Bucket::of(members, previous.get(&host));
+                    (host, bucket)
+                })
+                .collect()
+        };
+        by_address(&mut any);
+        RouteTable {
+            exact_hosts: buckets(exact, &previous.exact_hosts),
+            wildcard_hosts: buckets(wildcard, &previous.wildcard_hosts),
+            any_host: Bucket::of(any, Some(&previous.any_host)),
+        }
     }
 
     /// The winning rule for a request, or None (404).
@@ -276,7 +330,7 @@ mod tests {
     fn route(name: &str, hosts: &[&str], path: PathMatch) -> CompiledRoute<String> {
         CompiledRoute {
             hostnames: hosts.iter().map(|h| h.to_string()).collect(),
-            rules: vec![rule(name, path, Conditions::default(), 0, 0)],
+            rules: vec![Arc::new(rule(name, path, Conditions::default(), 0, 0))],
         }
     }
 
@@ -295,7 +349,7 @@ mod tests {
 
     #[test]
     fn prefixes_match_whole_segments_longest_first() {
-        let t = RouteTable::compile(vec![
+        let t = RouteTable::compile(&[
             route("root", &[], prefix("/")),
             route("api", &[], prefix("/api")),
             route("v1", &[], prefix("/api/v1/")),
@@ -310,7 +364,7 @@ mod tests {
 
     #[test]
     fn exact_beats_regex_beats_prefix() {
-        let t = RouteTable::compile(vec![
+        let t = RouteTable::compile(&[
             route("prefix", &[], prefix("/users")),
             route("regex", &[], PathMatch::Regex(Regex::new("^(?:/users/[0-9]+)$").unwrap())),
             route("exact", &[], PathMatch::Exact("/users/42".into())),
@@ -323,7 +377,7 @@ mod tests {
 
     #[test]
     fn hosts_exact_then_most_specific_wildcard_then_any() {
-        let t = RouteTable::compile(vec![
+        let t = RouteTable::compile(&[
             route("exact", &["api.example.com"], prefix("/")),
             route("wild", &["*.example.com"], prefix("/")),
             route("deeper", &["*.eu.example.com"], prefix("/")),
@@ -339,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_specific_host_still_sees_less_specific_routes_for_other_paths() {
-        let t = RouteTable::compile(vec![
+        let t = RouteTable::compile(&[
             route("exact-api", &["api.example.com"], prefix("/api")),
             route("wild", &["*.example.com"], prefix("/")),
         ]);
@@ -358,7 +412,8 @@ mod tests {
             rule("two-headers", prefix("/"), Conditions::compile(&[], &[h("a"), h("b")], &[], false).unwrap(), 30, 0),
             rule("one-header", prefix("/"), Conditions::compile(&[], &[h("a")], &[], false).unwrap(), 30, 0),
         ];
-        let t = RouteTable::compile(rules.into_iter().map(|r| CompiledRoute { hostnames: vec![], rules: vec![r] }).collect());
+        let routes: Vec<_> = rules.into_iter().map(|r| CompiledRoute { hostnames: vec![], rules: vec![Arc::new(r)] }).collect();
+        let t = RouteTable::compile(&routes);
         let mut hm = HeaderMap::new();
         assert_eq!(find_with(&t, "x", "/", &Method::GET, &hm), Some("get"));
         assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("plain-old"));
@@ -366,6 +421,26 @@ mod tests {
         assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("one-header"));
         hm.insert("b", "1".parse().unwrap());
         assert_eq!(find_with(&t, "x", "/", &Method::POST, &hm), Some("two-headers"));
+    }
+
+    #[test]
+    fn a_recompiled_table_shares_the_buckets_whose_rules_did_not_change() {
+        let (a, b) = (route("a", &["a.example.com"], prefix("/")), route("b", &["*.example.com"], prefix("/")));
+        let (any, b2) = (route("any", &[], prefix("/")), route("b2", &["*.example.com"], prefix("/v2")));
+        let first = RouteTable::compile([&a, &b, &any]);
+        // The same rules in another order share every bucket; a new rule on one host rebuilds that host's alone.
+        let same = RouteTable::compile_reusing([&any, &b, &a], &first);
+        let changed = RouteTable::compile_reusing([&a, &b, &b2, &any], &same);
+        assert!(Arc::ptr_eq(&first.exact_hosts["a.example.com"], &same.exact_hosts["a.example.com"]));
+        assert!(Arc::ptr_eq(&first.wildcard_hosts["example.com"], &same.wildcard_hosts["example.com"]));
+        assert!(Arc::ptr_eq(&first.any_host, &same.any_host));
+        assert!(Arc::ptr_eq(&same.exact_hosts["a.example.com"], &changed.exact_hosts["a.example.com"]));
+        assert!(!Arc::ptr_eq(&same.wildcard_hosts["example.com"], &changed.wildcard_hosts["example.com"]));
+        assert_eq!(find(&changed, "x.example.com", "/v2/y"), Some("b2"));
+        assert_eq!(find(&changed, "x.example.com", "/v1"), Some("b"));
+        let without_b = RouteTable::compile_reusing([&a, &any], &changed);
+        assert!(without_b.wildcard_hosts.is_empty(), "a host whose routes are gone has no bucket");
+        assert_eq!(find(&without_b, "x.example.com", "/v2/y"), Some("any"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::{Duration, LocalObjectReference, NamespacedObjectReference};
 /// HTTPRoute and GRPCRoute.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
+    derive = "PartialEq",
     group = "router.datum.net",
     version = "v1alpha1",
     kind = "VPCRoute",

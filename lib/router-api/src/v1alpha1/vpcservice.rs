@@ -9,6 +9,7 @@ use super::{LocalObjectReference, SecretUse};
 /// the port and protocol they speak, and how their health is checked.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
+    derive = "PartialEq",
     group = "router.datum.net",
     version = "v1alpha1",
     kind = "VPCService",

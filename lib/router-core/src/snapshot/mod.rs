@@ -23,6 +23,10 @@ use router_api::v1alpha1::{
     TrafficDistribution, UpstreamTls, VPCEgress, VPCIngress, VPCRoute, VPCService,
 };
 
+mod incremental;
+
+pub use incremental::SnapshotBuilder;
+
 use crate::{
     EndpointState, EndpointStore, Objects,
     balance::{DestinationCounters, DestinationLimits, EndpointPicker, Levels, WeightedSplit},
@@ -177,34 +181,11 @@ pub(crate) use router_api::manifest::object_key as key_of;
 
 impl Snapshot {
     /// Builds a snapshot from the objects (VPCServices' `status.endpoints` say
-    /// where they are). Endpoint state is interned in `store`.
+    /// where they are). Endpoint state is interned in `store`. A gateway that
+    /// builds one snapshot after another keeps a [`SnapshotBuilder`] instead,
+    /// which recompiles only what changed.
     pub fn build(input: SnapshotInput<'_>, store: &EndpointStore) -> Snapshot {
-        let mut prepared = Prepared::new(input, store);
-        let mut compiled = Vec::with_capacity(input.routes.len());
-        let mut external = 0;
-        for route in input.routes {
-            let outcome = prepared.route(route, store);
-            match outcome.compiled {
-                Some(c) if route.spec.ingress_refs.is_empty() => compiled.push(c),
-                Some(c) => {
-                    prepared.ingress.attach(outcome.attachments, &c);
-                    external += 1;
-                }
-                None => {}
-            }
-            prepared.report.routes.insert(outcome.key, outcome.problems);
-        }
-        let Prepared { mut report, targets, ingress, egress, locality } = prepared;
-        let ingress = ingress.finish(&mut report);
-        Snapshot {
-            route_count: compiled.len() + external,
-            routes: RouteTable::compile(compiled),
-            ingress,
-            egress,
-            services: targets,
-            report,
-            locality,
-        }
+        SnapshotBuilder::default().build(input, store)
     }
 
     /// What [`Snapshot::build`] reports about the objects, without assembling
@@ -222,6 +203,45 @@ fn route_key(route: &VPCRoute) -> RouteKey {
     RouteKey { namespace, name }
 }
 
+fn service_key(service: &VPCService) -> ServiceKey {
+    let (namespace, name) = key_of(&service.metadata);
+    ServiceKey { namespace, name }
+}
+
+/// A VPCService compiled: its target and its problems (endpoints that are not an IP and port).
+fn compile_service(svc: &VPCService, key: &ServiceKey, store: &EndpointStore) -> (Arc<ServiceTarget>, Vec<String>) {
+    let mut problems = Vec::new();
+    let status_endpoints = svc.status.as_ref().map(|s| s.endpoints.as_slice()).unwrap_or_default();
+    let (mut endpoints, mut localities) = (Vec::new(), Vec::new());
+    for ep in status_endpoints.iter().filter(|e| e.ready) {
+        match (ep.address.parse::<IpAddr>(), u16::try_from(ep.port)) {
+            (Ok(ip), Ok(port)) => {
+                endpoints.push(store.get(SocketAddr::new(ip, port)));
+                localities.push(ep.locality());
+            }
+            _ => problems.push(format!("endpoint {}:{} is not an IP and port", ep.address, ep.port)),
+        }
+    }
+    let target = ServiceTarget {
+        label: key.to_string().into(),
+        key: key.clone(),
+        protocol: svc.spec.protocol,
+        tls: svc.spec.tls.clone(),
+        health_check: svc.spec.health_check.clone(),
+        vrf_device: svc
+            .status
+            .as_ref()
+            .and_then(|s| s.vpc.as_ref())
+            .and_then(|v| v.identifier.as_deref())
+            .and_then(|id| router_api::galactic::vrf_device_name(id).ok()),
+        endpoints,
+        localities,
+        traffic_distribution: svc.spec.traffic_distribution.unwrap_or_default(),
+        total_endpoints: status_endpoints.len(),
+    };
+    (Arc::new(target), problems)
+}
+
 /// Everything but the routes, compiled and checked.
 struct Prepared {
     report: SnapshotReport,
@@ -232,79 +252,51 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(input: SnapshotInput<'_>, store: &EndpointStore) -> Self {
-        let SnapshotInput { services, egress, vpcs, ingresses, reserved_ports, locality, .. } = input;
-        let mut report = SnapshotReport::default();
+    /// Compiles listeners and egress policies around the compiled services (`targets`,
+    /// whose problems are in `report` already).
+    fn new(input: SnapshotInput<'_>, targets: BTreeMap<ServiceKey, Arc<ServiceTarget>>, mut report: SnapshotReport) -> Self {
+        let SnapshotInput { egress, vpcs, ingresses, reserved_ports, locality, .. } = input;
         let vpc_keys: Vec<(String, String)> = vpcs.iter().map(|v| key_of(&v.metadata)).collect();
         let ingress = IngressBuilder::new(ingresses, &vpc_keys, reserved_ports, &mut report);
-        let mut targets = BTreeMap::new();
-        for svc in services {
-            let (namespace, name) = key_of(&svc.metadata);
-            let key = ServiceKey { namespace, name };
-            let mut problems = Vec::new();
-            let status_endpoints = svc.status.as_ref().map(|s| s.endpoints.as_slice()).unwrap_or_default();
-            let (mut endpoints, mut localities) = (Vec::new(), Vec::new());
-            for ep in status_endpoints.iter().filter(|e| e.ready) {
-                match (ep.address.parse::<IpAddr>(), u16::try_from(ep.port)) {
-                    (Ok(ip), Ok(port)) => {
-                        endpoints.push(store.get(SocketAddr::new(ip, port)));
-                        localities.push(ep.locality());
-                    }
-                    _ => problems.push(format!("endpoint {}:{} is not an IP and port", ep.address, ep.port)),
-                }
-            }
-            report.services.insert(key.clone(), problems);
-            targets.insert(
-                key.clone(),
-                Arc::new(ServiceTarget {
-                    label: key.to_string().into(),
-                    key,
-                    protocol: svc.spec.protocol,
-                    tls: svc.spec.tls.clone(),
-                    health_check: svc.spec.health_check.clone(),
-                    vrf_device: svc
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.vpc.as_ref())
-                        .and_then(|v| v.identifier.as_deref())
-                        .and_then(|id| router_api::galactic::vrf_device_name(id).ok()),
-                    endpoints,
-                    localities,
-                    traffic_distribution: svc.spec.traffic_distribution.unwrap_or_default(),
-                    total_endpoints: status_endpoints.len(),
-                }),
-            );
-        }
         let egress = compile_egress(egress, vpcs, &mut report);
         Prepared { report, targets, ingress, egress, locality: locality.cloned() }
     }
 
-    /// Compiles one route against everything else, and finds where it attaches.
-    fn route(&self, route: &VPCRoute, store: &EndpointStore) -> RouteOutcome {
-        let (key, mut problems) = (route_key(route), Vec::new());
-        let mut attachments = Vec::new();
-        let compiled = match compile_route(route, &key, &self.targets, self.locality.as_ref(), store, &mut problems) {
-            Ok(c) => {
-                if !route.spec.ingress_refs.is_empty() {
-                    attachments = self.ingress.attachments(&key.namespace, &route.spec.ingress_refs, &c.hostnames, &mut problems);
-                }
-                Some(c)
-            }
+    /// Compiles one route against the services. Depends on the route, on the
+    /// services it names and on the locality, never on listeners or other routes.
+    fn compile(&self, route: &VPCRoute, key: &RouteKey, store: &EndpointStore) -> RouteCompiled {
+        let mut problems = Vec::new();
+        let compiled = match compile_route(route, key, &self.targets, self.locality.as_ref(), store, &mut problems) {
+            Ok(c) => Some(c),
             Err(e) => {
                 problems.push(format!("not served: {e}"));
                 None
             }
         };
-        RouteOutcome { key, compiled, attachments, problems }
+        RouteCompiled { compiled, problems }
+    }
+
+    /// The listeners (by position) a compiled route attaches to, with the hostnames each serves of it.
+    fn attachments(
+        &self,
+        route: &VPCRoute,
+        namespace: &str,
+        compiled: &RouteCompiled,
+        problems: &mut Vec<String>,
+    ) -> Vec<(usize, Vec<String>)> {
+        match &compiled.compiled {
+            Some(c) if !route.spec.ingress_refs.is_empty() => {
+                self.ingress.attachments(namespace, &route.spec.ingress_refs, &c.hostnames, problems)
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
-/// One route compiled: None when it cannot be served; the listeners (by
-/// position) it attaches to, with the hostnames each serves of it.
-struct RouteOutcome {
-    key: RouteKey,
+/// One route compiled against the services: None when it cannot be served.
+#[derive(Clone)]
+struct RouteCompiled {
     compiled: Option<CompiledRoute<RoutePolicy>>,
-    attachments: Vec<(usize, Vec<String>)>,
     problems: Vec<String>,
 }
 
@@ -334,12 +326,23 @@ impl RouteChecker {
     /// Compiles everything of `input` but its routes (the controller's view: no locality).
     pub fn new(input: SnapshotInput<'_>) -> Self {
         let store = EndpointStore::default();
-        let prepared = Prepared::new(SnapshotInput { locality: None, ..input }, &store);
+        let mut report = SnapshotReport::default();
+        let mut targets = BTreeMap::new();
+        for svc in input.services {
+            let key = service_key(svc);
+            let (target, problems) = compile_service(svc, &key, &store);
+            report.services.insert(key.clone(), problems);
+            targets.insert(key, target);
+        }
+        let prepared = Prepared::new(SnapshotInput { locality: None, ..input }, targets, report);
         Self { prepared, store }
     }
 
     pub fn check(&self, route: &VPCRoute) -> RouteCheck {
-        let RouteOutcome { key, attachments, problems, .. } = self.prepared.route(route, &self.store);
+        let key = route_key(route);
+        let compiled = self.prepared.compile(route, &key, &self.store);
+        let mut problems = compiled.problems.clone();
+        let attachments = self.prepared.attachments(route, &key.namespace, &compiled, &mut problems);
         let listeners = attachments.into_iter().map(|(i, _)| self.prepared.ingress.label(i).clone()).collect();
         RouteCheck { key, problems, listeners }
     }
@@ -559,7 +562,7 @@ fn compile_route(
     for (index, m) in matches.iter().enumerate() {
         let (path, grpc_only) = path_of(m)?;
         let conditions = Conditions::compile(&m.methods, &m.headers, &m.query_params, grpc_only)?;
-        rules.push(RouteRule {
+        rules.push(Arc::new(RouteRule {
             order: RuleOrder {
                 no_methods: conditions.methods.is_empty(),
                 fewer_headers: std::cmp::Reverse(conditions.headers.len()),
@@ -571,7 +574,7 @@ fn compile_route(
             action: policy.clone(),
             path,
             conditions,
-        });
+        }));
     }
     Ok(CompiledRoute { hostnames: spec.hostnames.clone(), rules })
 }
