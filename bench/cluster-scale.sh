@@ -5,7 +5,8 @@
 # router-controller replicas, service-discovery and a router-gateway in
 # cluster mode. For each fleet size it prints how long until every VPCRoute
 # is Accepted and Programmed, the controller's status writes while converging
-# (per object) and in 30 idle seconds after, and each component's RSS.
+# (per object) and in 30 idle seconds after, each component's RSS, and the
+# gateway's rebuild time (min/median/max) after each of ten changes of one route.
 #
 # This measures the components, not an API server: convergence against a real
 # one is slower (etcd, admission, watch cache). tests/tests/e2e_scale.rs on a
@@ -34,8 +35,8 @@ rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" -v l="${3:-}" 'index($0, m) == 1 && index($0, l) {s += $NF} END {print s + 0}'; }
 stat() { curl -s "http://127.0.0.1:$API/fake/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
-printf '%-8s %-8s %-11s %-14s %-10s %-11s %-13s %-13s %-11s %-11s\n' \
-  services routes converge_s writes/object idle_30s rss_leader rss_standby rss_discovery rss_gateway gw_routes
+printf '%-8s %-8s %-11s %-14s %-10s %-11s %-13s %-13s %-11s %-11s %-s\n' \
+  services routes converge_s writes/object idle_30s rss_leader rss_standby rss_discovery rss_gateway gw_routes gw_rebuild_ms
 for services in "${@:-0 250 2500}"; do
   python3 "$ROOT/bench/fake-apiserver.py" $API "$services" 4 >"$WORK/fake.log" 2>&1 &
   fake=$!
@@ -65,10 +66,24 @@ for services in "${@:-0 250 2500}"; do
   written=$(metric $leader datum_router_controller_status_writes_total 'result="applied"')
   sleep 30
   idle=$(( $(metric $leader datum_router_controller_status_writes_total 'result="applied"') - written ))
+  # One route changed at a time (a PATCH gives it a new resourceVersion), ten times: the gateway's
+  # rebuild after one change, from its log's ms= field (min/median/max).
+  rebuild=-
+  if [ "$services" -gt 0 ]; then
+    builds_before=$(grep -c 'configuration from the cluster' "$WORK/g.log" || true)
+    for _ in $(seq 10); do
+      curl -s -o /dev/null -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{"metadata":{"labels":{"touched":"yes"}}}' \
+        "http://127.0.0.1:$API/apis/router.datum.net/v1alpha1/namespaces/default/vpcroutes/route-0-0"
+      sleep 0.6
+    done
+    sleep 1
+    rebuild=$(grep 'configuration from the cluster' "$WORK/g.log" | tail -n +$((builds_before + 1)) | sed 's/\x1b\[[0-9;]*m//g' | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | sort -n \
+      | awk '{v[NR] = $1} END {if (NR) printf "%d/%d/%d", v[1], v[int((NR + 1) / 2)], v[NR]; else printf "-"}')
+  fi
   objects=$((services + routes))
   per_object=$( [ $objects -gt 0 ] && echo "scale=3; $written / $objects" | bc || echo -)
-  printf '%-8s %-8s %-11.1f %-14s %-10s %-11s %-13s %-13s %-11s %-11s\n' "$services" "$routes" "$converged" "$per_object" "$idle" \
-    "$(rss $leader_pid)" "$(rss $standby)" "$(rss $d)" "$(rss $g)" "$(metric 18621 "datum_router_routes ")"
+  printf '%-8s %-8s %-11.1f %-14s %-10s %-11s %-13s %-13s %-11s %-11s %-s\n' "$services" "$routes" "$converged" "$per_object" "$idle" \
+    "$(rss $leader_pid)" "$(rss $standby)" "$(rss $d)" "$(rss $g)" "$(metric 18621 "datum_router_routes ")" "$rebuild"
   kill $c0 $c1 $d $g $fake 2>/dev/null || true
   wait $c0 $c1 $d $g $fake 2>/dev/null || true
 done

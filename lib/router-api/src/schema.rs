@@ -16,6 +16,7 @@
 //! and router-gateway and service-discovery leave the object out.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     fmt,
     sync::Mutex,
@@ -137,15 +138,27 @@ impl SchemaValidator {
 }
 
 /// (namespace, name, uid, generation): a generation changes with every spec change.
-type VerdictKey = (String, String, Option<String>, Option<i64>);
-
 /// [`SchemaValidator`] verdicts on typed objects from the API server, kept per
 /// object generation so a pass over thousands of unchanged objects validates
 /// none of them again. Only the spec is the user's: status and metadata
 /// (beyond name and namespace) are left out of the check.
 pub struct Verdicts {
     validator: SchemaValidator,
-    seen: Mutex<HashMap<String, HashMap<VerdictKey, Option<InvalidObject>>>>,
+    seen: Mutex<HashMap<String, KindVerdicts>>,
+}
+
+/// The verdicts on one kind's objects, by uid (`namespace/name` for an object without one).
+#[derive(Default)]
+struct KindVerdicts {
+    by_id: HashMap<String, Verdict>,
+    passes: u64,
+}
+
+struct Verdict {
+    generation: Option<i64>,
+    invalid: Option<InvalidObject>,
+    /// The last pass that saw the object: the others are forgotten at the end of a pass.
+    pass: u64,
 }
 
 impl Verdicts {
@@ -159,7 +172,9 @@ impl Verdicts {
     }
 
     /// The objects among `objects` (all of one kind) that fail validation, by
-    /// (namespace, name). Verdicts on objects no longer in `objects` are forgotten.
+    /// (namespace, name). Verdicts on objects no longer in `objects` are
+    /// forgotten. An object seen before at the same generation costs a map
+    /// lookup by its uid, nothing allocated: the gateway asks on every rebuild.
     pub fn invalid<'a, K>(&self, objects: impl IntoIterator<Item = &'a K>) -> BTreeMap<(String, String), InvalidObject>
     where
         K: kube::Resource<DynamicType = ()> + serde::Serialize + 'a,
@@ -169,23 +184,42 @@ impl Verdicts {
             return BTreeMap::new();
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = seen.remove(kind.as_ref()).unwrap_or_default();
-        let mut current = HashMap::with_capacity(previous.len());
+        if !seen.contains_key(kind.as_ref()) {
+            seen.insert(kind.to_string(), KindVerdicts::default());
+        }
+        let Some(verdicts) = seen.get_mut(kind.as_ref()) else { return BTreeMap::new() };
+        verdicts.passes += 1;
+        let pass = verdicts.passes;
         let mut invalid = BTreeMap::new();
         for object in objects {
             let meta = object.meta();
-            let (namespace, name) = crate::manifest::object_key(meta);
-            let key = (namespace.clone(), name.clone(), meta.uid.clone(), meta.generation);
-            let verdict = match previous.get(&key) {
-                Some(v) => v.clone(),
-                None => self.check(&kind, &namespace, &name, object).err(),
+            let id = match &meta.uid {
+                Some(uid) => Cow::Borrowed(uid.as_str()),
+                None => {
+                    let (namespace, name) = crate::manifest::object_key(meta);
+                    Cow::Owned(format!("{namespace}/{name}"))
+                }
             };
-            if let Some(e) = &verdict {
-                invalid.insert((namespace, name), e.clone());
+            let check = || {
+                let (namespace, name) = crate::manifest::object_key(meta);
+                Verdict { generation: meta.generation, invalid: self.check(&kind, &namespace, &name, object).err(), pass }
+            };
+            let verdict = match verdicts.by_id.get_mut(id.as_ref()) {
+                Some(v) if v.generation == meta.generation => {
+                    v.pass = pass;
+                    v
+                }
+                Some(v) => {
+                    *v = check();
+                    v
+                }
+                None => verdicts.by_id.entry(id.into_owned()).or_insert_with(check),
+            };
+            if let Some(e) = &verdict.invalid {
+                invalid.insert(crate::manifest::object_key(meta), e.clone());
             }
-            current.insert(key, verdict);
         }
-        seen.insert(kind.into_owned(), current);
+        verdicts.by_id.retain(|_, v| v.pass == pass);
         invalid
     }
 
@@ -254,11 +288,17 @@ mod tests {
     fn a_verdict_is_kept_per_generation_and_redone_when_the_spec_changes() {
         let verdicts = Verdicts::for_router_kinds().unwrap();
         assert_eq!(verdicts.invalid(&[service("s", 1, 80, true)]).len(), 1);
+        // The same generation is not judged again (a spec change always brings a new one).
+        assert_eq!(verdicts.invalid(&[service("s", 1, 80, false)]).len(), 1);
         // A new generation fixed the spec: judged again.
         assert!(verdicts.invalid(&[service("s", 2, 80, false)]).is_empty());
+        // An object without a uid is known by its name.
+        let mut unnamed = service("t", 1, 80, true);
+        unnamed.metadata.uid = None;
+        assert_eq!(verdicts.invalid(&[unnamed]).keys().collect::<Vec<_>>(), [&("n".to_owned(), "t".to_owned())]);
         // Deleted objects are forgotten.
         assert!(verdicts.invalid::<VPCService>([]).is_empty());
-        assert!(verdicts.seen.lock().unwrap()["VPCService"].is_empty());
+        assert!(verdicts.seen.lock().unwrap()["VPCService"].by_id.is_empty());
     }
 
     #[test]

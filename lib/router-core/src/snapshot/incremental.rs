@@ -3,9 +3,9 @@
 //! A cluster gateway builds a new snapshot on nearly every watch event, and
 //! nearly every event changes one object: an endpoint's readiness in one
 //! VPCService's status, one route's spec. Compiling every route and service
-//! again made a rebuild at 10,000 routes cost about 90 ms (criterion,
-//! `benches/snapshot_build.rs`), all of it spent on objects that had not
-//! changed — and as much again freeing the previous snapshot's copies.
+//! again, and freeing the previous snapshot's copies of them, made a rebuild
+//! at 10,000 routes cost about 95 ms (criterion, `benches/snapshot_build.rs`),
+//! nearly all of it spent on objects that had not changed.
 //!
 //! [`SnapshotBuilder`] keeps what it compiled from each shared object (a
 //! reflector's `Arc`) and reuses it while it still holds:

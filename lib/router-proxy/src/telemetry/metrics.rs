@@ -2,11 +2,14 @@
 //! traffic: route and service are object names, method is folded to the
 //! standard set, status to its class. The raw path is never a label.
 
-use std::sync::{Mutex, TryLockError};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, TryLockError},
+};
 
 use http::Method;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, exponential_buckets};
-use router_core::Snapshot;
+use router_core::{ServiceKey, Snapshot, snapshot::ServiceTarget};
 
 use super::series::{RequestLabels, RequestSeries, SeriesCache};
 
@@ -44,6 +47,8 @@ pub struct Metrics {
     pub locality_requests: IntCounterVec,
     /// Series of recent label sets, found without hashing strings ([`super::series`]).
     series: Mutex<SeriesCache>,
+    /// The service targets whose endpoint gauges are set.
+    recorded_services: Mutex<BTreeMap<ServiceKey, Arc<ServiceTarget>>>,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -243,6 +248,7 @@ impl Metrics {
             http2_goaways,
             locality_requests,
             series: Mutex::default(),
+            recorded_services: Mutex::default(),
         }
     }
 
@@ -264,13 +270,32 @@ impl Metrics {
     }
 
     /// Gauges that follow the snapshot: routes and endpoints per service.
+    /// Only services whose target is not the one recorded last time are set
+    /// (a rebuild shares the targets of unchanged services), and only the
+    /// series of services that are gone are removed: resetting and creating
+    /// 5,000 series at 2,500 services cost a fifth of a cluster rebuild.
     pub fn record_snapshot(&self, snapshot: &Snapshot) {
         self.routes.set(snapshot.route_count as i64);
-        self.endpoints.reset();
+        let mut recorded = self.recorded_services.lock().unwrap_or_else(|p| p.into_inner());
         for (key, svc) in &snapshot.services {
-            let key = key.to_string();
-            self.endpoints.with_label_values(&[key.as_str(), "ready"]).set(svc.endpoints.len() as i64);
-            self.endpoints.with_label_values(&[key.as_str(), "total"]).set(svc.total_endpoints as i64);
+            if recorded.get(key).is_some_and(|was| Arc::ptr_eq(was, svc)) {
+                continue;
+            }
+            self.endpoints.with_label_values(&[&*svc.label, "ready"]).set(svc.endpoints.len() as i64);
+            self.endpoints.with_label_values(&[&*svc.label, "total"]).set(svc.total_endpoints as i64);
+            recorded.insert(key.clone(), svc.clone());
+        }
+        // Every service of the snapshot is recorded now: more recorded ones means some are gone.
+        if recorded.len() > snapshot.services.len() {
+            recorded.retain(|key, svc| {
+                let present = snapshot.services.contains_key(key);
+                if !present {
+                    for state in ["ready", "total"] {
+                        let _ = self.endpoints.remove_label_values(&[&*svc.label, state]);
+                    }
+                }
+                present
+            });
         }
     }
 
@@ -331,5 +356,46 @@ mod tests {
         assert_eq!(metrics.requests.with_label_values(&["default/r", "none", "GET", "2xx"]).get(), 2);
         assert_eq!(metrics.request_size.with_label_values(&["default/r"]).get_sample_count(), 1);
         assert_eq!(metrics.response_size.with_label_values(&["default/r"]).get_sample_count(), 1);
+    }
+
+    fn service(name: &str, ready: usize) -> Arc<router_api::v1alpha1::VPCService> {
+        let endpoints: Vec<_> =
+            (0..ready).map(|i| serde_json::json!({"address": format!("10.0.0.{i}"), "port": 80, "ready": true})).collect();
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "router.datum.net/v1alpha1", "kind": "VPCService",
+                "metadata": {"name": name, "namespace": "default"}, "spec": {"port": 80},
+                "status": {"endpoints": endpoints, "readyEndpoints": ready}
+            }))
+            .expect("a service"),
+        )
+    }
+
+    /// The endpoint gauges as the exposition shows them: (service, state, value).
+    fn endpoint_gauges(metrics: &Metrics) -> Vec<(String, String, i64)> {
+        let families = metrics.registry.gather();
+        let Some(family) = families.iter().find(|f| f.name() == "datum_router_service_endpoints") else { return Vec::new() };
+        let mut gauges: Vec<_> = family
+            .get_metric()
+            .iter()
+            .map(|m| (m.get_label()[0].value().to_owned(), m.get_label()[1].value().to_owned(), m.get_gauge().get_value() as i64))
+            .collect();
+        gauges.sort();
+        gauges
+    }
+
+    #[test]
+    fn endpoint_gauges_follow_the_snapshots_services_changed_and_gone() {
+        let (metrics, store, mut builder) =
+            (Metrics::new(), router_core::EndpointStore::default(), router_core::SnapshotBuilder::default());
+        let build = |builder: &mut router_core::SnapshotBuilder, services: &[Arc<router_api::v1alpha1::VPCService>]| {
+            builder.build(router_core::SnapshotInput { services: router_core::Objects::Shared(services), ..Default::default() }, &store)
+        };
+        metrics.record_snapshot(&build(&mut builder, &[service("a", 1), service("b", 2)]));
+        let g = |s: &str, state: &str, n: i64| (format!("default/{s}"), state.to_owned(), n);
+        assert_eq!(endpoint_gauges(&metrics), [g("a", "ready", 1), g("a", "total", 1), g("b", "ready", 2), g("b", "total", 2)]);
+        // b changed, a went away and c came: the same number of services.
+        metrics.record_snapshot(&build(&mut builder, &[service("b", 3), service("c", 0)]));
+        assert_eq!(endpoint_gauges(&metrics), [g("b", "ready", 3), g("b", "total", 3), g("c", "ready", 0), g("c", "total", 0)]);
     }
 }
