@@ -224,6 +224,7 @@ async fn run(args: Args, spans: Option<Arc<SpanExport>>) -> Result<(), Box<dyn s
                 reserved_ports,
                 locality: located(args.locality.clone().unwrap_or_default()),
                 documents: Default::default(),
+                builder: Default::default(),
             });
             // The first load must succeed: there is no last good configuration to fall back to.
             if !reloader.reload() {

@@ -40,7 +40,7 @@ fn read(path: &Path, schemas: &SchemaValidator) -> Result<Plan, String> {
         for object in parse_documents(&text, &file.display().to_string(), schemas).map_err(|e| e.to_string())? {
             match object {
                 Object::TunnelBinding(b) => bindings.push(b),
-                Object::VpcService(s) => services.push(s),
+                Object::VpcService(s) => services.push(Arc::unwrap_or_clone(s)),
                 _ => {}
             }
         }

@@ -3,6 +3,8 @@
 //! validated against their CRD schema before they are typed, so a bad object
 //! is reported with the field that is wrong and never half-accepted.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
@@ -35,14 +37,17 @@ pub fn object_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectM
     (meta.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()), meta.name.clone().unwrap_or_default())
 }
 
-/// An object this project understands.
+/// An object this project understands. VPCServices and VPCRoutes, the
+/// objects a configuration has thousands of, are shared: a standalone
+/// gateway keeps the last load's objects and rebuilds only from those that
+/// are new (`router_core::SnapshotBuilder` knows an unchanged one by its `Arc`).
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Object {
     Vpc(VPC),
     VpcAttachment(VPCAttachment),
-    VpcService(VPCService),
-    VpcRoute(VPCRoute),
+    VpcService(Arc<VPCService>),
+    VpcRoute(Arc<VPCRoute>),
     ServiceBinding(ServiceBinding),
     VpcIngress(VPCIngress),
     VpcEgress(VPCEgress),
@@ -145,8 +150,8 @@ fn parse_object(mut doc: Value, origin: &str, index: usize, schemas: &SchemaVali
         }
         (v, "Location") if v == api(datum::GROUP, datum::VERSION) => typed(serde_json::from_value(doc).map(Object::Location)),
         (v, k) if v == api(v1alpha1::GROUP, v1alpha1::VERSION) => match k {
-            "VPCService" => typed(serde_json::from_value(doc).map(Object::VpcService)),
-            "VPCRoute" => typed(serde_json::from_value(doc).map(Object::VpcRoute)),
+            "VPCService" => typed(serde_json::from_value(doc).map(|s| Object::VpcService(Arc::new(s)))),
+            "VPCRoute" => typed(serde_json::from_value(doc).map(|r| Object::VpcRoute(Arc::new(r)))),
             "ServiceBinding" => typed(serde_json::from_value(doc).map(Object::ServiceBinding)),
             "VPCIngress" => typed(serde_json::from_value(doc).map(Object::VpcIngress)),
             "VPCEgress" => typed(serde_json::from_value(doc).map(Object::VpcEgress)),

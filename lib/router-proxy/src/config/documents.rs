@@ -3,8 +3,9 @@
 //! changed: parsing and schema validation are most of a reload's cost (about
 //! 4 s of a 10,000-route file), so a change of one route costs one
 //! document's parse, not the file's. Unchanged documents cost a lookup by
-//! their text and a clone of their objects; the snapshot is still built
-//! whole.
+//! their text and a clone of their objects, in which VPCRoutes and
+//! VPCServices are shared `Arc`s: the snapshot builder finds those of
+//! unchanged documents by address and reuses what it compiled from them.
 //!
 //! A document's text is cut at `---` lines. Any document that fails sends the
 //! whole file through the parser again, so the error names the line and

@@ -5,6 +5,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use router_api::{
@@ -14,7 +15,7 @@ use router_api::{
     schema::SchemaValidator,
     v1alpha1::{VPCEgress, VPCIngress, VPCRoute, VPCService, VPCServiceStatus},
 };
-use router_core::{EndpointStore, ServiceKey, Snapshot, SnapshotInput};
+use router_core::{EndpointStore, ServiceKey, Snapshot, SnapshotBuilder, SnapshotInput};
 
 pub use super::documents::Documents;
 use crate::tls::secrets::Secrets;
@@ -32,13 +33,15 @@ pub enum LoadError {
     Duplicate { kind: String, namespace: String, name: String },
 }
 
-/// The objects of a standalone configuration.
+/// The objects of a standalone configuration. VPCServices and VPCRoutes are
+/// shared with the documents of the load (see [`Documents`]), so those of
+/// unchanged documents are the very objects the last build compiled.
 #[derive(Debug, Default)]
 pub struct Objects {
     pub vpcs: Vec<VPC>,
     pub attachments: Vec<VPCAttachment>,
-    pub services: Vec<VPCService>,
-    pub routes: Vec<VPCRoute>,
+    pub services: Vec<Arc<VPCService>>,
+    pub routes: Vec<Arc<VPCRoute>>,
     pub egress: Vec<VPCEgress>,
     pub ingresses: Vec<VPCIngress>,
     /// Datum Locations that attachments name for their topology.
@@ -117,10 +120,18 @@ impl Objects {
 }
 
 /// Resolves every VPCService's endpoints from the VPCs and attachments, the
-/// way service-discovery would write them to status, and builds a snapshot.
-/// `reserved_ports` are the gateway's own listeners, which VPCIngress listeners may not claim;
-/// `locality` is where the gateway is (for trafficDistribution: PreferClose).
-pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16], locality: Option<&Locality>) -> Snapshot {
+/// way service-discovery would write them to status, and builds a snapshot
+/// with `builder`, which recompiles only the objects the last build did not
+/// see. `reserved_ports` are the gateway's own listeners, which VPCIngress
+/// listeners may not claim; `locality` is where the gateway is (for
+/// trafficDistribution: PreferClose).
+pub fn build(
+    objects: &mut Objects,
+    builder: &mut SnapshotBuilder,
+    store: &EndpointStore,
+    reserved_ports: &[u16],
+    locality: Option<&Locality>,
+) -> Snapshot {
     let mut problems = Vec::new();
     for svc in &mut objects.services {
         let resolution = router_galactic::resolve_endpoints(svc, &objects.attachments, &objects.vpcs, &objects.locations);
@@ -130,7 +141,9 @@ pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16
         };
         problems.push((key, resolution.problems.iter().map(ToString::to_string).collect::<Vec<_>>()));
         let ready = resolution.ready_endpoints();
-        svc.status = Some(VPCServiceStatus {
+        // A copy of the document's object (which has no status): equal to the last build's
+        // when nothing it resolves from changed, so the builder reuses what it compiled.
+        Arc::make_mut(svc).status = Some(VPCServiceStatus {
             vpc: resolution.vpc,
             endpoints: resolution.endpoints,
             ready_endpoints: i32::try_from(ready).unwrap_or(i32::MAX),
@@ -138,15 +151,15 @@ pub fn build(objects: &mut Objects, store: &EndpointStore, reserved_ports: &[u16
         });
     }
     let input = SnapshotInput {
-        services: (&objects.services).into(),
-        routes: (&objects.routes).into(),
+        services: router_core::Objects::Shared(&objects.services),
+        routes: router_core::Objects::Shared(&objects.routes),
         egress: (&objects.egress).into(),
         vpcs: (&objects.vpcs).into(),
         ingresses: (&objects.ingresses).into(),
         reserved_ports,
         locality,
     };
-    let mut snapshot = Snapshot::build(input, store);
+    let mut snapshot = builder.build(input, store);
     for (key, mut p) in problems {
         snapshot.report.services.entry(key).or_default().append(&mut p);
     }
@@ -166,7 +179,7 @@ mod tests {
         let mut objects = read(&example, &schemas, &mut Documents::default()).expect("the example loads");
         assert_eq!(objects.locations.len(), 2);
         let dallas = Locality { city_code: Some("DFW".into()), ..Default::default() };
-        build(&mut objects, &EndpointStore::default(), &[], Some(&dallas));
+        build(&mut objects, &mut SnapshotBuilder::default(), &EndpointStore::default(), &[], Some(&dallas));
         let status = objects.services[0].status.as_ref().expect("resolved");
         let cities: Vec<_> = status.endpoints.iter().map(|e| (e.attachment.clone().unwrap_or_default(), e.city_code.clone())).collect();
         assert_eq!(
@@ -181,5 +194,57 @@ mod tests {
         // (Galactic has not marked the example's attachments ready, so the levels are read off the status.)
         let levels: Vec<Level> = status.endpoints.iter().map(|e| Level::of(&dallas, &e.locality())).collect();
         assert_eq!(levels, [Level::City, Level::City, Level::Any]);
+    }
+
+    /// The route serving `host`/`path`, and the endpoints of its first destination.
+    fn served(snapshot: &Snapshot, host: &str, path: &str) -> Option<(Arc<router_core::snapshot::RoutePolicy>, usize)> {
+        let headers = http::HeaderMap::new();
+        let view = router_core::RequestView { host, path, query: None, method: &http::Method::GET, headers: &headers };
+        let rule = snapshot.routes.lookup(&view)?;
+        let endpoints = match &rule.action.destinations[0] {
+            router_core::snapshot::DestinationTarget::Resolved { picker, .. } => picker.endpoints().len(),
+            router_core::snapshot::DestinationTarget::Unresolved { .. } => 0,
+        };
+        Some((rule.action.clone(), endpoints))
+    }
+
+    #[test]
+    fn a_reload_compiles_only_what_its_changed_documents_hold() {
+        let dir = std::env::temp_dir().join(format!("datum-router-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let file = dir.join("config.yaml");
+        let config = |b_prefix: &str, addresses: &str| {
+            format!(
+                "apiVersion: galactic.datumapis.com/v1alpha\nkind: VPC\nmetadata: {{name: vpc}}\n\
+                 spec: {{networks: [10.0.0.0/8]}}\nstatus: {{ready: true, identifier: 0a1b2c3d4e5f}}\n---\n\
+                 apiVersion: galactic.datumapis.com/v1alpha\nkind: VPCAttachment\nmetadata: {{name: att}}\n\
+                 spec: {{vpc: {{name: vpc}}, interface: {{name: galactic0, addresses: [{addresses}]}}}}\n\
+                 status: {{ready: true, identifier: 1f2e}}\n---\n\
+                 apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {{name: svc}}\n\
+                 spec: {{vpcAttachmentRef: {{name: att}}, port: 80}}\n---\n\
+                 apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: a}}\n\
+                 spec: {{hostnames: [a.example], match: {{pathPrefix: /}}, destinations: [{{vpcServiceRef: {{name: svc}}}}]}}\n---\n\
+                 apiVersion: router.datum.net/v1alpha1\nkind: VPCRoute\nmetadata: {{name: b}}\n\
+                 spec: {{hostnames: [b.example], match: {{pathPrefix: {b_prefix}}}, destinations: [{{vpcServiceRef: {{name: other}}}}]}}\n"
+            )
+        };
+        let schemas = SchemaValidator::for_router_kinds().expect("schemas");
+        let (mut documents, mut builder, store) = (Documents::default(), SnapshotBuilder::default(), EndpointStore::default());
+        let mut load = |text: String| {
+            std::fs::write(&file, text).expect("the configuration is written");
+            let mut objects = read(&file, &schemas, &mut documents).expect("the configuration loads");
+            build(&mut objects, &mut builder, &store, &[], None)
+        };
+        let first = load(config("/b", "10.0.0.1/8"));
+        // Route b changed: a's document and everything it reads did not.
+        let second = load(config("/b2", "10.0.0.1/8"));
+        let a = |s: &Snapshot| served(s, "a.example", "/x").expect("route a");
+        assert!(Arc::ptr_eq(&a(&first).0, &a(&second).0), "route a was not compiled again");
+        assert!(served(&second, "b.example", "/b").is_none() && served(&second, "b.example", "/b2/x").is_some());
+        // The attachment's addresses changed: the service resolves anew, and the route reading it is compiled again.
+        let third = load(config("/b2", "10.0.0.1/8, 10.0.0.2/8"));
+        assert!(!Arc::ptr_eq(&a(&second).0, &a(&third).0));
+        assert_eq!(a(&third).1, 2, "route a sends to both endpoints");
+        std::fs::remove_dir_all(&dir).expect("the temporary directory is removed");
     }
 }

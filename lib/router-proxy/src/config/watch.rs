@@ -30,6 +30,8 @@ pub struct Reloader {
     pub locality: Option<router_api::datum::Locality>,
     /// The documents of the last load, so a reload parses only what changed.
     pub documents: std::sync::Mutex<standalone::Documents>,
+    /// What the last load compiled, so a reload compiles only what changed.
+    pub builder: std::sync::Mutex<router_core::SnapshotBuilder>,
 }
 
 impl Reloader {
@@ -43,7 +45,9 @@ impl Reloader {
                 for ignored in &objects.ignored {
                     tracing::debug!(object = %ignored, "not used by the gateway in standalone mode");
                 }
-                let mut snapshot = standalone::build(&mut objects, &self.store, &self.reserved_ports, self.locality.as_ref());
+                let mut builder = self.builder.lock().unwrap_or_else(|p| p.into_inner());
+                let mut snapshot = standalone::build(&mut objects, &mut builder, &self.store, &self.reserved_ports, self.locality.as_ref());
+                drop(builder);
                 let tls = self.tls.build(&mut snapshot, &objects.secrets);
                 log_problems(&snapshot.report);
                 self.metrics.record_snapshot(&snapshot);
