@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use router_api::{manifest::parse_documents, schema::SchemaValidator};
-use router_core::{EndpointStore, RequestView, normalize_host};
+use router_core::{EndpointStore, RequestView, SnapshotBuilder, normalize_host};
 use router_proxy::config::standalone::{self, Objects};
 
 static SCHEMAS: LazyLock<SchemaValidator> = LazyLock::new(|| SchemaValidator::for_router_kinds().expect("the router's own schemas compile"));
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     if objects.add(parsed).is_err() {
         return;
     }
-    let snapshot = standalone::build(&mut objects, &EndpointStore::default(), &[8080], None);
+    let snapshot = standalone::build(&mut objects, &mut SnapshotBuilder::default(), &EndpointStore::default(), &[8080], None);
     let headers = HeaderMap::new();
     for route in &objects.routes {
         let hosts: Vec<String> = match route.spec.hostnames.is_empty() {

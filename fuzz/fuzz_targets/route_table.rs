@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use router_api::v1alpha1::{VPCRoute, VPCRouteSpec, VPCService, VPCServiceSpec};
-use router_core::{EndpointStore, RequestView, Snapshot, SnapshotInput, normalize_host};
+use router_core::{EndpointStore, Objects, RequestView, Snapshot, SnapshotInput, normalize_host};
 
 fuzz_target!(|data: &[u8]| {
     let Ok((specs, requests)) = serde_json::from_slice::<(Vec<VPCRouteSpec>, Vec<(String, String, String)>)>(data) else { return };
@@ -27,7 +27,15 @@ fuzz_target!(|data: &[u8]| {
     let mut service = VPCService::new("svc", serde_json::from_str::<VPCServiceSpec>(r#"{"port": 80}"#).expect("a minimal service"));
     service.metadata.namespace = Some("default".to_owned());
     let services = [service];
-    let input = SnapshotInput { services: &services, routes: &routes, egress: &[], vpcs: &[], ingresses: &[], reserved_ports: &[] };
+    let input = SnapshotInput {
+        services: (&services).into(),
+        routes: (&routes).into(),
+        egress: Objects::Owned(&[]),
+        vpcs: Objects::Owned(&[]),
+        ingresses: Objects::Owned(&[]),
+        reserved_ports: &[],
+        locality: None,
+    };
     let snapshot = Snapshot::build(input, &EndpointStore::default());
     let headers = HeaderMap::new();
     for (host, target, method) in requests.iter().take(64) {

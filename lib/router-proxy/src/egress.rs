@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
 use router_api::v1alpha1::ServiceProtocol;
 use router_core::egress::EgressPolicy;
 use tokio::net::TcpStream;
 
 use crate::{
     error::ProxyError,
-    http::headers,
+    http::{headers, upgrade::OnUpgrade},
     local::{ProxyBody, empty_response},
     outcome::Outcome,
     telemetry::Metrics,
@@ -70,10 +69,10 @@ pub(crate) async fn serve(
             _ => return outcome.fail(ProxyError::UpstreamConnect),
         };
         outcome.upstream = upstream.peer_addr().ok();
-        let on_upgrade = hyper::upgrade::on(&mut req);
+        let on_upgrade = OnUpgrade::on(&mut req);
         tokio::spawn(async move {
-            if let Ok(client) = on_upgrade.await {
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut upstream).await;
+            if let Ok(mut client) = on_upgrade.connection().await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             }
         });
         return empty_response(StatusCode::OK);

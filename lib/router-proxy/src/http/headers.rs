@@ -7,8 +7,6 @@ use router_api::v1alpha1::HeaderModifier;
 
 use router_tls::ClientIdentity;
 
-use super::framing::FramingNotes;
-
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus the de-facto ones proxies also drop.
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -98,8 +96,6 @@ pub struct ClientInfo {
     pub sni: Option<String>,
     /// The verified client certificate's subject and SANs, as header values.
     identity: Option<(HeaderValue, Option<HeaderValue>)>,
-    /// What the connection's HTTP/1.1 framing scanner noted (see [`super::framing`]).
-    pub framing: Arc<FramingNotes>,
 }
 
 impl ClientInfo {
@@ -118,7 +114,6 @@ impl ClientInfo {
             entry: Entry::Internal,
             sni: None,
             identity: None,
-            framing: Arc::default(),
         }
     }
 

@@ -2,5 +2,6 @@
 //! over `http` types and bytes so each is unit-tested without sockets.
 
 pub mod filters;
-pub mod framing;
 pub mod headers;
+pub mod rewind;
+pub mod upgrade;

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Version, header, request::Parts, uri::PathAndQuery};
 use http_body::Body;
 use http_body_util::{BodyExt, Limited};
-use hyper::upgrade::OnUpgrade;
 use router_core::{route_table::RouteRule, snapshot::RoutePolicy};
 
 use super::Gateway;
@@ -18,6 +17,7 @@ use crate::{
     http::{
         filters,
         headers::{self, ClientInfo},
+        upgrade::OnUpgrade,
     },
     mirror,
     upstream::{self, ClientBody, ClientBodyError, RequestBody},
@@ -29,7 +29,8 @@ pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
 
 /// Fields this stage adds: X-Forwarded-For, -Proto and -Host, Forwarded,
 /// X-Request-Id and traceparent, plus Host, Connection and Upgrade at most.
-const ADDED_FIELDS: usize = 9;
+/// The HTTP/1.1 server makes room for them when it parses a head.
+pub const ADDED_FIELDS: usize = 9;
 
 /// What identifies the request to the upstream and to traces.
 pub(super) struct RequestIds<'a> {
@@ -62,13 +63,13 @@ impl Gateway {
         // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.
         let upgrade = (is_h1 && is_upgrade_request(&req)).then(|| {
             let protocol = req.headers().get(header::UPGRADE).cloned();
-            (hyper::upgrade::on(&mut req), protocol)
+            (OnUpgrade::on(&mut req), protocol)
         });
         let (mut parts, body) = req.into_parts();
         let path_and_query = rewritten_path(&parts, rule)?;
         headers::strip_hop_by_hop(&mut parts.headers);
-        // Room for what this stage adds, taken at once: the map hyper parsed is sized
-        // to the client's fields, and growing it field by field rehashed it twice.
+        // Room for what this stage adds, taken at once (a no-op for the HTTP/1.1 server's
+        // maps, made with it): growing a map field by field rehashed it twice.
         parts.headers.reserve(ADDED_FIELDS);
         headers::set_forwarded(&mut parts.headers, client, client.scheme, host);
         if let Some(m) = &policy.request_headers {

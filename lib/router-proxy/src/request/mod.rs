@@ -31,14 +31,15 @@ mod validate;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use http::{Request, Response, Version, header};
-use hyper::body::Incoming;
+use http_body::Body;
 
+use self::{forward::RequestIds, host::RequestHost, record::Record, response::with_attempts};
 pub use self::{
-    forward::RETRY_BUFFER_BYTES,
+    forward::{ADDED_FIELDS, RETRY_BUFFER_BYTES},
     response::{ATTEMPTS_HEADER, IdleTimeout},
 };
-use self::{forward::RequestIds, host::RequestHost, record::Record, response::with_attempts};
 use crate::{
     config::SnapshotCell,
     egress,
@@ -47,8 +48,14 @@ use crate::{
     local::ProxyBody,
     outcome::Outcome,
     telemetry::{AccessLog, Metrics, spans::SpanExport},
-    upstream::{ClientBody, Upstreams},
+    upstream::{BoxError, ClientBody, Upstreams},
 };
+
+/// Marks an HTTP/1.1 request whose head carried both `Content-Length` and
+/// `Transfer-Encoding` (request smuggling's shape): the server hands it over
+/// unread, for a 400 `ambiguous-framing`, and closes the connection after.
+#[derive(Debug, Clone, Copy)]
+pub struct AmbiguousFraming;
 
 /// Shared state of the request path.
 pub struct Gateway {
@@ -64,13 +71,16 @@ pub struct Gateway {
 
 impl Gateway {
     /// Serves one request. Never fails: every problem becomes a response.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible> {
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
         let record = Record::start(&self, &req);
         // gRPC request streams may rightly stay quiet for long; their deadlines bound them.
         let body_timeout = self.client_body_timeout.filter(|_| !headers::is_grpc(req.headers()));
         let mut req = req.map(|body| ClientBody::new(body, body_timeout));
-        // Counted for every HTTP/1.x request, so the scanner's position matches.
-        let ambiguous = req.version() != Version::HTTP_2 && client.framing.next_request_is_ambiguous();
+        let ambiguous = req.extensions().get::<AmbiguousFraming>().is_some();
         let valid = if ambiguous { Err(ProxyError::AmbiguousFraming) } else { validate::check(&mut req) };
         // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
         // which only routes without hostnames match.

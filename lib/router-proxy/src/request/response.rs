@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::upgrade::OnUpgrade;
 use router_core::{
     EndpointState,
     balance::ActiveRequest,
@@ -32,7 +31,7 @@ use super::{
     destination::Destination,
 };
 use crate::{
-    http::{filters, headers},
+    http::{filters, headers, upgrade::OnUpgrade},
     local::{ProxyBody, empty_body},
     telemetry::Metrics,
     upstream::{BoxError, UpstreamBody, UpstreamUpgrade},
@@ -63,9 +62,9 @@ impl Gateway {
             let held = (guard, dest.connection);
             tokio::spawn(async move {
                 let _held = held;
-                let spliced = match client_upgrade.await {
+                let spliced = match client_upgrade.connection().await {
                     Ok(client) => upstream_upgrade.splice(client).await,
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 };
                 if let Err(e) = spliced {
                     tracing::debug!(error = %e, "upgrade failed");

@@ -1,14 +1,14 @@
 //! Stage 0, validate: the request-framing and target rules the gateway holds
 //! every request to before routing, on every listener, so that what it
-//! forwards is unambiguous to any server behind it. hyper's parser already
-//! refuses what cannot be parsed at all (bad tokens in names, NUL, obs-fold,
-//! over-long heads, a `Content-Length` that is not digits or several that
-//! differ, a `Transfer-Encoding` that does not end in `chunked`); these are the
-//! rules a proxy must add on top.
+//! forwards is unambiguous to any server behind it. The parsers already
+//! refuse what cannot be parsed at all (the HTTP/1.1 server's `server::h1::head`:
+//! bad tokens in names, NUL, obs-fold, over-long heads, a `Content-Length`
+//! that is not digits or several that differ, a `Transfer-Encoding` that does
+//! not end in `chunked`; h2 for HTTP/2); these are the rules a proxy must add
+//! on top.
 //!
-//! `Content-Length` with `Transfer-Encoding` cannot be seen here: hyper drops
-//! the `Content-Length` before the request arrives. The connection's framing
-//! scanner (`http::framing`) notes such a head as the bytes pass, and
+//! A head with both `Content-Length` and `Transfer-Encoding` arrives marked
+//! [`super::AmbiguousFraming`] by the HTTP/1.1 server, its body unread, and
 //! `Gateway::handle` answers it 400 `ambiguous-framing` before these rules.
 //!
 //! | rule | RFC | answer |

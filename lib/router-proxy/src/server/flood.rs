@@ -19,19 +19,17 @@
 //!
 //! The guard reads only the 9-byte frame headers as bytes pass (and the first
 //! 8 payload bytes of the gateway's own GOAWAY frames, to count their error
-//! codes) and never holds frames back. When the first bytes are not the
-//! HTTP/2 preface, the connection is HTTP/1.1 and its bytes pass the framing
-//! scanner of `http::framing` instead (request smuggling's
-//! Content-Length-with-Transfer-Encoding shape).
+//! codes) and never holds frames back. It wraps HTTP/2 connections only
+//! (HTTP/1.x has its own server, `server::h1`); should the first bytes not be
+//! the preface after all, they pass uncounted and hyper refuses them.
 //!
 //! When a bound is passed, the GOAWAY is written straight to the socket (only
 //! between two of h2's own frames, so it cannot cut one in half), reads and
 //! writes fail from then on, and hyper drops the connection.
 //!
 //! The guard also bounds the wait for a connection's first bytes by the header
-//! read timeout: hyper's own header read timeout starts only once hyper-util's
-//! auto builder has seen enough bytes to tell HTTP/1.1 from HTTP/2, so a
-//! connection that never sends anything would otherwise be held forever.
+//! read timeout: a TLS client that chose h2 by ALPN and then sends nothing
+//! would otherwise be held forever (hyper's HTTP/2 server has no such bound).
 
 use std::{
     io,
@@ -46,12 +44,8 @@ use tokio::{
     time::Sleep,
 };
 
-use crate::{
-    http::framing::{FramingNotes, RequestHeads},
-    telemetry::Metrics,
-};
-
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use super::PREFACE;
+use crate::telemetry::Metrics;
 
 const CONTROL_BURST: u32 = 100;
 const CONTROL_PER_SECOND: u32 = 10;
@@ -219,10 +213,8 @@ impl Budget {
 }
 
 enum Mode {
-    /// Comparing the first bytes with the HTTP/2 preface; this many matched so far.
-    Sniffing(usize),
-    /// HTTP/1.1: the bytes pass the framing scanner (`http::framing`) instead.
-    Http1(Box<RequestHeads>),
+    /// The first bytes were not the preface: they pass uncounted, and hyper refuses them.
+    NotHttp2,
     Http2 {
         inbound: Frames,
         outbound: Frames,
@@ -236,39 +228,32 @@ enum Mode {
 pub struct Guarded<S> {
     io: S,
     mode: Mode,
+    /// Bytes of the client's preface read so far; frames follow once all 24 are.
+    preface: usize,
     metrics: Arc<Metrics>,
     /// How long the first bytes may take, and the timer for them once armed.
     first_bytes: (Duration, Option<Pin<Box<Sleep>>>),
-    /// Where an HTTP/1.1 connection's framing scanner leaves its notes.
-    framing: Arc<FramingNotes>,
 }
 
 impl<S> Guarded<S> {
-    /// `first_bytes`: how long the client may take to send anything at all; `framing`: the
-    /// connection's notes for the request stage, should it be HTTP/1.1.
-    pub fn new(io: S, metrics: Arc<Metrics>, first_bytes: Duration, framing: Arc<FramingNotes>) -> Self {
-        Self { io, mode: Mode::Sniffing(0), metrics, first_bytes: (first_bytes, None), framing }
+    /// `first_bytes`: how long the client may take to send anything at all.
+    pub fn new(io: S, metrics: Arc<Metrics>, first_bytes: Duration) -> Self {
+        // h2's server writes its SETTINGS before it reads the preface, so the gateway's side is counted from the start.
+        let mode = Mode::Http2 { inbound: Frames::default(), outbound: Frames::default(), budget: Box::new(Budget::new(Instant::now())) };
+        Self { io, mode, preface: 0, metrics, first_bytes: (first_bytes, None) }
     }
 
     /// Follows the bytes read; the bound passed, if any.
     fn read(&mut self, mut bytes: &[u8]) -> Option<Flood> {
-        if let Mode::Sniffing(matched) = &mut self.mode {
-            let n = bytes.len().min(PREFACE.len() - *matched);
-            if bytes[..n] != PREFACE[*matched..*matched + n] {
-                // Whatever matched so far was the start of an HTTP/1.1 request line too.
-                let mut heads = Box::new(RequestHeads::new(self.framing.clone()));
-                heads.feed(&PREFACE[..*matched]);
-                heads.feed(bytes);
-                self.mode = Mode::Http1(heads);
+        if self.preface < PREFACE.len() {
+            let matched = self.preface;
+            let n = bytes.len().min(PREFACE.len() - matched);
+            if bytes[..n] != PREFACE[matched..matched + n] {
+                self.mode = Mode::NotHttp2;
                 return None;
             }
-            *matched += n;
+            self.preface += n;
             bytes = &bytes[n..];
-            if *matched < PREFACE.len() {
-                return None;
-            }
-            self.mode =
-                Mode::Http2 { inbound: Frames::default(), outbound: Frames::default(), budget: Box::new(Budget::new(Instant::now())) };
         }
         let Mode::Http2 { inbound, budget, .. } = &mut self.mode else { return None };
         let mut flood = None;
@@ -285,8 +270,6 @@ impl<S> Guarded<S> {
     /// Follows the bytes written.
     fn wrote(&mut self, bytes: &[u8]) {
         match &mut self.mode {
-            // hyper reads the preface before it writes; a write before that means this is not HTTP/2.
-            Mode::Sniffing(_) => self.mode = Mode::Http1(Box::new(RequestHeads::new(self.framing.clone()))),
             Mode::Http2 { outbound, budget, .. } => {
                 let metrics = &self.metrics;
                 outbound.feed(bytes, |event| match event {
@@ -295,7 +278,7 @@ impl<S> Guarded<S> {
                     Event::GoAway(code) => metrics.http2_goaways.with_label_values(&[error_code_name(code)]).inc(),
                 });
             }
-            Mode::Http1(_) | Mode::Closed(_) => {}
+            Mode::NotHttp2 | Mode::Closed(_) => {}
         }
     }
 }
@@ -352,17 +335,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
         let this = self.get_mut();
         match &mut this.mode {
             Mode::Closed(flood) => return Poll::Ready(Err(closed(*flood))),
-            Mode::Http1(heads) => {
-                let before = buf.filled().len();
-                ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-                heads.feed(&buf.filled()[before..]);
-                return Poll::Ready(Ok(()));
-            }
-            Mode::Sniffing(_) | Mode::Http2 { .. } => {}
+            Mode::NotHttp2 => return Pin::new(&mut this.io).poll_read(cx, buf),
+            Mode::Http2 { .. } => {}
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let (Poll::Pending, Mode::Sniffing(0)) = (&read, &this.mode) {
+        if let (Poll::Pending, 0) = (&read, this.preface) {
             let (timeout, timer) = &mut this.first_bytes;
             let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
             ready!(timer.as_mut().poll(cx));

@@ -1,30 +1,44 @@
 //! Client-facing listeners: HTTP/1.1 and h2c (prior knowledge) on one port,
-//! or TLS first (the listener chosen by SNI, HTTP/2 or HTTP/1.1 by ALPN), with the limits that keep a slow or hostile client from holding the
-//! gateway (header read timeout, header count and size, concurrent HTTP/2
-//! streams and the bounds of `flood`, the connection limit of `admission`)
-//! and a graceful drain on shutdown (stop accepting, HTTP/2 GOAWAY, let
-//! in-flight requests finish up to the drain timeout).
+//! or TLS first (the listener chosen by SNI, HTTP/2 or HTTP/1.1 by ALPN), with
+//! the limits that keep a slow or hostile client from holding the gateway
+//! (header read timeout, header count and size, concurrent HTTP/2 streams and
+//! the bounds of `flood`, the connection limit of `admission`) and a graceful
+//! drain on shutdown (stop accepting, HTTP/2 GOAWAY, HTTP/1.1 connections
+//! closed after their request in flight, up to the drain timeout).
+//!
+//! HTTP/1.x is served by the gateway's own server ([`h1`]); HTTP/2 by hyper's,
+//! behind the flood guard. A cleartext connection is told apart by its first
+//! bytes (HTTP/2's preface or not), a TLS one by ALPN.
 
 mod admission;
 mod flood;
+pub mod h1;
 
 pub use admission::ConnectionLimit;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+use bytes::BytesMut;
+use hyper::{server::conn::http2, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
+    net::TcpListener,
+    sync::watch,
 };
-use tokio::net::TcpListener;
 
 use self::{admission::Admitted, flood::Guarded};
 use crate::{
-    http::headers::{ClientInfo, Entry},
+    http::{
+        headers::{ClientInfo, Entry},
+        rewind::Rewind,
+    },
     request::Gateway,
     tls::accept::{Accepted, TlsPort, handshake},
 };
+
+/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How connections on a listening socket start.
 #[derive(Debug, Clone)]
@@ -69,16 +83,9 @@ impl Default for ServerSettings {
     }
 }
 
-fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_headers(settings.max_headers)
-        .max_buf_size(settings.max_header_bytes.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+fn http2_builder(settings: &ServerSettings) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_concurrent_streams(settings.max_concurrent_streams)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
         .max_send_buf_size(settings.max_send_buf_per_stream)
@@ -90,6 +97,13 @@ fn builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// What every connection of a listener shares.
+struct Shared {
+    gateway: Arc<Gateway>,
+    settings: ServerSettings,
+    http2: http2::Builder<TokioExecutor>,
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -98,8 +112,10 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = builder(&settings);
-    let graceful = GracefulShutdown::new();
+    let shared = Arc::new(Shared { http2: http2_builder(&settings), gateway, settings });
+    // Every connection holds a receiver: the send starts the drain, and the
+    // sender sees them all gone once the last connection has ended.
+    let (drain, draining) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -114,25 +130,25 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let Some(slot) = settings.connections.admit() else {
-                    gateway.metrics.connections_refused.with_label_values(&["max-connections"]).inc();
+                let Some(slot) = shared.settings.connections.admit() else {
+                    shared.gateway.metrics.connections_refused.with_label_values(&["max-connections"]).inc();
                     tracing::debug!(%peer, "connection limit reached; connection refused");
                     if let ListenerKind::Cleartext(_) = kind {
-                        settings.connections.refuse_cleartext(stream);
+                        shared.settings.connections.refuse_cleartext(stream);
                     }
                     continue;
                 };
+                let (shared, draining) = (shared.clone(), draining.clone());
                 match &kind {
                     ListenerKind::Cleartext(entry) => {
-                        let client = ClientInfo::new(peer).with_entry(entry.clone());
-                        serve_connection(&builder, &graceful, stream, client, gateway.clone(), slot, settings.header_read_timeout);
+                        let client = Arc::new(ClientInfo::new(peer).with_entry(entry.clone()));
+                        tokio::spawn(serve_client(stream, false, client, shared, draining, slot));
                     }
                     ListenerKind::Tls(port) => {
-                        let (builder, watcher, gateway, port) = (builder.clone(), graceful.watcher(), gateway.clone(), *port);
-                        let timeout = settings.header_read_timeout;
+                        let port = *port;
                         tokio::spawn(async move {
-                            let _slot = slot;
-                            let accepted = match handshake(stream, port, &gateway.cell, timeout).await {
+                            let gateway = &shared.gateway;
+                            let accepted = match handshake(stream, port, &gateway.cell, shared.settings.header_read_timeout).await {
                                 Ok(a) => a,
                                 Err(e) => {
                                     gateway.metrics.tls_handshake_errors.with_label_values(&[e.label()]).inc();
@@ -154,16 +170,7 @@ pub async fn serve(
                                 TlsPort::Ingress(port) => Entry::Ingress { port, tls_listener: listener },
                             };
                             let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(sni, identity.as_ref()));
-                            let metrics = gateway.metrics.clone();
-                            let framing = client.framing.clone();
-                            let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-                            let io = TokioIo::new(Guarded::new(stream, metrics.clone(), timeout, framing));
-                            let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-                            metrics.active_connections.inc();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                            }
-                            metrics.active_connections.dec();
+                            serve_client(stream, alpn == "h2", client, shared, draining, slot).await;
                         });
                     }
                 }
@@ -171,37 +178,73 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
-    tracing::info!(timeout = ?settings.drain_timeout, "draining connections");
+    drop((listener, draining));
+    tracing::info!(timeout = ?shared.settings.drain_timeout, "draining connections");
+    let _ = drain.send(true);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(settings.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
+        () = drain.closed() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(shared.settings.drain_timeout) => tracing::warn!("drain timeout reached; closing remaining connections"),
     }
 }
 
-fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
-    client: ClientInfo,
-    gateway: Arc<Gateway>,
-    slot: Admitted,
-    first_bytes: Duration,
-) {
-    let metrics = gateway.metrics.clone();
-    let peer = client.addr;
-    let framing = client.framing.clone();
-    let client = Arc::new(client);
-    let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
-    let io = TokioIo::new(Guarded::new(stream, metrics.clone(), first_bytes, framing));
-    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-    let conn = graceful.watch(conn);
+/// Serves one client connection: HTTP/2 when ALPN said so or its first bytes
+/// are the preface, HTTP/1.x otherwise.
+async fn serve_client<T>(mut io: T, h2: bool, client: Arc<ClientInfo>, shared: Arc<Shared>, draining: watch::Receiver<bool>, slot: Admitted)
+where
+    T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static,
+{
+    let _slot = slot;
+    let metrics = shared.gateway.metrics.clone();
     metrics.active_connections.inc();
-    tokio::spawn(async move {
-        let _slot = slot;
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    let timeout = shared.settings.header_read_timeout;
+    if h2 {
+        serve_http2(io, client, &shared, draining).await;
+    } else {
+        let mut first = BytesMut::with_capacity(8 * 1024);
+        match tokio::time::timeout(timeout, starts_with_preface(&mut io, &mut first)).await {
+            Ok(Ok(true)) => serve_http2(Rewind::new(first.freeze(), io), client, &shared, draining).await,
+            Ok(Ok(false)) => h1::serve(io, first, shared.gateway.clone(), client, &shared.settings, draining).await,
+            Ok(Err(e)) => tracing::debug!(peer = %client.addr, error = %e, "client connection closed before a request"),
+            Err(_) => tracing::debug!(peer = %client.addr, "nothing sent within the header read timeout; connection closed"),
         }
-        metrics.active_connections.dec();
-    });
+    }
+    metrics.active_connections.dec();
+}
+
+/// Reads until the bytes in `buf` are, or cannot be, HTTP/2's preface.
+async fn starts_with_preface<T: AsyncRead + Unpin>(io: &mut T, buf: &mut BytesMut) -> std::io::Result<bool> {
+    loop {
+        let seen = buf.len().min(PREFACE.len());
+        if buf[..seen] != PREFACE[..seen] {
+            return Ok(false);
+        }
+        if seen == PREFACE.len() {
+            return Ok(true);
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// hyper's HTTP/2 server behind the flood guard, shut down gracefully (GOAWAY) on drain.
+async fn serve_http2<T>(io: T, client: Arc<ClientInfo>, shared: &Shared, mut draining: watch::Receiver<bool>)
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (gateway, peer) = (shared.gateway.clone(), client.addr);
+    let io = TokioIo::new(Guarded::new(io, gateway.metrics.clone(), shared.settings.header_read_timeout));
+    let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
+    let conn = shared.http2.serve_connection(io, service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = draining.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+    }
 }

@@ -26,6 +26,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, combinators::BoxBody};
 use hyper::body::Incoming;
 use tokio::{sync::mpsc, time::Sleep};
 
@@ -38,7 +39,7 @@ const BODY_TIMEOUT_WINDOW: usize = 64 * 1024;
 #[derive(Debug)]
 pub enum ClientBodyError {
     /// The connection broke the body's framing or went away.
-    Read(hyper::Error),
+    Read(BoxError),
     /// 64 KiB (or the end) did not arrive within the body read timeout.
     Timeout,
 }
@@ -55,15 +56,17 @@ impl fmt::Display for ClientBodyError {
 impl Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Read(e) => Some(e),
+            Self::Read(e) => Some(e.as_ref()),
             Self::Timeout => None,
         }
     }
 }
 
-/// The client's request body, read under the body read timeout.
+/// The client's request body, read under the body read timeout: hyper's
+/// (HTTP/2) or the gateway's own HTTP/1.1 server's, boxed once per request
+/// (an empty body is a zero-sized box, which allocates nothing).
 pub struct ClientBody {
-    inner: Incoming,
+    inner: BoxBody<Bytes, BoxError>,
     timeout: Option<Duration>,
     /// Armed the first time the gateway waits for bytes, moved on after each window.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -72,8 +75,12 @@ pub struct ClientBody {
 
 impl ClientBody {
     /// `timeout: None` reads without one.
-    pub fn new(inner: Incoming, timeout: Option<Duration>) -> Self {
-        Self { inner, timeout, deadline: None, window: 0 }
+    pub fn new<B>(inner: B, timeout: Option<Duration>) -> Self
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self { inner: inner.map_err(Into::into).boxed(), timeout, deadline: None, window: 0 }
     }
 }
 

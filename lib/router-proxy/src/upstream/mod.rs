@@ -17,7 +17,7 @@
 pub mod body;
 #[cfg(test)]
 mod exchange_tests;
-mod h1;
+pub mod h1;
 mod pool;
 
 use std::{
@@ -36,6 +36,8 @@ use hyper_util::{
 };
 use router_api::v1alpha1::ServiceProtocol;
 use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider, pki_types::ServerName};
+
+use crate::http::upgrade::Io;
 
 pub use self::body::{ClientBody, ClientBodyError, MirrorBody, RequestBody, UpstreamBody};
 use self::pool::Http1Pool;
@@ -121,8 +123,7 @@ impl UpstreamUpgrade {
     }
 
     /// Copies bytes both ways between `client` and the upstream until either side closes.
-    pub async fn splice(self, client: hyper::upgrade::Upgraded) -> Result<(), BoxError> {
-        let mut client = TokioIo::new(client);
+    pub async fn splice(self, mut client: Box<dyn Io>) -> Result<(), BoxError> {
         match self {
             Self::Hyper(on) => {
                 let mut upstream = TokioIo::new(on.await?);

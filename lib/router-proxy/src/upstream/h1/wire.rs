@@ -163,7 +163,7 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
             && !other
             && (f.name.eq_ignore_ascii_case("connection") || f.name.eq_ignore_ascii_case("keep-alive"))
     };
-    let headers = header_map(head, response.headers.iter().filter(|f| !hop_only(f)))?;
+    let headers = header_map(head, response.headers.iter().filter(|f| !hop_only(f)), ADDED_FIELDS)?;
     Ok(ResponseHead { status, version, headers, keep_alive })
 }
 
@@ -187,7 +187,7 @@ pub fn take(buf: &mut BytesMut, n: usize) -> Bytes {
 }
 
 /// Where the head at the front of `buf` ends (after its empty line), when it is all there.
-fn head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'\n', buf).find_map(|i| match &buf[i + 1..] {
         [b'\n', ..] => Some(i + 2),
         [b'\r', b'\n', ..] => Some(i + 3),
@@ -199,8 +199,14 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 /// without growing the map it was parsed into.
 const ADDED_FIELDS: usize = 4;
 
-fn header_map<'a, 'b: 'a>(bytes: &Bytes, fields: impl Iterator<Item = &'a httparse::Header<'b>>) -> Result<HeaderMap, WireError> {
-    let mut headers = HeaderMap::with_capacity(fields.size_hint().1.unwrap_or_default() + ADDED_FIELDS);
+/// The fields of a head parsed from `bytes`, values sharing its bytes, with
+/// room for `extra` more (the client side's request heads are read with this too).
+pub(crate) fn header_map<'a, 'b: 'a>(
+    bytes: &Bytes,
+    fields: impl Iterator<Item = &'a httparse::Header<'b>>,
+    extra: usize,
+) -> Result<HeaderMap, WireError> {
+    let mut headers = HeaderMap::with_capacity(fields.size_hint().1.unwrap_or_default() + extra);
     for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
         let value = HeaderValue::from_maybe_shared(bytes.slice_ref(f.value)).map_err(|_| WireError::Header)?;
@@ -256,7 +262,7 @@ pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<BodyFram
     Ok(length.map_or(BodyFraming::Close, BodyFraming::Length))
 }
 
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
+pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -352,7 +358,7 @@ impl ChunkedDecoder {
                         _ => return Err(WireError::Chunk("malformed trailer section")),
                     };
                     return Ok(Decoded::Trailers(
-                        header_map(&section, parsed.iter()).map_err(|_| WireError::Chunk("invalid trailer field"))?,
+                        header_map(&section, parsed.iter(), 0).map_err(|_| WireError::Chunk("invalid trailer field"))?,
                     ));
                 }
                 Chunk::Done => return Ok(Decoded::End),

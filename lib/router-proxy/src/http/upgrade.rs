@@ -1,0 +1,64 @@
+//! The client's side of a connection that stops being HTTP: an accepted
+//! upgrade (101, WebSocket) or a CONNECT tunnel (2xx). An HTTP/2 client's
+//! comes from hyper; an HTTP/1.1 client's from the gateway's own server
+//! (`server::h1`), which hands the connection over once the response head is
+//! written. The request path asks for it the same way for both.
+
+use std::sync::{Arc, Mutex};
+
+use http::Request;
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::oneshot,
+};
+
+use super::rewind::Rewind;
+use crate::upstream::BoxError;
+
+/// A byte stream both ways.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// The client's upgraded connection, with the bytes it sent after its
+/// request head that the server had already read.
+pub type Upgraded = Rewind<Box<dyn Io>>;
+
+/// Where the HTTP/1.1 server leaves a connection for the request that asked
+/// to upgrade it; carried in the request's extensions (which need `Clone`).
+#[derive(Clone)]
+pub struct UpgradeSlot(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl UpgradeSlot {
+    /// The slot for a request, and the sender the server keeps.
+    pub fn pair() -> (Self, oneshot::Sender<Upgraded>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Arc::new(Mutex::new(Some(rx)))), tx)
+    }
+}
+
+/// The client's connection once the response that accepts the upgrade is out.
+pub enum OnUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Http1(Option<oneshot::Receiver<Upgraded>>),
+}
+
+impl OnUpgrade {
+    /// Takes the upgrade out of `req`: the HTTP/1.1 server's slot, else hyper's.
+    pub fn on<B>(req: &mut Request<B>) -> Self {
+        match req.extensions_mut().remove::<UpgradeSlot>() {
+            Some(slot) => Self::Http1(slot.0.lock().unwrap_or_else(|p| p.into_inner()).take()),
+            None => Self::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    /// Waits for the connection; an error when the response did not accept the upgrade.
+    pub async fn connection(self) -> Result<Box<dyn Io>, BoxError> {
+        match self {
+            Self::Hyper(on) => Ok(Box::new(TokioIo::new(on.await?))),
+            Self::Http1(Some(rx)) => Ok(Box::new(rx.await.map_err(|_| "the client connection was not upgraded")?)),
+            Self::Http1(None) => Err("the upgrade was already taken".into()),
+        }
+    }
+}

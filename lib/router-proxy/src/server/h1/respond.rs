@@ -1,0 +1,352 @@
+//! A response as HTTP/1.1 bytes for the client: how its body is framed, the
+//! status line and fields, and the body's pieces (chunked where its length is
+//! not known). The head and the first pieces of the body are gathered into
+//! one buffer, so a small response is one write; a large piece is written
+//! from where it is, beside the buffer, not copied into it.
+
+use std::{
+    cell::RefCell,
+    io::{self, IoSlice},
+    pin::Pin,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Version, header, response::Parts};
+use http_body::{Body, Frame};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::{local::ProxyBody, upstream::h1::wire};
+
+/// Pieces up to this size are copied into the write buffer; larger ones are written beside it.
+const COPY_BELOW: usize = 16 * 1024;
+/// Gathered bytes past this are written before more is gathered.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// How a response body is delimited on the client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 1xx, 204, 304, or a CONNECT tunnel's 2xx. Fields are written as they are.
+    None,
+    Length(u64),
+    Chunked,
+    /// An HTTP/1.0 client and no known length: the body ends when the connection does.
+    Close,
+}
+
+/// What the request said that shapes its response.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    pub version: Version,
+}
+
+/// The framing of a response with `parts` and a body whose exact length is `length`, if known.
+pub fn framing(asked: Asked<'_>, parts: &Parts, length: Option<u64>) -> Framing {
+    let status = parts.status;
+    if *asked.method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || (*asked.method == Method::CONNECT && status.is_success())
+    {
+        return Framing::None;
+    }
+    let declared = || {
+        let value = parts.headers.get(header::CONTENT_LENGTH)?;
+        wire::parse_decimal(value.as_bytes().trim_ascii())
+    };
+    match length.or_else(declared) {
+        Some(n) => Framing::Length(n),
+        None if asked.version == Version::HTTP_11 => Framing::Chunked,
+        None => Framing::Close,
+    }
+}
+
+/// Writes the status line and fields. The framing fields are the gateway's
+/// (whatever the response carried), `Connection` says whether the connection
+/// stays open (`keep_alive` is false for [`Framing::Close`]), and `Date` is
+/// added when the response has none.
+pub fn write_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, asked: Asked<'_>, keep_alive: bool) {
+    // An HTTP/1.0 client is answered in its own version, as hyper's server did.
+    out.extend_from_slice(if asked.version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let passes = |name: &header::HeaderName| match framing {
+        Framing::None => name != header::CONNECTION,
+        _ => name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING && name != header::CONNECTION,
+    };
+    for (name, value) in &parts.headers {
+        if passes(name) {
+            field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    match framing {
+        Framing::Length(n) => field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
+        Framing::Chunked => field(out, b"transfer-encoding", b"chunked"),
+        Framing::None | Framing::Close => {}
+    }
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        // The upgrade's own Connection: upgrade was dropped above with every other Connection.
+        field(out, b"connection", b"upgrade");
+    } else if !keep_alive {
+        field(out, b"connection", b"close");
+    } else if asked.version == Version::HTTP_10 {
+        field(out, b"connection", b"keep-alive");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        DATE.with(|date| field(out, b"date", date.borrow_mut().now()));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local!(static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: u64::MAX, text: Vec::new() }) });
+
+/// The `Date` value, formatted once a second per thread.
+struct CachedDate {
+    second: u64,
+    text: Vec<u8>,
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now).into_bytes();
+        }
+        &self.text
+    }
+}
+
+/// How a body's writing ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Every byte the framing promised is out: the connection may carry another request.
+    Complete,
+    /// The body failed or ended short of its length; the connection must close.
+    Cut,
+}
+
+/// Writes what is gathered in `out` (the head, say) and `body` framed by
+/// `framing`; trailers only when the client asked for them (`TE: trailers`).
+pub async fn write_body<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    out: &mut Vec<u8>,
+    mut body: ProxyBody,
+    framing: Framing,
+    trailers_wanted: bool,
+) -> io::Result<Written> {
+    if framing == Framing::None {
+        io.write_all(out).await?;
+        return Ok(Written::Complete);
+    }
+    let mut left = match framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    loop {
+        let frame = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            std::task::Poll::Pending if !out.is_empty() => std::task::Poll::Ready(Step::Flush),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(frame) => std::task::Poll::Ready(Step::Frame(frame)),
+        })
+        .await;
+        let frame = match frame {
+            Step::Flush => {
+                io.write_all(out).await?;
+                out.clear();
+                continue;
+            }
+            Step::Frame(None) => break,
+            Step::Frame(Some(Ok(frame))) => frame,
+            Step::Frame(Some(Err(e))) => {
+                tracing::debug!(error = %e, "response body failed; closing the client connection");
+                io.write_all(out).await?;
+                return Ok(Written::Cut);
+            }
+        };
+        let frame = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let (Framing::Chunked, Ok(trailers)) = (framing, frame.into_trailers()) {
+                    write_end(out, framing, trailers_wanted.then_some(&trailers));
+                    io.write_all(out).await?;
+                    return Ok(Written::Complete);
+                }
+                continue;
+            }
+        };
+        if frame.is_empty() {
+            continue;
+        }
+        if let Some(left) = &mut left {
+            if frame.len() as u64 > *left {
+                tracing::debug!("response body longer than its Content-Length; closing the client connection");
+                io.write_all(out).await?;
+                return Ok(Written::Cut);
+            }
+            *left -= frame.len() as u64;
+        }
+        if framing == Framing::Chunked {
+            wire::write_chunk_size(out, frame.len());
+        }
+        if frame.len() < COPY_BELOW {
+            out.extend_from_slice(&frame);
+        } else {
+            write_beside(io, out, &frame).await?;
+        }
+        if framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= FLUSH_AT {
+            io.write_all(out).await?;
+            out.clear();
+        }
+    }
+    if left.is_some_and(|n| n > 0) {
+        tracing::debug!("response body shorter than its Content-Length; closing the client connection");
+        io.write_all(out).await?;
+        return Ok(Written::Cut);
+    }
+    write_end(out, framing, None);
+    io.write_all(out).await?;
+    Ok(Written::Complete)
+}
+
+enum Step {
+    Flush,
+    Frame(Option<Result<Frame<Bytes>, crate::upstream::BoxError>>),
+}
+
+fn write_end(out: &mut Vec<u8>, framing: Framing, trailers: Option<&HeaderMap>) {
+    if framing == Framing::Chunked {
+        wire::write_last_chunk(out, trailers);
+    }
+}
+
+/// Writes `out`, then `data`, with as few calls as the socket allows; `out` is empty after.
+async fn write_beside<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>, data: &[u8]) -> io::Result<()> {
+    let (mut first, mut second) = (&out[..], data);
+    while !first.is_empty() || !second.is_empty() {
+        let n = io.write_vectored(&[IoSlice::new(first), IoSlice::new(second)]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_first = n.min(first.len());
+        first = &first[from_first..];
+        second = &second[n - from_first..];
+    }
+    out.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Response;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::*;
+
+    const GET11: Asked<'static> = Asked { method: &Method::GET, version: Version::HTTP_11 };
+
+    fn parts(status: u16, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn head(parts: &Parts, framing: Framing, asked: Asked<'_>, keep_alive: bool) -> String {
+        let mut out = Vec::new();
+        write_head(&mut out, parts, framing, asked, keep_alive);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn framing_follows_method_status_and_length() {
+        let ok = parts(200, &[]);
+        assert_eq!(framing(GET11, &ok, Some(5)), Framing::Length(5));
+        assert_eq!(framing(GET11, &ok, None), Framing::Chunked);
+        assert_eq!(framing(Asked { method: &Method::GET, version: Version::HTTP_10 }, &ok, None), Framing::Close);
+        assert_eq!(framing(GET11, &parts(200, &[("content-length", "7")]), None), Framing::Length(7), "a declared length is kept");
+        assert_eq!(framing(Asked { method: &Method::HEAD, ..GET11 }, &ok, Some(0)), Framing::None);
+        assert_eq!(framing(Asked { method: &Method::CONNECT, ..GET11 }, &ok, Some(0)), Framing::None);
+        for status in [101, 204, 304] {
+            assert_eq!(framing(GET11, &parts(status, &[]), Some(0)), Framing::None, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_head_carries_the_gateways_framing_and_connection_fields() {
+        let p = parts(200, &[("content-length", "99"), ("transfer-encoding", "chunked"), ("x-a", "1"), ("date", "d")]);
+        let h = head(&p, Framing::Length(5), GET11, true);
+        assert_eq!(h, "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\ncontent-length: 5\r\n\r\n");
+        let h = head(&parts(404, &[]), Framing::Chunked, GET11, false);
+        assert!(h.starts_with("HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\ndate: "), "{h}");
+        let h = head(&parts(200, &[("date", "d")]), Framing::Length(0), Asked { method: &Method::GET, version: Version::HTTP_10 }, true);
+        assert!(h.starts_with("HTTP/1.0 200 OK\r\n"), "{h}");
+        assert!(h.contains("connection: keep-alive\r\n"), "an HTTP/1.0 client is told it may keep the connection: {h}");
+        let h = head(&parts(101, &[("upgrade", "websocket"), ("connection", "upgrade")]), Framing::None, GET11, true);
+        assert_eq!(h.matches("connection: upgrade").count(), 1, "{h}");
+        let h =
+            head(&parts(200, &[("content-length", "12"), ("date", "d")]), Framing::None, Asked { method: &Method::HEAD, ..GET11 }, true);
+        assert!(h.contains("content-length: 12\r\n"), "a HEAD answer keeps its length: {h}");
+    }
+
+    async fn written(body: ProxyBody, framing: Framing, trailers: bool) -> (String, Written) {
+        let mut io = Vec::new();
+        let mut out = b"HEAD\r\n".to_vec();
+        let written = write_body(&mut io, &mut out, body, framing, trailers).await.unwrap();
+        (String::from_utf8(io).unwrap(), written)
+    }
+
+    fn pieces(parts: &[&'static str], trailers: Option<HeaderMap>) -> ProxyBody {
+        let mut frames: Vec<Result<Frame<Bytes>, crate::upstream::BoxError>> =
+            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))).collect();
+        frames.extend(trailers.map(|t| Ok(Frame::trailers(t))));
+        StreamBody::new(futures::stream::iter(frames)).boxed()
+    }
+
+    #[tokio::test]
+    async fn bodies_are_written_in_their_framing() {
+        let (s, w) = written(pieces(&["hel", "lo"], None), Framing::Length(5), false).await;
+        assert_eq!((s.as_str(), w), ("HEAD\r\nhello", Written::Complete));
+        let (s, _) = written(pieces(&["hel", "", "lo"], None), Framing::Chunked, false).await;
+        assert_eq!(s, "HEAD\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n");
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", "0".parse().unwrap());
+        let (s, _) = written(pieces(&["a"], Some(t.clone())), Framing::Chunked, true).await;
+        assert_eq!(s, "HEAD\r\n1\r\na\r\n0\r\ngrpc-status: 0\r\n\r\n");
+        let (s, _) = written(pieces(&["a"], Some(t)), Framing::Chunked, false).await;
+        assert_eq!(s, "HEAD\r\n1\r\na\r\n0\r\n\r\n", "no trailers for a client that did not ask");
+        let big = "x".repeat(100_000);
+        let body = Full::new(Bytes::from(big.clone())).map_err(|never| match never {}).boxed();
+        let (s, _) = written(body, Framing::Length(100_000), false).await;
+        assert_eq!(s, format!("HEAD\r\n{big}"), "a large piece is written beside the head");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_its_length_cuts_the_connection() {
+        let (s, w) = written(pieces(&["hel"], None), Framing::Length(5), false).await;
+        assert_eq!((s.as_str(), w), ("HEAD\r\nhel", Written::Cut), "short");
+        let (_, w) = written(pieces(&["hello!"], None), Framing::Length(5), false).await;
+        assert_eq!(w, Written::Cut, "long");
+        let failing: ProxyBody =
+            StreamBody::new(futures::stream::iter(vec![Ok(Frame::data(Bytes::from_static(b"a"))), Err("upstream reset".into())])).boxed();
+        let (s, w) = written(failing, Framing::Chunked, false).await;
+        assert_eq!(w, Written::Cut);
+        assert!(!s.ends_with("0\r\n\r\n"), "a failed chunked body never looks complete: {s:?}");
+    }
+}
