@@ -16,7 +16,10 @@ use http::{HeaderMap, Method, StatusCode, Version, header, response::Parts};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::{local::ProxyBody, upstream::h1::wire};
+use crate::{
+    local::ProxyBody,
+    upstream::h1::wire::{self, field},
+};
 
 /// Pieces up to this size are copied into the write buffer; larger ones are written beside it.
 const COPY_BELOW: usize = 16 * 1024;
@@ -99,13 +102,6 @@ pub fn write_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, asked: Ask
     if !parts.headers.contains_key(header::DATE) {
         DATE.with(|date| field(out, b"date", date.borrow_mut().now()));
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 

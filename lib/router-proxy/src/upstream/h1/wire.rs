@@ -71,7 +71,8 @@ pub fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, head
     out.extend_from_slice(b"\r\n");
 }
 
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// One header field line (the client side's response heads are written with this too).
+pub(crate) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
