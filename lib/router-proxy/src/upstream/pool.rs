@@ -32,14 +32,13 @@ use std::{
 use bytes::Bytes;
 use http::{Method, Request, Response, Uri, uri::Authority};
 use http_body::Body;
-use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
 use super::{
     BoxError, UpstreamBody, UpstreamError,
     h1::{
-        self, Connection, H1Error, Release, ResponseBody, Written,
+        self, Connection, DRAIN_TIME, H1Error, Release, ResponseBody, Written,
         wire::{self, RequestFraming, ResponseHead},
     },
 };
@@ -176,16 +175,11 @@ impl Http1Pool {
     }
 }
 
-/// How long, and how many response bytes, an abandoned exchange may take to
-/// finish in the background before its connection is given up instead.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-const DRAIN_BYTES: usize = 256 * 1024;
-
 /// One request on one connection, up to the response head. If the caller
 /// goes away after the request was written, the exchange finishes in the
 /// background and the connection is drained back into the pool rather than
 /// closed: a client that gives up costs no upstream connection (within
-/// [`DRAIN_TIME`] and [`DRAIN_BYTES`]). Gone while writing, the connection
+/// [`DRAIN_TIME`] and [`h1::DRAIN_BYTES`]). Gone while writing, the connection
 /// closes: the upstream has half a request.
 struct InFlight {
     conn: Option<Connection>,
@@ -259,14 +253,7 @@ async fn finish_abandoned(mut conn: Connection, lease: Lease, method: Method) {
         if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !head.keep_alive {
             return None;
         }
-        let mut body = std::pin::pin!(ResponseBody::new(conn, framing, true, lease));
-        let mut left = DRAIN_BYTES;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame.ok()?.data_ref() {
-                left = left.checked_sub(data.len())?;
-            }
-        }
-        Some(())
+        ResponseBody::new(conn, framing, true, lease).drain().await
     })
     .await;
 }
@@ -286,7 +273,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http::{HeaderValue, header};
-    use http_body_util::{Empty, Full};
+    use http_body_util::{BodyExt, Empty, Full};
     use hyper::{body::Incoming, service::service_fn};
     use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
@@ -294,7 +281,7 @@ mod tests {
     use super::*;
 
     /// An HTTP/1.1 server on 127.0.0.1 that counts the connections it accepted.
-    /// `/close` answers with `Connection: close`; `/big` sends 1 MiB; `/slow` answers after 100 ms.
+    /// `/close` answers with `Connection: close`; `/big` sends 1 MiB, `/64k` 64 KiB; `/slow` answers after 100 ms.
     async fn server() -> (Authority, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
@@ -311,6 +298,7 @@ mod tests {
                         }
                         let mut r = match req.uri().path() {
                             "/big" => Response::new(Full::new(Bytes::from(vec![b'x'; 1 << 20]))),
+                            "/64k" => Response::new(Full::new(Bytes::from(vec![b'x'; 64 << 10]))),
                             _ => Response::new(Full::new(Bytes::from_static(b"ok"))),
                         };
                         if req.uri().path() == "/close" {
@@ -382,7 +370,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_dropped_before_its_end_does_not_return_the_connection() {
+    async fn a_body_dropped_before_its_end_is_drained_and_its_connection_pooled() {
+        let (authority, accepted) = server().await;
+        let pool = pool(Duration::from_secs(60), 8);
+        let response = pool.send(get(&authority, "/64k")).await.unwrap();
+        drop(response);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pool.idle_count(), 1, "the drained connection is back in the pool");
+        assert_eq!(read(pool.send(get(&authority, "/")).await.unwrap()).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_further_than_the_drain_allows_from_its_end_closes_the_connection() {
         let (authority, accepted) = server().await;
         let pool = pool(Duration::from_secs(60), 8);
         let response = pool.send(get(&authority, "/big")).await.unwrap();

@@ -32,7 +32,7 @@ use tokio::{
 };
 
 pub use self::{
-    body::{Release, ResponseBody},
+    body::{DRAIN_BYTES, DRAIN_TIME, Release, ResponseBody},
     exchange::Written,
     wire::WireError,
 };
