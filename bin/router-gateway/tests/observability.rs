@@ -75,31 +75,49 @@ async fn trace_context_and_request_id_propagate() {
     assert_eq!(entry["upstream"], b[0].addr.to_string());
 }
 
+/// The forwarding fields reach an HTTP/1.1 upstream (written by the gateway's
+/// own client), an HTTP/2 one (through hyper's), and a route's request header
+/// modifier can override them but not the request id.
 #[tokio::test]
 async fn forwarding_headers_and_hop_by_hop() {
-    let b = start_backends(&["f"]).await;
-    let config = [service_on("svc", "svc", &[&b[0]], "HTTP"), route("f", "  destinations: [{vpcServiceRef: {name: svc}}]")].concat();
+    let b = start_backends(&["f", "f2"]).await;
+    let config = [
+        service_on("svc", "svc", &[&b[0]], "HTTP"),
+        service_on("mux", "mux", &[&b[1]], "HTTP2"),
+        route("f", "  match: {pathPrefix: /f}\n  destinations: [{vpcServiceRef: {name: svc}}]"),
+        route("h2", "  match: {pathPrefix: /h2}\n  destinations: [{vpcServiceRef: {name: mux}}]"),
+        route(
+            "modified",
+            "  match: {pathPrefix: /modified}\n  filters:\n    requestHeaders: {set: {x-forwarded-host: internal.example, x-request-id: forged}}\n  \
+             destinations: [{vpcServiceRef: {name: svc}}]",
+        ),
+    ]
+    .concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
-    let seen = Client::http1()
-        .get(
-            &gw.url("/f"),
-            &[
-                ("host", "api.example.com"),
-                ("x-forwarded-for", "203.0.113.7"),
-                ("x-forwarded-proto", "https"),
-                ("connection", "x-drop-me"),
-                ("x-drop-me", "1"),
-            ],
-        )
-        .await
-        .unwrap()
-        .json();
+    let headers = [
+        ("host", "api.example.com"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "req-7"),
+        ("connection", "x-drop-me"),
+        ("x-drop-me", "1"),
+    ];
+    for path in ["/f", "/h2"] {
+        let seen = Client::http1().get(&gw.url(path), &headers).await.unwrap().json();
+        let h = &seen["headers"];
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1", "{path}");
+        assert_eq!(h["x-forwarded-proto"], "http", "{path}: clients cannot claim https");
+        assert_eq!(h["x-forwarded-host"], "api.example.com", "{path}");
+        assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http;host=api.example.com", "{path}");
+        assert_eq!(h["x-request-id"], "req-7", "{path}");
+        assert_eq!(h["traceparent"].as_str().map(str::len), Some(55), "{path}");
+        assert!(h.get("x-drop-me").is_none(), "{path}: headers named by Connection are hop-by-hop");
+    }
+    let seen = Client::http1().get(&gw.url("/modified"), &headers).await.unwrap().json();
     let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-host"], "internal.example", "the route's modifier applies after the forwarding fields");
     assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
-    assert_eq!(h["x-forwarded-proto"], "http", "clients cannot claim https");
-    assert_eq!(h["x-forwarded-host"], "api.example.com");
-    assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http;host=api.example.com");
-    assert!(h.get("x-drop-me").is_none(), "headers named by Connection are hop-by-hop");
+    assert_eq!(h["x-request-id"], "req-7", "the request id is the gateway's, whatever the modifier says");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! Hop-by-hop headers, forwarding headers and the route's header modifiers.
+//! Hop-by-hop headers, the client's verified identity and the route's header
+//! modifiers (the forwarding fields are [`super::forwarding`]'s).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -20,11 +21,6 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Removes hop-by-hop headers, including those the Connection header names.
@@ -86,9 +82,9 @@ pub enum Entry {
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub addr: SocketAddr,
-    ip: HeaderValue,
+    pub(super) ip: HeaderValue,
     /// The RFC 7239 node: the IP, quoted and bracketed for IPv6.
-    node: String,
+    pub(super) node: String,
     /// `http` or `https`: what X-Forwarded-Proto says.
     pub scheme: &'static str,
     pub entry: Entry,
@@ -152,56 +148,6 @@ pub fn set_client_identity(headers: &mut HeaderMap, client: &ClientInfo) {
     }
 }
 
-/// Sets X-Forwarded-For (appending the client), X-Forwarded-Proto,
-/// X-Forwarded-Host and Forwarded (RFC 7239, appending this hop). The gateway
-/// is the edge: an incoming X-Forwarded-Proto or -Host is not trusted.
-pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, scheme: &'static str, host: &str) {
-    let appended = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => joined(prev, client.ip.to_str().unwrap_or_default()),
-        _ => None,
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), appended.unwrap_or_else(|| client.ip.clone()));
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
-    // for=<node>;proto=<scheme>;host=<host>, the host quoted unless it is a plain token.
-    let token = host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    // Sized exactly: a string with spare room costs a second allocation on its way into `Bytes`.
-    let len = "for=;proto=;host=".len() + client.node.len() + scheme.len() + host.len() + if token { 0 } else { 2 };
-    let mut element = String::with_capacity(len);
-    element.push_str("for=");
-    element.push_str(&client.node);
-    element.push_str(";proto=");
-    element.push_str(scheme);
-    element.push_str(";host=");
-    if token {
-        element.push_str(host);
-    } else {
-        element.push('"');
-        element.push_str(host);
-        element.push('"');
-    }
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => joined(prev, &element),
-        _ => HeaderValue::from_maybe_shared(bytes::Bytes::from(element)).ok(),
-    };
-    if let Some(v) = forwarded {
-        headers.insert(header::FORWARDED, v);
-    }
-    // Usually the Host field says exactly the host: its value is shared, not copied.
-    let same = headers.get(header::HOST).filter(|v| v.as_bytes() == host.as_bytes()).cloned();
-    if let Some(v) = same.or_else(|| HeaderValue::from_str(host).ok()) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
-    }
-}
-
-/// `prev, next` as one header value (a list header gaining an element).
-fn joined(prev: &str, next: &str) -> Option<HeaderValue> {
-    let mut v = String::with_capacity(prev.len() + 2 + next.len());
-    v.push_str(prev);
-    v.push_str(", ");
-    v.push_str(next);
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
-}
-
 /// Applies a modifier in the order remove, set, add. Invalid names or values
 /// (rejected by the schema, but files can be edited by hand) are skipped.
 pub fn apply_modifier(headers: &mut HeaderMap, m: &HeaderModifier) {
@@ -247,23 +193,6 @@ mod tests {
         names.sort();
         assert_eq!(names, ["te", "x-keep"]);
         assert_eq!(h[header::TE], "trailers");
-    }
-
-    #[test]
-    fn forwarded_headers_append_the_client_and_replace_proto() {
-        let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR.clone(), "203.0.113.9".parse().unwrap());
-        h.insert(X_FORWARDED_PROTO.clone(), "https".parse().unwrap());
-        set_forwarded(&mut h, &ClientInfo::new("10.0.0.1:5555".parse().unwrap()), "http", "api.example.com");
-        assert_eq!(h[&X_FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
-        assert_eq!(h[&X_FORWARDED_PROTO], "http");
-        assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
-        assert_eq!(h[header::FORWARDED], "for=10.0.0.1;proto=http;host=api.example.com");
-        set_forwarded(&mut h, &ClientInfo::new("[2001:db8::1]:5555".parse().unwrap()), "http", "api.example.com");
-        assert_eq!(
-            h[header::FORWARDED],
-            "for=10.0.0.1;proto=http;host=api.example.com, for=\"[2001:db8::1]\";proto=http;host=api.example.com"
-        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! over `http` types and bytes so each is unit-tested without sockets.
 
 pub mod filters;
+pub mod forwarding;
 pub mod headers;
 pub mod rewind;
 pub mod upgrade;

@@ -27,7 +27,7 @@ use router_core::{
 use super::{Gateway, destination::Destination, forward::UpstreamRequest};
 use crate::{
     error::ProxyError,
-    http::headers,
+    http::{forwarding::AddedFields, headers},
     outcome::Outcome,
     telemetry::Metrics,
     upstream::{ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
@@ -106,7 +106,7 @@ impl Gateway {
 
             let guard = endpoint.start_request();
             let sent = std::time::Instant::now();
-            let result = send(&dest.client, req, per_try).await;
+            let result = send(&dest.client, req, &request.added, per_try).await;
             outcome.upstream_elapsed = Some(sent.elapsed());
             let timed_out = match result {
                 // Whichever was shorter fired: the per-try timeout, or what was left of the request deadline.
@@ -199,9 +199,10 @@ pub(super) fn record_breaker(metrics: &Metrics, route: &str, picker: &EndpointPi
 async fn send(
     client: &UpstreamClient,
     req: Request<RequestBody>,
+    added: &AddedFields,
     timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, AttemptFailure> {
-    let fut = client.request(req);
+    let fut = client.request_with(req, added);
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| AttemptFailure::Timeout)?,
         None => fut.await,

@@ -16,6 +16,7 @@ use crate::{
     error::ProxyError,
     http::{
         filters,
+        forwarding::AddedFields,
         headers::{self, ClientInfo},
         upgrade::OnUpgrade,
     },
@@ -27,10 +28,10 @@ use crate::{
 /// larger (or unknown-length) bodies stream and are not retried.
 pub const RETRY_BUFFER_BYTES: u64 = 64 * 1024;
 
-/// Fields this stage adds: X-Forwarded-For, -Proto and -Host, Forwarded,
-/// X-Request-Id and traceparent, plus Host, Connection and Upgrade at most.
-/// The HTTP/1.1 server makes room for them when it parses a head.
-pub const ADDED_FIELDS: usize = 9;
+/// Fields this stage adds to the request's map: Host, Connection and
+/// Upgrade at most (the forwarding fields stay beside it, in
+/// [`AddedFields`]). The HTTP/1.1 server makes room for them when it parses a head.
+pub const ADDED_FIELDS: usize = 3;
 
 /// What identifies the request to the upstream and to traces.
 pub(super) struct RequestIds<'a> {
@@ -43,6 +44,8 @@ pub(super) struct UpstreamRequest {
     pub path_and_query: PathAndQuery,
     pub version: Version,
     pub headers: http::HeaderMap,
+    /// The forwarding and request id fields not moved into `headers`.
+    pub added: AddedFields,
     pub body: RequestBody,
     /// The client's side of an HTTP/1.1 upgrade (WebSocket), when it asked for one.
     pub upgrade: Option<OnUpgrade>,
@@ -71,13 +74,11 @@ impl Gateway {
         // Room for what this stage adds, taken at once (a no-op for the HTTP/1.1 server's
         // maps, made with it): growing a map field by field rehashed it twice.
         parts.headers.reserve(ADDED_FIELDS);
-        headers::set_forwarded(&mut parts.headers, client, client.scheme, host);
+        let mut added = AddedFields::new(&mut parts.headers, client, host, ids.request_id, ids.traceparent);
+        // The modifier sees (and may change) the forwarding fields; the request ids are the gateway's.
         if let Some(m) = &policy.request_headers {
+            added.move_forwarding_into(&mut parts.headers);
             headers::apply_modifier(&mut parts.headers, m);
-        }
-        parts.headers.insert(headers::X_REQUEST_ID.clone(), ids.request_id.clone());
-        if let Ok(v) = HeaderValue::from_bytes(ids.traceparent) {
-            parts.headers.insert(headers::TRACEPARENT.clone(), v);
         }
         // The logical host travels in Host for HTTP/1.1 and HTTP/2 upstreams alike; an
         // HTTP/1.1 client's own Host header is kept as it came unless the route rewrites it.
@@ -108,7 +109,10 @@ impl Gateway {
             _ => RequestBody::Direct(body),
         };
         let body = match &policy.mirror {
-            Some((target, percent)) => mirror::start(&self.upstreams, &self.cell.tls(), &self.metrics, target, *percent, &parts, body),
+            Some((target, percent)) => {
+                added.move_all_into(&mut parts.headers);
+                mirror::start(&self.upstreams, &self.cell.tls(), &self.metrics, target, *percent, &parts, body)
+            }
             None => body,
         };
         Ok(UpstreamRequest {
@@ -116,6 +120,7 @@ impl Gateway {
             path_and_query,
             version: if is_h1 { Version::HTTP_11 } else { Version::HTTP_2 },
             headers: parts.headers,
+            added,
             body,
             upgrade: upgrade.map(|(on, _)| on),
         })

@@ -44,7 +44,10 @@ use crate::{
     config::SnapshotCell,
     egress,
     error::ProxyError,
-    http::headers::{self, ClientInfo},
+    http::{
+        forwarding,
+        headers::{self, ClientInfo},
+    },
     local::ProxyBody,
     outcome::Outcome,
     telemetry::{AccessLog, Metrics, spans::SpanExport},
@@ -103,7 +106,7 @@ impl Gateway {
             }
             (Some(host), Ok(())) => self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await,
         };
-        response.headers_mut().insert(headers::X_REQUEST_ID.clone(), record.request_id.clone());
+        response.headers_mut().insert(forwarding::X_REQUEST_ID.clone(), record.request_id.clone());
         record.finish(&self, &client, host.as_ref().map_or("", RequestHost::as_str), &response, outcome);
         Ok(response)
     }

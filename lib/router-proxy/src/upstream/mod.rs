@@ -37,7 +37,7 @@ use hyper_util::{
 use router_api::v1alpha1::ServiceProtocol;
 use rustls::{ClientConfig, RootCertStore, crypto::CryptoProvider, pki_types::ServerName};
 
-use crate::http::upgrade::Io;
+use crate::http::{forwarding::AddedFields, upgrade::Io};
 
 pub use self::body::{ClientBody, ClientBodyError, MirrorBody, RequestBody, UpstreamBody};
 use self::pool::Http1Pool;
@@ -96,13 +96,22 @@ where
 {
     /// Sends a request whose URI names the endpoint (`scheme://ip:port/path`).
     pub async fn request(&self, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError> {
+        self.request_with(req, &AddedFields::default()).await
+    }
+
+    /// [`Self::request`], with the `added` fields not in its map: the
+    /// gateway's HTTP/1.1 client writes them itself, hyper's get copies in the map.
+    pub async fn request_with(&self, mut req: Request<B>, added: &AddedFields) -> Result<Response<UpstreamBody>, UpstreamError> {
         match self {
-            Self::Http1(pool) => pool.send(req).await,
-            Self::Pooled(client) => match client.request(req).await {
-                Ok(response) => Ok(response.map(UpstreamBody::hyper)),
-                Err(e) if e.is_connect() => Err(UpstreamError::Connect(e.into())),
-                Err(e) => Err(UpstreamError::Request(e.into())),
-            },
+            Self::Http1(pool) => pool.send_with(req, added).await,
+            Self::Pooled(client) => {
+                added.insert_copies(req.headers_mut());
+                match client.request(req).await {
+                    Ok(response) => Ok(response.map(UpstreamBody::hyper)),
+                    Err(e) if e.is_connect() => Err(UpstreamError::Connect(e.into())),
+                    Err(e) => Err(UpstreamError::Request(e.into())),
+                }
+            }
         }
     }
 }

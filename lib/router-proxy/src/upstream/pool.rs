@@ -35,6 +35,8 @@ use http_body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
+use crate::http::forwarding::AddedFields;
+
 use super::{
     BoxError, UpstreamBody, UpstreamError,
     h1::{
@@ -94,6 +96,15 @@ impl Http1Pool {
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        self.send_with(req, &AddedFields::default()).await
+    }
+
+    /// [`Self::send`], with `added` written after the request's own fields.
+    pub async fn send_with<B>(self: &Arc<Self>, req: Request<B>, added: &AddedFields) -> Result<Response<UpstreamBody>, UpstreamError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         let Some(key) = req.uri().authority().cloned().map(Key) else {
             return Err(UpstreamError::request("the request URI names no endpoint"));
         };
@@ -105,7 +116,7 @@ impl Http1Pool {
         };
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let mut head = Vec::with_capacity(512);
-        wire::write_request_head(&mut head, &parts.method, target, &parts.headers, key.0.as_str(), framing);
+        wire::write_request_head(&mut head, &parts.method, target, &parts.headers, added, key.0.as_str(), framing);
         // Without a body to lose, an idempotent request found on a closed connection can go again.
         let resend = framing == RequestFraming::Empty && parts.method.is_idempotent();
         let mut body = (framing != RequestFraming::Empty).then_some(body);

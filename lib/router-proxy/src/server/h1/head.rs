@@ -110,7 +110,8 @@ fn parse_with<'b>(bytes: &'b bytes::Bytes, fields: &mut [httparse::Header<'b>]) 
     let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let target = req.path.unwrap_or_default();
     let uri = Uri::from_maybe_shared(bytes.slice_ref(target.as_bytes())).map_err(|_| httparse::Error::Token)?;
-    let headers = wire::header_map(bytes, req.headers.iter(), ADDED_FIELDS).map_err(|_| httparse::Error::HeaderValue)?;
+    let headers =
+        wire::header_map(bytes, req.headers.iter(), req.headers.len() + ADDED_FIELDS).map_err(|_| httparse::Error::HeaderValue)?;
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;

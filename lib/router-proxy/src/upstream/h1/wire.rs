@@ -7,6 +7,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
+use crate::http::forwarding::AddedFields;
+
 /// Most header fields a response head (or a trailer section) may carry: hyper's default.
 const MAX_HEADERS: usize = 100;
 /// Largest response head, and largest trailer section.
@@ -40,10 +42,19 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request line (origin form) and the header fields into `out`.
-/// The body's framing header is the gateway's, whatever the client sent;
-/// `host` is written when the headers carry no Host.
-pub fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, host: &str, framing: RequestFraming) {
+/// Writes the request line (origin form) and the header fields into `out`:
+/// the map's, then the `added` ones not in it. The body's framing header is
+/// the gateway's, whatever the client sent; `host` is written when the
+/// headers carry no Host.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    added: &AddedFields,
+    host: &str,
+    framing: RequestFraming,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -59,6 +70,7 @@ pub fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, head
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    added.write(out);
     match framing {
         // A body-carrying method says "no body" explicitly, as does a client that did.
         RequestFraming::Empty if had_length || matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
@@ -164,7 +176,9 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
             && !other
             && (f.name.eq_ignore_ascii_case("connection") || f.name.eq_ignore_ascii_case("keep-alive"))
     };
-    let headers = header_map(head, response.headers.iter().filter(|f| !hop_only(f)), ADDED_FIELDS)?;
+    let kept = response.headers.iter().filter(hop_only).count();
+    let fields = response.headers.iter().filter(|f| !hop_only(f));
+    let headers = header_map(head, fields, response.headers.len() - kept + ADDED_FIELDS)?;
     Ok(ResponseHead { status, version, headers, keep_alive })
 }
 
@@ -196,18 +210,20 @@ pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
     })
 }
 
-/// Room for the fields the gateway adds to a response (attempts, CORS)
-/// without growing the map it was parsed into.
-const ADDED_FIELDS: usize = 4;
+/// Room for the fields the gateway adds to every response (attempts, request
+/// id) without growing the map it was parsed into. Sized exactly, the map of
+/// a response with up to four fields stays within what glibc serves from its
+/// thread cache (1 KiB); CORS fields, when a route has them, grow it.
+const ADDED_FIELDS: usize = 2;
 
-/// The fields of a head parsed from `bytes`, values sharing its bytes, with
-/// room for `extra` more (the client side's request heads are read with this too).
+/// The fields of a head parsed from `bytes`, values sharing its bytes, in a
+/// map with room for `capacity` fields (the client side's request heads are read with this too).
 pub(crate) fn header_map<'a, 'b: 'a>(
     bytes: &Bytes,
     fields: impl Iterator<Item = &'a httparse::Header<'b>>,
-    extra: usize,
+    capacity: usize,
 ) -> Result<HeaderMap, WireError> {
-    let mut headers = HeaderMap::with_capacity(fields.size_hint().1.unwrap_or_default() + extra);
+    let mut headers = HeaderMap::with_capacity(capacity);
     for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
         let value = HeaderValue::from_maybe_shared(bytes.slice_ref(f.value)).map_err(|_| WireError::Header)?;
@@ -359,7 +375,7 @@ impl ChunkedDecoder {
                         _ => return Err(WireError::Chunk("malformed trailer section")),
                     };
                     return Ok(Decoded::Trailers(
-                        header_map(&section, parsed.iter(), 0).map_err(|_| WireError::Chunk("invalid trailer field"))?,
+                        header_map(&section, parsed.iter(), parsed.len()).map_err(|_| WireError::Chunk("invalid trailer field"))?,
                     ));
                 }
                 Chunk::Done => return Ok(Decoded::End),
@@ -412,18 +428,32 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         let mut out = Vec::new();
-        write_request_head(&mut out, &Method::POST, "/a?b=c", &headers, "10.0.0.1:80", RequestFraming::Length(12));
+        write_request_head(&mut out, &Method::POST, "/a?b=c", &headers, &AddedFields::default(), "10.0.0.1:80", RequestFraming::Length(12));
         assert_eq!(out, b"POST /a?b=c HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n");
+
+        // The added fields follow the map's, before the framing.
+        let client = crate::http::headers::ClientInfo::new("10.0.0.9:4000".parse().unwrap());
+        let added = AddedFields::new(&mut HeaderMap::new(), &client, "a.example", &HeaderValue::from_static("id"), &[b'0'; 55]);
+        out.clear();
+        write_request_head(&mut out, &Method::POST, "/", &headers, &added, "10.0.0.1:80", RequestFraming::Length(12));
+        let head = String::from_utf8(out.clone()).unwrap();
+        assert!(head.starts_with("POST / HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\nx-forwarded-for: 10.0.0.9\r\n"), "{head}");
+        assert!(
+            head.ends_with(
+                "x-request-id: id\r\ntraceparent: 0000000000000000000000000000000000000000000000000000000\r\ncontent-length: 12\r\n\r\n"
+            ),
+            "{head}"
+        );
 
         headers.insert(header::HOST, HeaderValue::from_static("example.com"));
         out.clear();
-        write_request_head(&mut out, &Method::GET, "/", &HeaderMap::new(), "h", RequestFraming::Chunked);
+        write_request_head(&mut out, &Method::GET, "/", &HeaderMap::new(), &AddedFields::default(), "h", RequestFraming::Chunked);
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
         out.clear();
-        write_request_head(&mut out, &Method::GET, "/", &headers, "h", RequestFraming::Empty);
+        write_request_head(&mut out, &Method::GET, "/", &headers, &AddedFields::default(), "h", RequestFraming::Empty);
         assert_eq!(out, b"GET / HTTP/1.1\r\nx-a: 1\r\nhost: example.com\r\ncontent-length: 0\r\n\r\n", "the client said Content-Length");
         out.clear();
-        write_request_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), "h", RequestFraming::Empty);
+        write_request_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), &AddedFields::default(), "h", RequestFraming::Empty);
         assert_eq!(out, b"PUT / HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n");
     }
 
