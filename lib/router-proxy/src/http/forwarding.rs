@@ -16,7 +16,6 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::headers::ClientInfo;
-use crate::upstream::h1::wire;
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -92,22 +91,16 @@ impl AddedFields {
         }
     }
 
-    /// Writes the fields not moved into a map as HTTP/1.1 field lines.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        for (name, value) in NAMES.iter().zip(&self.values) {
-            if let Some(value) = value {
-                wire::field(out, name.as_bytes(), value.as_bytes());
-            }
-        }
+    /// The fields not moved into a map, in order: what an HTTP/1.1 writer writes after the map's.
+    pub fn pending(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+        NAMES.into_iter().zip(&self.values).filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
     /// Copies of the fields not moved into a map, inserted into `headers`
     /// (for a client that writes the map only).
     pub fn insert_copies(&self, headers: &mut HeaderMap) {
-        for (name, value) in NAMES.iter().zip(&self.values) {
-            if let Some(value) = value {
-                headers.insert(HeaderName::from_static(name), value.clone());
-            }
+        for (name, value) in self.pending() {
+            headers.insert(HeaderName::from_static(name), value.clone());
         }
     }
 }
@@ -155,9 +148,7 @@ mod tests {
     }
 
     fn written(fields: &AddedFields) -> String {
-        let mut out = Vec::new();
-        fields.write(&mut out);
-        String::from_utf8(out).unwrap()
+        fields.pending().map(|(name, value)| format!("{name}: {}\r\n", value.to_str().unwrap())).collect()
     }
 
     #[test]

@@ -31,10 +31,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; 8];
     let mut proxy_connection = false;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present[i] = true;
-        } else if name == PROXY_CONNECTION {
-            proxy_connection = true;
+        match hop_by_hop_index(name) {
+            Some(i) if i < HOP_BY_HOP.len() => present[i] = true,
+            Some(_) => proxy_connection = true,
+            None => {}
         }
     }
     if !proxy_connection && !present.contains(&true) {
@@ -64,6 +64,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Where `name` is in [`HOP_BY_HOP`] (its length for Proxy-Connection): one
+/// match on the name's string, where comparing it with each of nine names
+/// cost 700 instructions a request (callgrind).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-authenticate" => 2,
+        "proxy-authorization" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        "proxy-connection" => 8,
+        _ => return None,
+    })
 }
 
 pub static X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-datum-client-cert-subject");
@@ -193,6 +211,15 @@ mod tests {
         names.sort();
         assert_eq!(names, ["te", "x-keep"]);
         assert_eq!(h[header::TE], "trailers");
+    }
+
+    #[test]
+    fn the_hop_by_hop_index_follows_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&PROXY_CONNECTION), Some(HOP_BY_HOP.len()));
+        assert_eq!(hop_by_hop_index(&header::HOST), None);
     }
 
     #[test]

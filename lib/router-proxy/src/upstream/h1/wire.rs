@@ -70,7 +70,9 @@ pub fn write_request_head(
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    added.write(out);
+    for (name, value) in added.pending() {
+        field(out, name.as_bytes(), value.as_bytes());
+    }
     match framing {
         // A body-carrying method says "no body" explicitly, as does a client that did.
         RequestFraming::Empty if had_length || matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
@@ -122,6 +124,37 @@ pub struct ResponseHead {
     pub headers: HeaderMap,
     /// Whether the connection can carry another request after this response.
     pub keep_alive: bool,
+    /// What the framing fields said, read as the head was parsed.
+    framing: FramingFields,
+}
+
+/// A response head's Content-Length and Transfer-Encoding, as read from the
+/// parser's fields: the body's framing is known without looking them up in
+/// the map again.
+#[derive(Debug, Default)]
+struct FramingFields {
+    /// The lengths agreed on so far (`Err` once one is invalid or disagrees).
+    length: Option<Result<u64, &'static str>>,
+    /// Transfer-Encoding was present; whether its last coding is chunked.
+    transfer_encoding: Option<bool>,
+}
+
+impl FramingFields {
+    fn read(&mut self, f: &httparse::Header<'_>) {
+        if f.name.eq_ignore_ascii_case("content-length") {
+            for part in f.value.split(|&b| b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length");
+                self.length = Some(match (self.length, n) {
+                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                    (Some(Ok(m)), Ok(n)) if m != n => Err("conflicting Content-Length values"),
+                    (_, Ok(n)) => Ok(n),
+                });
+            }
+        } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = f.value.split(|&b| b == b',').next_back().map(<[u8]>::trim_ascii);
+            self.transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        }
+    }
 }
 
 /// Parses one response head from the front of `buf` and takes its bytes out;
@@ -163,7 +196,12 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
     let status = StatusCode::from_u16(response.code.unwrap_or(0)).map_err(|_| WireError::Header)?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let (mut close, mut keep, mut other) = (false, false, false);
-    for f in response.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("connection")) {
+    let mut framing = FramingFields::default();
+    for f in response.headers.iter() {
+        if !f.name.eq_ignore_ascii_case("connection") {
+            framing.read(f);
+            continue;
+        }
         for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
             close |= token.eq_ignore_ascii_case(b"close");
             keep |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -179,7 +217,7 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
     let kept = response.headers.iter().filter(hop_only).count();
     let fields = response.headers.iter().filter(|f| !hop_only(f));
     let headers = header_map(head, fields, response.headers.len() - kept + ADDED_FIELDS)?;
-    Ok(ResponseHead { status, version, headers, keep_alive })
+    Ok(ResponseHead { status, version, headers, keep_alive, framing })
 }
 
 /// Pieces of a connection's buffer at most this long are copied out of it
@@ -255,28 +293,13 @@ pub fn response_framing(method: &Method, head: &ResponseHead) -> Result<BodyFram
     if no_body {
         return Ok(BodyFraming::Empty);
     }
-    let has_length = head.headers.contains_key(header::CONTENT_LENGTH);
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
-        if has_length {
-            return Err(WireError::Framing("both Transfer-Encoding and Content-Length"));
-        }
-        let last = head.headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|&b| b == b',')).last();
-        let chunked = last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked { BodyFraming::Chunked } else { BodyFraming::Close });
+    match (head.framing.transfer_encoding, head.framing.length) {
+        (Some(_), Some(_)) => Err(WireError::Framing("both Transfer-Encoding and Content-Length")),
+        (Some(true), None) => Ok(BodyFraming::Chunked),
+        (Some(false), None) | (None, None) => Ok(BodyFraming::Close),
+        (None, Some(Ok(n))) => Ok(BodyFraming::Length(n)),
+        (None, Some(Err(e))) => Err(WireError::Framing(e)),
     }
-    if !has_length {
-        return Ok(BodyFraming::Close);
-    }
-    let mut length = None;
-    for value in head.headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(part.trim_ascii()).ok_or(WireError::Framing("invalid Content-Length"))?;
-            if length.replace(n).is_some_and(|m| m != n) {
-                return Err(WireError::Framing("conflicting Content-Length values"));
-            }
-        }
-    }
-    Ok(length.map_or(BodyFraming::Close, BodyFraming::Length))
 }
 
 pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
