@@ -21,8 +21,9 @@ pub mod wire;
 
 use std::{
     io,
+    pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll, ready},
+    task::{Context, Poll, Waker, ready},
 };
 
 use bytes::BytesMut;
@@ -93,27 +94,35 @@ impl Connection {
 
     /// Whether an idle connection can take a request: the upstream has
     /// neither closed it nor sent anything unasked since its last response.
+    ///
+    /// Usually answered without a syscall: the last read was short, which
+    /// (epoll being edge-triggered) cleared the socket's read readiness, and
+    /// no event has set it since, so nothing arrived and no FIN either. Only
+    /// a socket marked readable is probed with a read; asking the kernel every
+    /// time was one `recvfrom` per request, returning EAGAIN. (A close the
+    /// runtime has not seen yet is the keep-alive race `send` already retries.)
     pub fn is_idle_and_open(&self) -> bool {
-        self.buf.is_empty() && matches!(self.io.try_read(&mut [0; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        if !self.buf.is_empty() {
+            return false;
+        }
+        match self.io.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(())) => matches!(self.io.try_read(&mut [0; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            Poll::Ready(Err(_)) => false,
+        }
     }
 
     /// Reads what the upstream sent into the buffer; `Ok(0)` at its end.
+    /// Through `AsyncRead` (not `try_read`): a short read clears the socket's
+    /// readiness there, which [`Self::is_idle_and_open`] relies on.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            self.buf.reserve(self.next_read);
-            let offered = self.buf.capacity() - self.buf.len();
-            match self.io.try_read_buf(&mut self.buf) {
-                Ok(n) => {
-                    if n == offered {
-                        self.next_read = (self.next_read * 2).min(MAX_READ);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        self.buf.reserve(self.next_read);
+        let offered = self.buf.capacity() - self.buf.len();
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))?;
+        if n == offered {
+            self.next_read = (self.next_read * 2).min(MAX_READ);
         }
+        Poll::Ready(Ok(n))
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
