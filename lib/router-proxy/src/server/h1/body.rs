@@ -19,33 +19,26 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::{io::AsyncRead, sync::oneshot};
 
 use super::head::BodyFraming;
-use crate::upstream::h1::wire::{self, ChunkedDecoder, Decoded, WireError};
-
-/// Smallest and largest read: a small request costs one small buffer, a large body is read in 64 KiB steps.
-const MIN_READ: usize = 8 * 1024;
-const MAX_READ: usize = 64 * 1024;
+use crate::upstream::h1::{
+    GrowingReads,
+    wire::{self, ChunkedDecoder, Decoded, WireError},
+};
 
 /// The read side of a client connection.
 pub struct Reader<R> {
     pub io: R,
     pub buf: BytesMut,
-    next_read: usize,
+    reads: GrowingReads,
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     pub fn new(io: R, buf: BytesMut) -> Self {
-        Self { io, buf, next_read: MIN_READ }
+        Self { io, buf, reads: GrowingReads::new() }
     }
 
     /// Reads what the client sent into the buffer; `Ok(0)` at its end.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.buf.reserve(self.next_read);
-        let offered = self.buf.capacity() - self.buf.len();
-        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))?;
-        if n == offered {
-            self.next_read = (self.next_read * 2).min(MAX_READ);
-        }
-        Poll::Ready(Ok(n))
+        self.reads.poll_fill(&mut self.io, &mut self.buf, cx)
     }
 }
 

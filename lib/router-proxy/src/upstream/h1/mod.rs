@@ -39,12 +39,40 @@ pub use self::{
 };
 use super::BoxError;
 
-/// Smallest and largest read into a connection's buffer. Reads grow while
-/// they fill what was offered, so a large body is read in 64 KiB steps and a
-/// small response costs one small buffer; the cap bounds what one upstream
-/// connection holds for a client that reads slowly.
+/// Smallest and largest read into a connection's buffer (either side's).
+/// Reads grow while they fill what was offered, so a large body is read in
+/// 64 KiB steps and a small message costs one small buffer; the cap bounds
+/// what one connection holds for a peer that reads slowly.
 const MIN_READ: usize = 8 * 1024;
 const MAX_READ: usize = 64 * 1024;
+
+/// The size of a connection's next read, growing from [`MIN_READ`] to [`MAX_READ`].
+#[derive(Debug)]
+pub(crate) struct GrowingReads(usize);
+
+impl GrowingReads {
+    pub(crate) const fn new() -> Self {
+        Self(MIN_READ)
+    }
+
+    /// Reads what `io` has into `buf`; `Ok(0)` at its end. Through
+    /// `AsyncRead` (not `try_read`): a short read clears the socket's read
+    /// readiness there, which [`Connection::is_idle_and_open`] relies on.
+    pub(crate) fn poll_fill<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        buf: &mut BytesMut,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        buf.reserve(self.0);
+        let offered = buf.capacity() - buf.len();
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(io), cx, buf))?;
+        if n == offered {
+            self.0 = (self.0 * 2).min(MAX_READ);
+        }
+        Poll::Ready(Ok(n))
+    }
+}
 
 /// Why an upstream HTTP/1.1 exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,12 +112,12 @@ impl H1Error {
 pub struct Connection {
     io: TcpStream,
     buf: BytesMut,
-    next_read: usize,
+    reads: GrowingReads,
 }
 
 impl Connection {
     pub fn new(io: TcpStream) -> Self {
-        Self { io, buf: BytesMut::new(), next_read: MIN_READ }
+        Self { io, buf: BytesMut::new(), reads: GrowingReads::new() }
     }
 
     /// Whether an idle connection can take a request: the upstream has
@@ -113,16 +141,8 @@ impl Connection {
     }
 
     /// Reads what the upstream sent into the buffer; `Ok(0)` at its end.
-    /// Through `AsyncRead` (not `try_read`): a short read clears the socket's
-    /// readiness there, which [`Self::is_idle_and_open`] relies on.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.buf.reserve(self.next_read);
-        let offered = self.buf.capacity() - self.buf.len();
-        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))?;
-        if n == offered {
-            self.next_read = (self.next_read * 2).min(MAX_READ);
-        }
-        Poll::Ready(Ok(n))
+        self.reads.poll_fill(&mut self.io, &mut self.buf, cx)
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
