@@ -17,16 +17,21 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::headers::ClientInfo;
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-
 /// The four forwarding fields, then the two identifying the request, in the
 /// order they are written (and inserted: a modifier sees the first four).
-const NAMES: [&str; 6] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id", "traceparent"];
+static NAMES: [HeaderName; 6] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    header::FORWARDED,
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("traceparent"),
+];
+/// How many of [`NAMES`] a route's header modifier sees.
 const FORWARDING: usize = 4;
+
+pub static X_REQUEST_ID: &HeaderName = &NAMES[4];
+pub static TRACEPARENT: &HeaderName = &NAMES[5];
 
 /// The added fields not yet moved into a header map.
 #[derive(Debug, Default)]
@@ -40,15 +45,14 @@ impl AddedFields {
     pub fn new(headers: &mut HeaderMap, client: &ClientInfo, host: &str, request_id: &HeaderValue, traceparent: &[u8; 55]) -> Self {
         // One pass over the names (a handful, standard ones compared as integers)
         // is cheaper than six hashed lookups of what is usually not there.
-        let sent = headers.keys().any(|k| NAMES.contains(&k.as_str()));
-        let (mut prev_for, mut prev_forwarded) = (None, None);
+        let sent = headers.keys().any(|k| NAMES.iter().any(|n| n.as_str() == k.as_str()));
+        let mut sent_values: [Option<HeaderValue>; 6] = Default::default();
         if sent {
-            prev_for = headers.remove(&X_FORWARDED_FOR).filter(|v| !v.is_empty());
-            prev_forwarded = headers.remove(header::FORWARDED).filter(|v| !v.is_empty());
-            for name in [&X_FORWARDED_PROTO, &X_FORWARDED_HOST, &X_REQUEST_ID, &TRACEPARENT] {
-                headers.remove(name);
+            for (name, value) in NAMES.iter().zip(&mut sent_values) {
+                *value = headers.remove(name).filter(|v| !v.is_empty());
             }
         }
+        let [prev_for, _, _, prev_forwarded, _, _] = sent_values;
         let x_forwarded_for = match prev_for {
             Some(prev) => joined(prev.as_bytes(), client.ip.as_bytes()),
             None => Some(client.ip.clone()),
@@ -86,21 +90,21 @@ impl AddedFields {
     fn move_into(&mut self, headers: &mut HeaderMap, upto: usize) {
         for (name, value) in NAMES.iter().zip(&mut self.values).take(upto) {
             if let Some(value) = value.take() {
-                headers.insert(HeaderName::from_static(name), value);
+                headers.insert(name.clone(), value);
             }
         }
     }
 
     /// The fields not moved into a map, in order: what an HTTP/1.1 writer writes after the map's.
-    pub fn pending(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
-        NAMES.into_iter().zip(&self.values).filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    pub fn pending(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        NAMES.iter().zip(&self.values).filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
     /// Copies of the fields not moved into a map, inserted into `headers`
     /// (for a client that writes the map only).
     pub fn insert_copies(&self, headers: &mut HeaderMap) {
         for (name, value) in self.pending() {
-            headers.insert(HeaderName::from_static(name), value.clone());
+            headers.insert(name.clone(), value.clone());
         }
     }
 }
@@ -155,8 +159,8 @@ mod tests {
     fn forwarded_fields_append_the_client_and_replace_what_the_client_may_not_say() {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "api.example.com".parse().unwrap());
-        h.insert(X_FORWARDED_FOR.clone(), "203.0.113.9".parse().unwrap());
-        h.insert(X_FORWARDED_PROTO.clone(), "https".parse().unwrap());
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.insert(X_REQUEST_ID.clone(), "forged".parse().unwrap());
         h.insert("x-keep", "1".parse().unwrap());
         let fields = added(&mut h, "10.0.0.1:5555");
@@ -184,7 +188,7 @@ mod tests {
             h[header::FORWARDED],
             "for=10.0.0.1;proto=http;host=api.example.com, for=\"[2001:db8::1]\";proto=http;host=api.example.com"
         );
-        assert_eq!(h[&X_FORWARDED_FOR], "2001:db8::1");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
         assert_eq!(written(&fields), "", "moved fields are not written again");
     }
 
@@ -194,14 +198,14 @@ mod tests {
         let mut fields = added(&mut h, "10.0.0.1:5555");
         fields.move_forwarding_into(&mut h);
         assert_eq!(h.len(), 4);
-        assert_eq!(h[&X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(
             written(&fields),
             format!("x-request-id: req-1\r\ntraceparent: {}\r\n", std::str::from_utf8(TRACEPARENT_VALUE).unwrap())
         );
         let mut copy = HeaderMap::new();
         fields.insert_copies(&mut copy);
-        assert_eq!(copy[&X_REQUEST_ID], "req-1");
+        assert_eq!(copy[X_REQUEST_ID], "req-1");
         assert_eq!(written(&fields).lines().count(), 2, "copies leave the fields to write");
     }
 }

@@ -37,7 +37,7 @@ impl Record {
         gateway.metrics.in_flight.inc();
         let method = req.method().clone();
         let logged = gateway.access_log.enabled().then(|| (req.uri().clone(), req.version()));
-        let caller = req.headers().get(&forwarding::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        let caller = req.headers().get(forwarding::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
         let span = gateway.spans.as_ref().map(|s| s.start(caller.as_ref(), method.as_str().to_owned(), SystemTime::now()));
         let (trace, traceparent) = match &span {
             Some(span) => span.upstream(),
@@ -47,7 +47,7 @@ impl Record {
                 (trace, header)
             }
         };
-        let request_id = match req.headers().get(&forwarding::X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128) {
+        let request_id = match req.headers().get(forwarding::X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128) {
             Some(id) => id.clone(),
             None => HeaderValue::from_str(trace.trace_id_hex().as_str()).expect("hex is a valid header value"),
         };

@@ -89,8 +89,8 @@ impl Http1Pool {
         Arc::new(Self { connector, idle_timeout, max_idle, idle: Mutex::new(HashMap::default()), sweeper: std::sync::Once::new() })
     }
 
-    /// Sends `req` (an absolute URI naming the endpoint) in origin form over a
-    /// pooled connection, or a new one.
+    /// [`Self::send_with`] without added fields.
+    #[cfg(test)]
     pub async fn send<B>(self: &Arc<Self>, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: Body<Data = Bytes>,
@@ -99,7 +99,8 @@ impl Http1Pool {
         self.send_with(req, &AddedFields::default()).await
     }
 
-    /// [`Self::send`], with `added` written after the request's own fields.
+    /// Sends `req` (an absolute URI naming the endpoint) in origin form over a
+    /// pooled connection, or a new one, with `added` written after its own fields.
     pub async fn send_with<B>(self: &Arc<Self>, req: Request<B>, added: &AddedFields) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: Body<Data = Bytes>,

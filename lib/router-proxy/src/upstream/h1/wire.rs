@@ -71,7 +71,7 @@ pub fn write_request_head(
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     for (name, value) in added.pending() {
-        field(out, name.as_bytes(), value.as_bytes());
+        field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     match framing {
         // A body-carrying method says "no body" explicitly, as does a client that did.
@@ -214,9 +214,9 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
             && !other
             && (f.name.eq_ignore_ascii_case("connection") || f.name.eq_ignore_ascii_case("keep-alive"))
     };
-    let kept = response.headers.iter().filter(hop_only).count();
+    let dropped = response.headers.iter().filter(hop_only).count();
     let fields = response.headers.iter().filter(|f| !hop_only(f));
-    let headers = header_map(head, fields, response.headers.len() - kept + ADDED_FIELDS)?;
+    let headers = header_map(head, fields, response.headers.len() - dropped + ADDED_FIELDS)?;
     Ok(ResponseHead { status, version, headers, keep_alive, framing })
 }
 
