@@ -17,6 +17,8 @@ pub struct Outcome {
     pub upstream: Option<SocketAddr>,
     pub error: Option<ProxyError>,
     pub upstream_elapsed: Option<Duration>,
+    /// Upstream attempts made; 0 when the request did not go upstream.
+    pub attempts: u32,
 }
 
 impl Outcome {

@@ -33,16 +33,96 @@ const FORWARDING: usize = 4;
 pub static X_REQUEST_ID: &HeaderName = &NAMES[4];
 pub static TRACEPARENT: &HeaderName = &NAMES[5];
 
-/// The added fields not yet moved into a header map.
-#[derive(Debug, Default)]
-pub struct AddedFields {
-    values: [Option<HeaderValue>; 6],
+/// The added fields not yet moved into a header map. Kept small (it moves
+/// with the upstream request from stage to stage): what is new on every
+/// request (this hop's Forwarded element, the request ids) is borrowed as
+/// its parts and only made into header values when a map needs them, so the
+/// HTTP/1.1 writer copies the parts straight into the head, without an
+/// allocation or a validation pass each.
+#[derive(Debug)]
+pub struct AddedFields<'a> {
+    /// X-Forwarded-For, -Proto, -Host, and Forwarded when the client sent
+    /// one to append to; None once moved into a map.
+    made: [Option<HeaderValue>; FORWARDING],
+    /// This hop's Forwarded element, still to be written from its parts.
+    forwarded_element: bool,
+    /// X-Request-Id and traceparent, still to be written.
+    ids: bool,
+    client: &'a ClientInfo,
+    host: &'a str,
+    request_id: &'a HeaderValue,
+    traceparent: &'a [u8; 55],
 }
 
-impl AddedFields {
+/// An added field's value as the writer sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldValue<'a> {
+    Made(&'a HeaderValue),
+    Bytes(&'a [u8]),
+    /// `for=<node>;proto=<scheme>;host=<host>`, the host quoted unless it is a plain token.
+    Forwarded {
+        node: &'a HeaderValue,
+        scheme: &'static str,
+        host: &'a str,
+    },
+}
+
+impl FieldValue<'_> {
+    /// Appends the value's bytes to `out`.
+    pub fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Made(value) => out.extend_from_slice(value.as_bytes()),
+            Self::Bytes(bytes) => out.extend_from_slice(bytes),
+            Self::Forwarded { node, scheme, host } => {
+                let quoted = !is_token(host);
+                for piece in [b"for=", node.as_bytes(), b";proto=", scheme.as_bytes(), b";host="] {
+                    out.extend_from_slice(piece);
+                }
+                if quoted {
+                    out.push(b'"');
+                }
+                out.extend_from_slice(host.as_bytes());
+                if quoted {
+                    out.push(b'"');
+                }
+            }
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Self::Made(value) => value.len(),
+            Self::Bytes(bytes) => bytes.len(),
+            Self::Forwarded { node, scheme, host } => {
+                "for=;proto=;host=".len() + node.len() + scheme.len() + host.len() + if is_token(host) { 0 } else { 2 }
+            }
+        }
+    }
+
+    /// The value as a header value, for a map.
+    fn to_value(self) -> Option<HeaderValue> {
+        match self {
+            Self::Made(value) => Some(value.clone()),
+            // Sized exactly: a vector with spare room costs a second allocation on its way into `Bytes`.
+            parts => {
+                let mut bytes = Vec::with_capacity(parts.len());
+                parts.write(&mut bytes);
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok()
+            }
+        }
+    }
+}
+
+impl<'a> AddedFields<'a> {
     /// The fields for a request from `client` to `host`, taking the client's
     /// copies out of `headers` (its X-Forwarded-For and Forwarded are appended to).
-    pub fn new(headers: &mut HeaderMap, client: &ClientInfo, host: &str, request_id: &HeaderValue, traceparent: &[u8; 55]) -> Self {
+    pub fn new(
+        headers: &mut HeaderMap,
+        client: &'a ClientInfo,
+        host: &'a str,
+        request_id: &'a HeaderValue,
+        traceparent: &'a [u8; 55],
+    ) -> Self {
         // One pass over the names (a handful, standard ones compared as integers)
         // is cheaper than six hashed lookups of what is usually not there.
         let sent = headers.keys().any(|k| NAMES.iter().any(|n| n.as_str() == k.as_str()));
@@ -57,78 +137,84 @@ impl AddedFields {
             Some(prev) => joined(prev.as_bytes(), client.ip.as_bytes()),
             None => Some(client.ip.clone()),
         };
-        let forwarded = forwarded_element(client, host);
-        let forwarded = match prev_forwarded {
-            Some(prev) => joined(prev.as_bytes(), forwarded.as_bytes()),
-            None => HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded)).ok(),
-        };
         // Usually the Host field says exactly the host: its value is shared, not copied.
         let same = headers.get(header::HOST).filter(|v| v.as_bytes() == host.as_bytes()).cloned();
         let x_forwarded_host = same.or_else(|| HeaderValue::from_str(host).ok());
-        Self {
-            values: [
-                x_forwarded_for,
-                Some(HeaderValue::from_static(client.scheme)),
-                x_forwarded_host,
-                forwarded,
-                Some(request_id.clone()),
-                HeaderValue::from_bytes(traceparent).ok(),
-            ],
+        let mut fields = Self {
+            made: [x_forwarded_for, Some(HeaderValue::from_static(client.scheme)), x_forwarded_host, None],
+            forwarded_element: false,
+            ids: true,
+            client,
+            host,
+            request_id,
+            traceparent,
+        };
+        match prev_forwarded {
+            Some(prev) => {
+                let element = fields.element();
+                let mut bytes = Vec::with_capacity(prev.len() + 2 + element.len());
+                bytes.extend_from_slice(prev.as_bytes());
+                bytes.extend_from_slice(b", ");
+                element.write(&mut bytes);
+                fields.made[3] = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok();
+            }
+            None => fields.forwarded_element = true,
         }
+        fields
+    }
+
+    fn element(&self) -> FieldValue<'a> {
+        FieldValue::Forwarded { node: &self.client.node, scheme: self.client.scheme, host: self.host }
     }
 
     /// Moves the four forwarding fields into `headers`, replacing any there.
     pub fn move_forwarding_into(&mut self, headers: &mut HeaderMap) {
-        self.move_into(headers, FORWARDING);
-    }
-
-    /// Moves every field not yet moved into `headers`, replacing any there.
-    pub fn move_all_into(&mut self, headers: &mut HeaderMap) {
-        self.move_into(headers, NAMES.len());
-    }
-
-    fn move_into(&mut self, headers: &mut HeaderMap, upto: usize) {
-        for (name, value) in NAMES.iter().zip(&mut self.values).take(upto) {
+        if self.forwarded_element {
+            self.made[3] = self.element().to_value();
+            self.forwarded_element = false;
+        }
+        for (name, value) in NAMES.iter().zip(&mut self.made) {
             if let Some(value) = value.take() {
                 headers.insert(name.clone(), value);
             }
         }
     }
 
+    /// Moves every field not yet moved into `headers`, replacing any there.
+    pub fn move_all_into(&mut self, headers: &mut HeaderMap) {
+        self.move_forwarding_into(headers);
+        if std::mem::take(&mut self.ids) {
+            headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
+            if let Ok(value) = HeaderValue::from_bytes(self.traceparent) {
+                headers.insert(TRACEPARENT.clone(), value);
+            }
+        }
+    }
+
     /// The fields not moved into a map, in order: what an HTTP/1.1 writer writes after the map's.
-    pub fn pending(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
-        NAMES.iter().zip(&self.values).filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    pub fn pending(&self) -> impl Iterator<Item = (&'static HeaderName, FieldValue<'_>)> {
+        let made = NAMES.iter().zip(&self.made).filter_map(|(name, value)| Some((name, FieldValue::Made(value.as_ref()?))));
+        // Forwarded is either made (appended to the client's) or still its parts, never both.
+        let element = self.forwarded_element.then(|| (&NAMES[3], self.element()));
+        let ids =
+            self.ids.then_some([(X_REQUEST_ID, FieldValue::Made(self.request_id)), (TRACEPARENT, FieldValue::Bytes(self.traceparent))]);
+        made.chain(element).chain(ids.into_iter().flatten())
     }
 
     /// Copies of the fields not moved into a map, inserted into `headers`
     /// (for a client that writes the map only).
     pub fn insert_copies(&self, headers: &mut HeaderMap) {
         for (name, value) in self.pending() {
-            headers.insert(name.clone(), value.clone());
+            if let Some(value) = value.to_value() {
+                headers.insert(name.clone(), value);
+            }
         }
     }
 }
 
-/// This hop's Forwarded element: `for=<node>;proto=<scheme>;host=<host>`,
-/// the host quoted unless it is a plain token.
-fn forwarded_element(client: &ClientInfo, host: &str) -> String {
-    let token = host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    // Sized exactly: a string with spare room costs a second allocation on its way into `Bytes`.
-    let len = "for=;proto=;host=".len() + client.node.len() + client.scheme.len() + host.len() + if token { 0 } else { 2 };
-    let mut element = String::with_capacity(len);
-    element.push_str("for=");
-    element.push_str(&client.node);
-    element.push_str(";proto=");
-    element.push_str(client.scheme);
-    element.push_str(";host=");
-    if token {
-        element.push_str(host);
-    } else {
-        element.push('"');
-        element.push_str(host);
-        element.push('"');
-    }
-    element
+/// Whether a host can stand unquoted in a Forwarded element.
+fn is_token(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 /// `prev, next` as one header value (a list header gaining an element).
@@ -146,13 +232,26 @@ mod tests {
 
     const TRACEPARENT_VALUE: &[u8; 55] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-    fn added(headers: &mut HeaderMap, client: &str) -> AddedFields {
-        let client = ClientInfo::new(client.parse().unwrap());
-        AddedFields::new(headers, &client, "api.example.com", &HeaderValue::from_static("req-1"), TRACEPARENT_VALUE)
+    static REQUEST_ID: HeaderValue = HeaderValue::from_static("req-1");
+
+    fn client(addr: &str) -> ClientInfo {
+        ClientInfo::new(addr.parse().unwrap())
+    }
+
+    fn added<'a>(headers: &mut HeaderMap, client: &'a ClientInfo) -> AddedFields<'a> {
+        AddedFields::new(headers, client, "api.example.com", &REQUEST_ID, TRACEPARENT_VALUE)
     }
 
     fn written(fields: &AddedFields) -> String {
-        fields.pending().map(|(name, value)| format!("{name}: {}\r\n", value.to_str().unwrap())).collect()
+        let mut lines = String::new();
+        for (name, value) in fields.pending() {
+            let mut written = Vec::new();
+            value.write(&mut written);
+            let made = value.to_value().unwrap();
+            assert_eq!(written, made.as_bytes(), "{name}: the writer and the map see the same value");
+            lines.push_str(&format!("{name}: {}\r\n", made.to_str().unwrap()));
+        }
+        lines
     }
 
     #[test]
@@ -163,7 +262,8 @@ mod tests {
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.insert(X_REQUEST_ID.clone(), "forged".parse().unwrap());
         h.insert("x-keep", "1".parse().unwrap());
-        let fields = added(&mut h, "10.0.0.1:5555");
+        let client = client("10.0.0.1:5555");
+        let fields = added(&mut h, &client);
         let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(names, ["host", "x-keep"], "the client's copies are out of the map");
@@ -182,7 +282,8 @@ mod tests {
     fn forwarded_appends_this_hop_with_ipv6_nodes_quoted() {
         let mut h = HeaderMap::new();
         h.insert(header::FORWARDED, "for=10.0.0.1;proto=http;host=api.example.com".parse().unwrap());
-        let mut fields = added(&mut h, "[2001:db8::1]:5555");
+        let client = client("[2001:db8::1]:5555");
+        let mut fields = added(&mut h, &client);
         fields.move_all_into(&mut h);
         assert_eq!(
             h[header::FORWARDED],
@@ -195,7 +296,8 @@ mod tests {
     #[test]
     fn a_modifier_sees_the_forwarding_fields_but_not_the_request_ids() {
         let mut h = HeaderMap::new();
-        let mut fields = added(&mut h, "10.0.0.1:5555");
+        let client = client("10.0.0.1:5555");
+        let mut fields = added(&mut h, &client);
         fields.move_forwarding_into(&mut h);
         assert_eq!(h.len(), 4);
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -207,5 +309,16 @@ mod tests {
         fields.insert_copies(&mut copy);
         assert_eq!(copy[X_REQUEST_ID], "req-1");
         assert_eq!(written(&fields).lines().count(), 2, "copies leave the fields to write");
+    }
+
+    #[test]
+    fn a_host_that_is_not_a_plain_token_is_quoted_in_forwarded() {
+        let client = ClientInfo::new("10.0.0.1:5555".parse().unwrap());
+        let fields = AddedFields::new(&mut HeaderMap::new(), &client, "api.example.com:8443", &REQUEST_ID, TRACEPARENT_VALUE);
+        assert!(
+            written(&fields).contains("\r\nforwarded: for=10.0.0.1;proto=http;host=\"api.example.com:8443\"\r\n"),
+            "{}",
+            written(&fields)
+        );
     }
 }

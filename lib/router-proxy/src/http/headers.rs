@@ -102,7 +102,7 @@ pub struct ClientInfo {
     pub addr: SocketAddr,
     pub(super) ip: HeaderValue,
     /// The RFC 7239 node: the IP, quoted and bracketed for IPv6.
-    pub(super) node: String,
+    pub(super) node: HeaderValue,
     /// `http` or `https`: what X-Forwarded-Proto says.
     pub scheme: &'static str,
     pub entry: Entry,
@@ -123,7 +123,7 @@ impl ClientInfo {
         Self {
             addr,
             ip: HeaderValue::from_str(&ip).expect("an IP is a valid header value"),
-            node,
+            node: HeaderValue::from_str(&node).expect("a node is a valid header value"),
             scheme: "http",
             entry: Entry::Internal,
             sni: None,

@@ -13,7 +13,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use http::{Request, Response, Uri};
+use http::Response;
 use http_body::Body;
 use router_core::{
     EndpointState,
@@ -27,10 +27,10 @@ use router_core::{
 use super::{Gateway, destination::Destination, forward::UpstreamRequest};
 use crate::{
     error::ProxyError,
-    http::{forwarding::AddedFields, headers},
+    http::headers,
     outcome::Outcome,
     telemetry::Metrics,
-    upstream::{ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
+    upstream::{Attempt, ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
 };
 
 /// The response of the attempt that answered, and what stays held until its body is done.
@@ -55,7 +55,7 @@ impl Gateway {
         &self,
         policy: &RoutePolicy,
         dest: &mut Destination<'_>,
-        mut request: UpstreamRequest,
+        mut request: UpstreamRequest<'_>,
         outcome: &mut Outcome,
     ) -> Result<Answered, Failed> {
         let retry = policy.retries.as_ref().filter(|r| r.max_retries > 0);
@@ -86,27 +86,24 @@ impl Gateway {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let Ok(uri) = Uri::builder()
-                .scheme(dest.scheme.clone())
-                .authority(endpoint.authority.clone())
-                .path_and_query(request.path_and_query.clone())
-                .build()
-            else {
-                return Err(Failed { error: ProxyError::BadRequest, attempts: attempt - 1 });
-            };
             let body = match &replay {
                 Some(bytes) => RequestBody::Replay(Some(bytes.clone())),
                 None => std::mem::replace(&mut request.body, RequestBody::Replay(None)),
             };
-            let mut req = Request::new(body);
-            *req.method_mut() = request.method.clone();
-            *req.uri_mut() = uri;
-            *req.version_mut() = request.version;
-            *req.headers_mut() = if attempt == max_attempts { std::mem::take(&mut request.headers) } else { request.headers.clone() };
+            let attempt_of = Attempt {
+                method: &request.method,
+                scheme: &dest.scheme,
+                authority: &endpoint.authority,
+                path_and_query: &request.path_and_query,
+                version: request.version,
+                headers: &mut request.headers,
+                added: &request.added,
+                last: attempt == max_attempts,
+            };
 
             let guard = endpoint.start_request();
             let sent = std::time::Instant::now();
-            let result = send(&dest.client, req, &request.added, per_try).await;
+            let result = send(&dest.client, attempt_of, body, per_try).await;
             outcome.upstream_elapsed = Some(sent.elapsed());
             let timed_out = match result {
                 // Whichever was shorter fired: the per-try timeout, or what was left of the request deadline.
@@ -198,11 +195,11 @@ pub(super) fn record_breaker(metrics: &Metrics, route: &str, picker: &EndpointPi
 /// One upstream attempt, classified for retrying.
 async fn send(
     client: &UpstreamClient,
-    req: Request<RequestBody>,
-    added: &AddedFields,
+    attempt: Attempt<'_>,
+    body: RequestBody,
     timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, AttemptFailure> {
-    let fut = client.request_with(req, added);
+    let fut = client.attempt(attempt, body);
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| AttemptFailure::Timeout)?,
         None => fut.await,

@@ -18,7 +18,7 @@ use crate::{
         filters,
         forwarding::AddedFields,
         headers::{self, ClientInfo},
-        upgrade::OnUpgrade,
+        upgrade::{OnUpgrade, UpgradeSlot},
     },
     mirror,
     upstream::{self, ClientBody, ClientBodyError, RequestBody},
@@ -39,28 +39,28 @@ pub(super) struct RequestIds<'a> {
     pub traceparent: &'a [u8; 55],
 }
 
-pub(super) struct UpstreamRequest {
+pub(super) struct UpstreamRequest<'a> {
     pub method: Method,
     pub path_and_query: PathAndQuery,
     pub version: Version,
     pub headers: http::HeaderMap,
     /// The forwarding and request id fields not moved into `headers`.
-    pub added: AddedFields,
+    pub added: AddedFields<'a>,
     pub body: RequestBody,
     /// The client's side of an HTTP/1.1 upgrade (WebSocket), when it asked for one.
     pub upgrade: Option<OnUpgrade>,
 }
 
 impl Gateway {
-    pub(super) async fn upstream_request(
+    pub(super) async fn upstream_request<'a>(
         &self,
         mut req: Request<ClientBody>,
         rule: &RouteRule<RoutePolicy>,
         service_protocol: router_api::v1alpha1::ServiceProtocol,
-        client: &ClientInfo,
-        host: &str,
-        ids: &RequestIds<'_>,
-    ) -> Result<UpstreamRequest, ProxyError> {
+        client: &'a ClientInfo,
+        host: &'a str,
+        ids: &RequestIds<'a>,
+    ) -> Result<UpstreamRequest<'a>, ProxyError> {
         let policy = &rule.action;
         let is_h1 = upstream::is_http1(service_protocol);
         // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.
@@ -139,15 +139,11 @@ fn rewritten_path(parts: &Parts, rule: &RouteRule<RoutePolicy>) -> Result<PathAn
     PathAndQuery::try_from(joined).map_err(|_| ProxyError::BadRequest)
 }
 
+/// An HTTP/1.1 request that asks to upgrade its connection (`Connection:
+/// upgrade` with `Upgrade`): the gateway's HTTP/1.1 server, which read its
+/// head, left it a slot for the connection.
 fn is_upgrade_request<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+    req.extensions().get::<UpgradeSlot>().is_some()
 }
 
 pub(super) fn content_length(h: &http::HeaderMap) -> Option<u64> {

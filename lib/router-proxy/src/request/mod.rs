@@ -35,19 +35,16 @@ use bytes::Bytes;
 use http::{Request, Response, Version, header};
 use http_body::Body;
 
-use self::{forward::RequestIds, host::RequestHost, record::Record, response::with_attempts};
+use self::{forward::RequestIds, host::RequestHost, record::Record};
 pub use self::{
     forward::{ADDED_FIELDS, RETRY_BUFFER_BYTES},
-    response::{ATTEMPTS_HEADER, IdleTimeout},
+    response::{ATTEMPTS_HEADER, IdleTimeout, ResponseFields},
 };
 use crate::{
     config::SnapshotCell,
     egress,
     error::ProxyError,
-    http::{
-        forwarding,
-        headers::{self, ClientInfo},
-    },
+    http::headers::{self, ClientInfo},
     local::ProxyBody,
     outcome::Outcome,
     telemetry::{AccessLog, Metrics, spans::SpanExport},
@@ -73,8 +70,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Serves one request. Never fails: every problem becomes a response.
+    /// Serves one request for hyper's server: [`Self::answer`], the added fields in the map.
     pub async fn handle<B>(self: Arc<Self>, req: Request<B>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible>
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut response, fields) = self.answer(req, client).await;
+        fields.insert_into(response.headers_mut());
+        Ok(response)
+    }
+
+    /// Serves one request. Never fails: every problem becomes a response,
+    /// which goes out with the fields the gateway adds to every response.
+    pub async fn answer<B>(self: Arc<Self>, req: Request<B>, client: Arc<ClientInfo>) -> (Response<ProxyBody>, ResponseFields)
     where
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
@@ -91,7 +100,7 @@ impl Gateway {
             .or_else(|| (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default())));
         let mut outcome = Outcome::default();
         let ids = RequestIds { request_id: &record.request_id, traceparent: &record.traceparent };
-        let mut response = match (&host, valid) {
+        let response = match (&host, valid) {
             (_, Err(e)) => outcome.fail(e),
             (None, Ok(())) => outcome.fail(ProxyError::BadRequest),
             (Some(host), Ok(())) if egress::is_proxy_request(&req) => {
@@ -106,9 +115,9 @@ impl Gateway {
             }
             (Some(host), Ok(())) => self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await,
         };
-        response.headers_mut().insert(forwarding::X_REQUEST_ID.clone(), record.request_id.clone());
+        let fields = ResponseFields::new(record.request_id.clone(), outcome.attempts);
         record.finish(&self, &client, host.as_ref().map_or("", RequestHost::as_str), &response, outcome);
-        Ok(response)
+        (response, fields)
     }
 
     /// route → filters → destination → forward → attempts → response.
@@ -143,8 +152,14 @@ impl Gateway {
         };
         let client_upgrade = request.upgrade.take();
         match self.attempts(policy, &mut dest, request, outcome).await {
-            Ok(answered) => self.respond(&rule, dest, answered, client_upgrade, origin.as_deref()),
-            Err(failed) => with_attempts(outcome.fail(failed.error), failed.attempts),
+            Ok(answered) => {
+                outcome.attempts = answered.attempts;
+                self.respond(&rule, dest, answered, client_upgrade, origin.as_deref())
+            }
+            Err(failed) => {
+                outcome.attempts = failed.attempts;
+                outcome.fail(failed.error)
+            }
         }
     }
 }

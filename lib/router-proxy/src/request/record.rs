@@ -6,7 +6,9 @@
 
 use std::time::{Instant, SystemTime};
 
-use http::{HeaderValue, Method, Request, Response, Uri, Version};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
+use http_body::Body;
 use opentelemetry::KeyValue;
 
 use super::{Gateway, forward::content_length};
@@ -37,7 +39,18 @@ impl Record {
         gateway.metrics.in_flight.inc();
         let method = req.method().clone();
         let logged = gateway.access_log.enabled().then(|| (req.uri().clone(), req.version()));
-        let caller = req.headers().get(forwarding::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+        // One pass over the fields finds the three this needs (two of them names
+        // a map must hash byte by byte); the first of each counts, as with `get`.
+        let (mut caller, mut client_id, mut request_size) = (None, None, None);
+        for (name, value) in req.headers() {
+            if name == header::CONTENT_LENGTH {
+                request_size = request_size.or_else(|| value.to_str().ok()?.parse().ok());
+            } else if name == forwarding::TRACEPARENT {
+                caller = caller.or_else(|| value.to_str().ok().and_then(TraceContext::parse));
+            } else if name == forwarding::X_REQUEST_ID && client_id.is_none() {
+                client_id = Some(value).filter(|v| !v.is_empty() && v.len() <= 128);
+            }
+        }
         let span = gateway.spans.as_ref().map(|s| s.start(caller.as_ref(), method.as_str().to_owned(), SystemTime::now()));
         let (trace, traceparent) = match &span {
             Some(span) => span.upstream(),
@@ -47,21 +60,27 @@ impl Record {
                 (trace, header)
             }
         };
-        let request_id = match req.headers().get(forwarding::X_REQUEST_ID).filter(|v| !v.is_empty() && v.len() <= 128) {
+        let request_id = match client_id {
             Some(id) => id.clone(),
-            None => HeaderValue::from_str(trace.trace_id_hex().as_str()).expect("hex is a valid header value"),
+            // Made shared at once (one allocation holding the bytes and their count): the value is
+            // cloned into the upstream request and the response, and a first clone of a value
+            // made from a copy would allocate again to share it.
+            None => HeaderValue::from_maybe_shared(Bytes::from_owner(trace.trace_id_hex())).expect("hex is a valid header value"),
         };
-        Self { start, method, logged, span, trace, request_id, traceparent, request_size: content_length(req.headers()) }
+        Self { start, method, logged, span, trace, request_id, traceparent, request_size }
     }
 
-    pub(super) fn finish<B>(self, gateway: &Gateway, client: &ClientInfo, host: &str, response: &Response<B>, outcome: Outcome) {
+    pub(super) fn finish<B: Body>(self, gateway: &Gateway, client: &ClientInfo, host: &str, response: &Response<B>, outcome: Outcome) {
         let metrics = &gateway.metrics;
         let status = response.status().as_u16();
         let class = status_class(status);
         let labels =
             RequestLabels { route: outcome.route.as_ref(), service: outcome.service.as_ref(), method: method_label(&self.method), class };
         let (route_label, service_label) = (labels.route_label(), labels.service_label());
-        metrics.record_request(&labels, self.start.elapsed().as_secs_f64(), self.request_size, content_length(response.headers()));
+        // The body's exact size where it is known (it is for every response with a
+        // length), else what the head declares.
+        let response_size = response.body().size_hint().exact().or_else(|| content_length(response.headers()));
+        metrics.record_request(&labels, self.start.elapsed().as_secs_f64(), self.request_size, response_size);
         if let Some(e) = outcome.error
             && matches!(
                 e,

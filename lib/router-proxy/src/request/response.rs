@@ -14,7 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use router_core::{
@@ -31,7 +31,7 @@ use super::{
     destination::Destination,
 };
 use crate::{
-    http::{filters, headers, upgrade::OnUpgrade},
+    http::{filters, forwarding, headers, upgrade::OnUpgrade},
     local::{ProxyBody, empty_body},
     telemetry::Metrics,
     upstream::{BoxError, UpstreamBody, UpstreamUpgrade},
@@ -40,9 +40,6 @@ use crate::{
 /// The response header with the number of upstream attempts made.
 pub const ATTEMPTS_HEADER: &str = "x-datum-router-attempts";
 static ATTEMPTS_NAME: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
-/// The usual counts, as values made once (formatting one costs an allocation).
-static FEW_ATTEMPTS: [HeaderValue; 4] =
-    [HeaderValue::from_static("1"), HeaderValue::from_static("2"), HeaderValue::from_static("3"), HeaderValue::from_static("4")];
 
 impl Gateway {
     pub(super) fn respond(
@@ -54,7 +51,7 @@ impl Gateway {
         origin: Option<&str>,
     ) -> Response<ProxyBody> {
         let policy = &rule.action;
-        let Answered { mut response, guard, retry_slot, grpc_stream, attempts } = answered;
+        let Answered { mut response, guard, retry_slot, grpc_stream, .. } = answered;
         if let Some(client_upgrade) = client_upgrade
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
@@ -96,17 +93,46 @@ impl Gateway {
         });
         let body =
             GuardedBody { inner: body, idle, _guard: guard, _active: dest.active, _retry: retry_slot, _connection: dest.connection, grpc };
-        with_attempts(Response::from_parts(parts, body.boxed()), attempts)
+        Response::from_parts(parts, body.boxed())
     }
 }
 
-pub(super) fn with_attempts(mut r: Response<ProxyBody>, attempts: u32) -> Response<ProxyBody> {
-    let value = match attempts.checked_sub(1).and_then(|i| FEW_ATTEMPTS.get(i as usize)) {
-        Some(v) => v.clone(),
-        None => HeaderValue::from(attempts),
-    };
-    r.headers_mut().insert(ATTEMPTS_NAME.clone(), value);
-    r
+/// The fields the gateway adds to every response: the request id, and how
+/// many upstream attempts were made when there were any. Kept beside the
+/// map, as the request's forwarding fields are: the HTTP/1.1 server writes
+/// them after the map's fields (two map inserts cost more than the rest of
+/// the response head), hyper's HTTP/2 server gets them inserted. Either way
+/// they replace any field of the same name the upstream sent.
+pub struct ResponseFields {
+    request_id: HeaderValue,
+    attempts: u32,
+}
+
+impl ResponseFields {
+    /// `attempts`: 0 when the request did not go upstream.
+    pub fn new(request_id: HeaderValue, attempts: u32) -> Self {
+        Self { request_id, attempts }
+    }
+
+    /// Whether `name` is one these fields replace.
+    pub fn replace(&self, name: &HeaderName) -> bool {
+        name == forwarding::X_REQUEST_ID || (self.attempts > 0 && name == ATTEMPTS_NAME)
+    }
+
+    /// Calls `f` with each field's name and value.
+    pub fn for_each(&self, mut f: impl FnMut(&HeaderName, &[u8])) {
+        f(forwarding::X_REQUEST_ID, self.request_id.as_bytes());
+        if self.attempts > 0 {
+            f(&ATTEMPTS_NAME, itoa::Buffer::new().format(self.attempts).as_bytes());
+        }
+    }
+
+    pub fn insert_into(self, headers: &mut HeaderMap) {
+        headers.insert(forwarding::X_REQUEST_ID.clone(), self.request_id);
+        if self.attempts > 0 {
+            headers.insert(ATTEMPTS_NAME.clone(), HeaderValue::from(self.attempts));
+        }
+    }
 }
 
 /// Waits for a gRPC stream's trailers to tell the destination's breaker how the call went.
@@ -220,10 +246,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_attempts_header_counts_any_number_of_attempts() {
+    fn the_added_fields_replace_the_upstreams_in_a_map_and_name_any_number_of_attempts() {
         for n in [1, 2, 4, 5, 12] {
-            let r = with_attempts(Response::new(empty_body()), n);
-            assert_eq!(r.headers()[ATTEMPTS_HEADER], n.to_string().as_str());
+            let mut headers = HeaderMap::new();
+            headers.insert(ATTEMPTS_HEADER, HeaderValue::from_static("99"));
+            headers.insert(forwarding::X_REQUEST_ID, HeaderValue::from_static("upstream's"));
+            let fields = ResponseFields::new(HeaderValue::from_static("id"), n);
+            let mut written = Vec::new();
+            fields.for_each(|name, value| written.push(format!("{name}: {}", String::from_utf8_lossy(value))));
+            assert_eq!(written, ["x-request-id: id".to_string(), format!("{ATTEMPTS_HEADER}: {n}")]);
+            assert!(fields.replace(&ATTEMPTS_NAME) && fields.replace(forwarding::X_REQUEST_ID));
+            fields.insert_into(&mut headers);
+            assert_eq!((headers.len(), &headers[ATTEMPTS_HEADER]), (2, &HeaderValue::from(n)));
+            assert_eq!(headers[forwarding::X_REQUEST_ID], "id");
         }
+        let local = ResponseFields::new(HeaderValue::from_static("id"), 0);
+        assert!(!local.replace(&ATTEMPTS_NAME), "no attempts, no attempts field");
     }
 }

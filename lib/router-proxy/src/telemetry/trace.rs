@@ -48,6 +48,12 @@ impl TraceIdHex {
     }
 }
 
+impl AsRef<[u8]> for TraceIdHex {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl TraceContext {
     /// Parses a `traceparent` header (version 00 and future versions' first four fields).
     pub fn parse(header: &str) -> Option<Self> {

@@ -27,7 +27,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{
+    HeaderMap, Method, Request, Response, Uri, Version,
+    uri::{Authority, PathAndQuery, Scheme},
+};
 use hyper::upgrade::OnUpgrade;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
@@ -89,6 +92,23 @@ impl<B> Clone for UpstreamClient<B> {
     }
 }
 
+/// One attempt of a proxied request, borrowed from the request stage: the
+/// gateway's HTTP/1.1 client writes it as it stands, without a URI built or
+/// a header map copied per attempt; hyper's clients get a `Request` made of it.
+pub struct Attempt<'a> {
+    pub method: &'a Method,
+    pub scheme: &'a Scheme,
+    pub authority: &'a Authority,
+    pub path_and_query: &'a PathAndQuery,
+    pub version: Version,
+    /// Taken, not copied, for a hyper client when `last`.
+    pub headers: &'a mut HeaderMap,
+    /// The fields kept beside the map: written after it, or copied into it for hyper.
+    pub added: &'a AddedFields<'a>,
+    /// No attempt follows this one.
+    pub last: bool,
+}
+
 impl<B> UpstreamClient<B>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -96,23 +116,52 @@ where
 {
     /// Sends a request whose URI names the endpoint (`scheme://ip:port/path`).
     pub async fn request(&self, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError> {
-        self.request_with(req, &AddedFields::default()).await
+        match self {
+            Self::Http1(pool) => pool.send(req).await,
+            Self::Pooled(client) => hyper_request(client, req).await,
+        }
     }
 
-    /// [`Self::request`], with the `added` fields not in its map: the
-    /// gateway's HTTP/1.1 client writes them itself, hyper's get copies in the map.
-    pub async fn request_with(&self, mut req: Request<B>, added: &AddedFields) -> Result<Response<UpstreamBody>, UpstreamError> {
+    /// Sends one attempt of a proxied request, with `body`.
+    pub async fn attempt(&self, attempt: Attempt<'_>, body: B) -> Result<Response<UpstreamBody>, UpstreamError> {
         match self {
-            Self::Http1(pool) => pool.send_with(req, added).await,
+            Self::Http1(pool) => {
+                let head = h1::RequestHead {
+                    method: attempt.method,
+                    target: attempt.path_and_query.as_str(),
+                    headers: attempt.headers,
+                    added: Some(attempt.added),
+                };
+                pool.send_head(attempt.authority, head, body).await
+            }
             Self::Pooled(client) => {
-                added.insert_copies(req.headers_mut());
-                match client.request(req).await {
-                    Ok(response) => Ok(response.map(UpstreamBody::hyper)),
-                    Err(e) if e.is_connect() => Err(UpstreamError::Connect(e.into())),
-                    Err(e) => Err(UpstreamError::Request(e.into())),
-                }
+                let uri = Uri::builder()
+                    .scheme(attempt.scheme.clone())
+                    .authority(attempt.authority.clone())
+                    .path_and_query(attempt.path_and_query.clone())
+                    .build()
+                    .map_err(UpstreamError::request)?;
+                let mut req = Request::new(body);
+                *req.method_mut() = attempt.method.clone();
+                *req.uri_mut() = uri;
+                *req.version_mut() = attempt.version;
+                *req.headers_mut() = if attempt.last { std::mem::take(attempt.headers) } else { attempt.headers.clone() };
+                attempt.added.insert_copies(req.headers_mut());
+                hyper_request(client, req).await
             }
         }
+    }
+}
+
+async fn hyper_request<B>(client: &Client<Connector, B>, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    match client.request(req).await {
+        Ok(response) => Ok(response.map(UpstreamBody::hyper)),
+        Err(e) if e.is_connect() => Err(UpstreamError::Connect(e.into())),
+        Err(e) => Err(UpstreamError::Request(e.into())),
     }
 }
 

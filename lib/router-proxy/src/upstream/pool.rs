@@ -35,13 +35,11 @@ use http_body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use crate::http::forwarding::AddedFields;
-
 use super::{
     BoxError, UpstreamBody, UpstreamError,
     h1::{
         self, Connection, DRAIN_TIME, H1Error, Release, ResponseBody, Written,
-        wire::{self, RequestFraming, ResponseHead},
+        wire::{self, RequestFraming, RequestHead, ResponseHead},
     },
 };
 
@@ -89,51 +87,57 @@ impl Http1Pool {
         Arc::new(Self { connector, idle_timeout, max_idle, idle: Mutex::new(HashMap::default()), sweeper: std::sync::Once::new() })
     }
 
-    /// [`Self::send_with`] without added fields.
-    #[cfg(test)]
+    /// Sends `req` (an absolute URI naming the endpoint) in origin form.
     pub async fn send<B>(self: &Arc<Self>, req: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        self.send_with(req, &AddedFields::default()).await
+        let Some(authority) = req.uri().authority().cloned() else {
+            return Err(UpstreamError::request("the request URI names no endpoint"));
+        };
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: None };
+        self.send_head(&authority, head, body).await
     }
 
-    /// Sends `req` (an absolute URI naming the endpoint) in origin form over a
-    /// pooled connection, or a new one, with `added` written after its own fields.
-    pub async fn send_with<B>(self: &Arc<Self>, req: Request<B>, added: &AddedFields) -> Result<Response<UpstreamBody>, UpstreamError>
+    /// Sends a request with `head` and `body` to `authority`, over a pooled
+    /// connection or a new one.
+    pub async fn send_head<B>(
+        self: &Arc<Self>,
+        authority: &Authority,
+        head: RequestHead<'_>,
+        body: B,
+    ) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let Some(key) = req.uri().authority().cloned().map(Key) else {
-            return Err(UpstreamError::request("the request URI names no endpoint"));
-        };
-        let (parts, body) = req.into_parts();
+        let key = Key(authority.clone());
         let framing = match body.size_hint().exact() {
             _ if body.is_end_stream() => RequestFraming::Empty,
             Some(n) => RequestFraming::Length(n),
             None => RequestFraming::Chunked,
         };
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::with_capacity(512);
-        wire::write_request_head(&mut head, &parts.method, target, &parts.headers, added, key.0.as_str(), framing);
+        let mut bytes = Vec::with_capacity(512);
+        wire::write_request_head(&mut bytes, &head, authority.as_str(), framing);
         // Without a body to lose, an idempotent request found on a closed connection can go again.
-        let resend = framing == RequestFraming::Empty && parts.method.is_idempotent();
+        let resend = framing == RequestFraming::Empty && head.method.is_idempotent();
         let mut body = (framing != RequestFraming::Empty).then_some(body);
         loop {
             let (conn, reused) = match self.checkout(&key) {
                 Some(conn) => (conn, true),
                 None => {
-                    tracing::debug!(authority = %key.0, "no idle upstream connection: opening one");
-                    (self.connect(&key.0).await?, false)
+                    tracing::debug!(%authority, "no idle upstream connection: opening one");
+                    (self.connect(authority).await?, false)
                 }
             };
-            let mut flight = InFlight::new(self, key.clone(), conn, parts.method.clone());
-            match flight.exchange(&head, body.take(), framing).await {
+            let mut flight = InFlight::new(self, key.clone(), conn, head.method.clone());
+            match flight.exchange(&bytes, body.take(), framing).await {
                 Ok((head, early)) => return flight.respond(head, early).map_err(UpstreamError::request),
                 Err(e) if reused && resend && e.is_stale_connection() => {
-                    tracing::debug!(authority = %key.0, error = %e, "pooled connection closed under the request: sending it on another");
+                    tracing::debug!(%authority, error = %e, "pooled connection closed under the request: sending it on another");
                 }
                 Err(e) => return Err(UpstreamError::request(e)),
             }

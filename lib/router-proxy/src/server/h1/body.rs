@@ -21,7 +21,7 @@ use tokio::{io::AsyncRead, sync::oneshot};
 use super::head::BodyFraming;
 use crate::upstream::h1::{
     GrowingReads,
-    wire::{self, ChunkedDecoder, Decoded, WireError},
+    wire::{ChunkedDecoder, Decoded, WireError},
 };
 
 /// The read side of a client connection.
@@ -72,7 +72,7 @@ impl Left {
                 Self::Length(left) if !reader.buf.is_empty() => {
                     let n = usize::try_from(*left).unwrap_or(usize::MAX).min(reader.buf.len());
                     *left -= n as u64;
-                    let data = wire::take(&mut reader.buf, n);
+                    let data = reader.buf.split_to(n).freeze();
                     if *left == 0 {
                         *self = Self::Done;
                     }

@@ -111,7 +111,7 @@ pub async fn serve<T>(
             slot = Some(tx);
         }
 
-        let Ok(response) = gateway.clone().handle(request, client.clone()).await;
+        let (response, added) = gateway.clone().answer(request, client.clone()).await;
         let (parts, body) = response.into_parts();
         let upgraded =
             slot.is_some() && (parts.status == StatusCode::SWITCHING_PROTOCOLS || (method == Method::CONNECT && parts.status.is_success()));
@@ -120,7 +120,7 @@ pub async fn serve<T>(
         let framing = respond::framing(asked, &parts, body.size_hint().exact());
         // A body that ends with the connection ends the connection.
         keep_alive &= framing != respond::Framing::Close;
-        respond::write_head(&mut out, &parts, framing, asked, keep_alive || upgraded);
+        respond::write_head(&mut out, &parts, &added, framing, asked, keep_alive || upgraded);
         let written = respond::write_body(&mut write, &mut out, body, framing, trailers).await;
         out.clear();
         match written {

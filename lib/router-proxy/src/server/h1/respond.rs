@@ -18,6 +18,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::{
     local::ProxyBody,
+    request::ResponseFields,
     upstream::h1::wire::{self, field},
 };
 
@@ -66,11 +67,12 @@ pub fn framing(asked: Asked<'_>, parts: &Parts, length: Option<u64>) -> Framing 
     }
 }
 
-/// Writes the status line and fields. The framing fields are the gateway's
-/// (whatever the response carried), `Connection` says whether the connection
-/// stays open (`keep_alive` is false for [`Framing::Close`]), and `Date` is
-/// added when the response has none.
-pub fn write_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, asked: Asked<'_>, keep_alive: bool) {
+/// Writes the status line and fields, then the `added` ones (in place of
+/// any the map has by their names). The framing fields are the gateway's
+/// (whatever the response carried), `Connection` says whether the
+/// connection stays open (`keep_alive` is false for [`Framing::Close`]), and
+/// `Date` is added when the response has none.
+pub fn write_head(out: &mut Vec<u8>, parts: &Parts, added: &ResponseFields, framing: Framing, asked: Asked<'_>, keep_alive: bool) {
     // An HTTP/1.0 client is answered in its own version, as hyper's server did.
     out.extend_from_slice(if asked.version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -81,11 +83,14 @@ pub fn write_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, asked: Ask
         Framing::None => name != header::CONNECTION,
         _ => name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING && name != header::CONNECTION,
     };
+    let mut dated = false;
     for (name, value) in &parts.headers {
-        if passes(name) {
+        dated |= name == header::DATE;
+        if passes(name) && !added.replace(name) {
             field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
+    added.for_each(|name, value| field(out, name.as_str().as_bytes(), value));
     match framing {
         Framing::Length(n) => field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
         Framing::Chunked => field(out, b"transfer-encoding", b"chunked"),
@@ -99,7 +104,7 @@ pub fn write_head(out: &mut Vec<u8>, parts: &Parts, framing: Framing, asked: Ask
     } else if asked.version == Version::HTTP_10 {
         field(out, b"connection", b"keep-alive");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !dated {
         DATE.with(|date| field(out, b"date", date.borrow_mut().now()));
     }
     out.extend_from_slice(b"\r\n");
@@ -265,8 +270,12 @@ mod tests {
     }
 
     fn head(parts: &Parts, framing: Framing, asked: Asked<'_>, keep_alive: bool) -> String {
+        head_with(parts, &ResponseFields::new(http::HeaderValue::from_static("id"), 0), framing, asked, keep_alive)
+    }
+
+    fn head_with(parts: &Parts, added: &ResponseFields, framing: Framing, asked: Asked<'_>, keep_alive: bool) -> String {
         let mut out = Vec::new();
-        write_head(&mut out, parts, framing, asked, keep_alive);
+        write_head(&mut out, parts, added, framing, asked, keep_alive);
         String::from_utf8(out).unwrap()
     }
 
@@ -288,9 +297,12 @@ mod tests {
     fn the_head_carries_the_gateways_framing_and_connection_fields() {
         let p = parts(200, &[("content-length", "99"), ("transfer-encoding", "chunked"), ("x-a", "1"), ("date", "d")]);
         let h = head(&p, Framing::Length(5), GET11, true);
-        assert_eq!(h, "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(h, "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\nx-request-id: id\r\ncontent-length: 5\r\n\r\n");
         let h = head(&parts(404, &[]), Framing::Chunked, GET11, false);
-        assert!(h.starts_with("HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\ndate: "), "{h}");
+        assert!(
+            h.starts_with("HTTP/1.1 404 Not Found\r\nx-request-id: id\r\ntransfer-encoding: chunked\r\nconnection: close\r\ndate: "),
+            "{h}"
+        );
         let h = head(&parts(200, &[("date", "d")]), Framing::Length(0), Asked { method: &Method::GET, version: Version::HTTP_10 }, true);
         assert!(h.starts_with("HTTP/1.0 200 OK\r\n"), "{h}");
         assert!(h.contains("connection: keep-alive\r\n"), "an HTTP/1.0 client is told it may keep the connection: {h}");
@@ -299,6 +311,16 @@ mod tests {
         let h =
             head(&parts(200, &[("content-length", "12"), ("date", "d")]), Framing::None, Asked { method: &Method::HEAD, ..GET11 }, true);
         assert!(h.contains("content-length: 12\r\n"), "a HEAD answer keeps its length: {h}");
+    }
+
+    #[test]
+    fn the_added_fields_follow_the_maps_and_replace_the_upstreams() {
+        let p = parts(200, &[("x-request-id", "upstream's"), ("x-datum-router-attempts", "9"), ("x-a", "1"), ("date", "d")]);
+        let h = head_with(&p, &ResponseFields::new(http::HeaderValue::from_static("id"), 2), Framing::Length(0), GET11, true);
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\nx-request-id: id\r\nx-datum-router-attempts: 2\r\ncontent-length: 0\r\n\r\n"
+        );
     }
 
     async fn written(body: ProxyBody, framing: Framing, trailers: bool) -> (String, Written) {

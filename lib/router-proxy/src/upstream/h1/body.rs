@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 
 use super::{
     Connection, H1Error,
-    wire::{self, BodyFraming, ChunkedDecoder, Decoded},
+    wire::{BodyFraming, ChunkedDecoder, Decoded},
 };
 
 /// How long, and how many more response bytes, an abandoned response may
@@ -118,7 +118,7 @@ impl<R: Release + Unpin> Body for ResponseBody<R> {
                 State::Done => return Poll::Ready(None),
                 State::Length(left) if !conn.buf.is_empty() => {
                     let n = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.buf.len());
-                    let data = wire::take(&mut conn.buf, n);
+                    let data = conn.buf.split_to(n).freeze();
                     *left -= n as u64;
                     if *left == 0 {
                         this.finish();
@@ -141,7 +141,7 @@ impl<R: Release + Unpin> Body for ResponseBody<R> {
                 },
                 State::Close if !conn.buf.is_empty() => {
                     let n = conn.buf.len();
-                    return Poll::Ready(Some(Ok(Frame::data(wire::take(&mut conn.buf, n)))));
+                    return Poll::Ready(Some(Ok(Frame::data(conn.buf.split_to(n).freeze()))));
                 }
                 State::Close => {
                     // The connection's end is the body's end.

@@ -35,7 +35,7 @@ use tokio::{
 pub use self::{
     body::{DRAIN_BYTES, DRAIN_TIME, Release, ResponseBody},
     exchange::Written,
-    wire::WireError,
+    wire::{RequestHead, WireError},
 };
 use super::BoxError;
 

@@ -42,19 +42,22 @@ pub enum RequestFraming {
     Chunked,
 }
 
+/// What the gateway writes of a request's head, borrowed from wherever it is kept.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// The origin-form target: path and query.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    /// Written after the map's fields.
+    pub added: Option<&'a AddedFields<'a>>,
+}
+
 /// Writes the request line (origin form) and the header fields into `out`:
 /// the map's, then the `added` ones not in it. The body's framing header is
 /// the gateway's, whatever the client sent; `host` is written when the
 /// headers carry no Host.
-pub fn write_request_head(
-    out: &mut Vec<u8>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    added: &AddedFields,
-    host: &str,
-    framing: RequestFraming,
-) {
+pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead<'_>, host: &str, framing: RequestFraming) {
+    let RequestHead { method, target, headers, added } = *head;
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -70,8 +73,11 @@ pub fn write_request_head(
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    for (name, value) in added.pending() {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
+    for (name, value) in added.iter().flat_map(|a| a.pending()) {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        value.write(out);
+        out.extend_from_slice(b"\r\n");
     }
     match framing {
         // A body-carrying method says "no body" explicitly, as does a client that did.
@@ -177,7 +183,9 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, W
     if len > MAX_HEAD_BYTES {
         return Err(WireError::HeadTooLarge);
     }
-    let head = take(buf, len);
+    // Split off, not copied: the head's values share the connection's buffer,
+    // which the next read reclaims whole once the response is done with them.
+    let head = buf.split_to(len).freeze();
     match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS]) {
         Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS]),
         parsed => parsed,
@@ -218,25 +226,6 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
     let fields = response.headers.iter().filter(|f| !hop_only(f));
     let headers = header_map(head, fields, response.headers.len() - dropped + ADDED_FIELDS)?;
     Ok(ResponseHead { status, version, headers, keep_alive, framing })
-}
-
-/// Pieces of a connection's buffer at most this long are copied out of it
-/// rather than split off. A split shares the buffer with the piece, so the
-/// next read finds it shared (if the piece is still held) and allocates a new
-/// 8 KiB one, a size glibc serves from its slow path; a copy this small comes
-/// from the thread cache, and the buffer is reused read after read. Response
-/// heads and small bodies are copied; large body data is still split off.
-const COPY_OUT: usize = 1024;
-
-/// The first `n` bytes of `buf`, taken off its front.
-pub fn take(buf: &mut BytesMut, n: usize) -> Bytes {
-    if n <= COPY_OUT {
-        let piece = Bytes::copy_from_slice(&buf[..n]);
-        buf.advance(n);
-        piece
-    } else {
-        buf.split_to(n).freeze()
-    }
 }
 
 /// Where the head at the front of `buf` ends (after its empty line), when it is all there.
@@ -361,7 +350,7 @@ impl ChunkedDecoder {
                     let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
                     let left = left - n as u64;
                     self.state = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
-                    return Ok(Decoded::Data(take(buf, n)));
+                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
                 }
                 Chunk::DataEnd => match buf.first() {
                     None => return Ok(Decoded::More),
@@ -387,7 +376,7 @@ impl ChunkedDecoder {
                             _ => return Err(WireError::Chunk("trailer section too large")),
                         },
                     };
-                    let section = take(buf, len);
+                    let section = buf.split_to(len).freeze();
                     self.state = Chunk::Done;
                     if len <= 2 {
                         return Ok(Decoded::End);
@@ -427,21 +416,24 @@ mod tests {
     }
 
     #[test]
-    fn a_small_response_leaves_the_read_buffer_unshared() {
+    fn a_read_buffer_is_reused_once_the_pieces_split_off_it_are_dropped() {
         let mut buf = BytesMut::with_capacity(8192);
         let start = buf.as_ptr();
         buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-        // The head's values and the body are still held when the next read reserves room...
         let parsed = parse_response_head(&mut buf).unwrap().unwrap();
-        let body = take(&mut buf, 2);
-        buf.reserve(8192);
-        // ...and the buffer is the same allocation, not a new one.
-        assert_eq!(buf.as_ptr(), start);
+        let body = buf.split_to(2).freeze();
         assert_eq!((&parsed.headers["content-length"], &body[..]), (&HeaderValue::from_static("2"), &b"ok"[..]));
-        // Large body data is split off, not copied.
-        let mut big = BytesMut::from(&vec![b'x'; 4 * COPY_OUT][..]);
-        let at = big.as_ptr();
-        assert_eq!(take(&mut big, 2 * COPY_OUT).as_ptr(), at);
+        assert_eq!(body.as_ptr(), start.wrapping_add(38), "the body shares the buffer, uncopied");
+        // The response is done with: the next read reserves room in the same allocation.
+        drop((parsed, body));
+        buf.reserve(8192);
+        assert_eq!(buf.as_ptr(), start);
+    }
+
+    fn written(head: &RequestHead<'_>, host: &str, framing: RequestFraming) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_request_head(&mut out, head, host, framing);
+        out
     }
 
     #[test]
@@ -450,16 +442,23 @@ mod tests {
         headers.insert("x-a", HeaderValue::from_static("1"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        let mut out = Vec::new();
-        write_request_head(&mut out, &Method::POST, "/a?b=c", &headers, &AddedFields::default(), "10.0.0.1:80", RequestFraming::Length(12));
+        let out = written(
+            &RequestHead { method: &Method::POST, target: "/a?b=c", headers: &headers, added: None },
+            "10.0.0.1:80",
+            RequestFraming::Length(12),
+        );
         assert_eq!(out, b"POST /a?b=c HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n");
 
         // The added fields follow the map's, before the framing.
         let client = crate::http::headers::ClientInfo::new("10.0.0.9:4000".parse().unwrap());
-        let added = AddedFields::new(&mut HeaderMap::new(), &client, "a.example", &HeaderValue::from_static("id"), &[b'0'; 55]);
-        out.clear();
-        write_request_head(&mut out, &Method::POST, "/", &headers, &added, "10.0.0.1:80", RequestFraming::Length(12));
-        let head = String::from_utf8(out.clone()).unwrap();
+        let id = HeaderValue::from_static("id");
+        let added = AddedFields::new(&mut HeaderMap::new(), &client, "a.example", &id, &[b'0'; 55]);
+        let out = written(
+            &RequestHead { method: &Method::POST, target: "/", headers: &headers, added: Some(&added) },
+            "10.0.0.1:80",
+            RequestFraming::Length(12),
+        );
+        let head = String::from_utf8(out).unwrap();
         assert!(head.starts_with("POST / HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\nx-forwarded-for: 10.0.0.9\r\n"), "{head}");
         assert!(
             head.ends_with(
@@ -469,14 +468,19 @@ mod tests {
         );
 
         headers.insert(header::HOST, HeaderValue::from_static("example.com"));
-        out.clear();
-        write_request_head(&mut out, &Method::GET, "/", &HeaderMap::new(), &AddedFields::default(), "h", RequestFraming::Chunked);
+        let out = written(
+            &RequestHead { method: &Method::GET, target: "/", headers: &HeaderMap::new(), added: None },
+            "h",
+            RequestFraming::Chunked,
+        );
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
-        out.clear();
-        write_request_head(&mut out, &Method::GET, "/", &headers, &AddedFields::default(), "h", RequestFraming::Empty);
+        let out = written(&RequestHead { method: &Method::GET, target: "/", headers: &headers, added: None }, "h", RequestFraming::Empty);
         assert_eq!(out, b"GET / HTTP/1.1\r\nx-a: 1\r\nhost: example.com\r\ncontent-length: 0\r\n\r\n", "the client said Content-Length");
-        out.clear();
-        write_request_head(&mut out, &Method::PUT, "/", &HeaderMap::new(), &AddedFields::default(), "h", RequestFraming::Empty);
+        let out = written(
+            &RequestHead { method: &Method::PUT, target: "/", headers: &HeaderMap::new(), added: None },
+            "h",
+            RequestFraming::Empty,
+        );
         assert_eq!(out, b"PUT / HTTP/1.1\r\nhost: h\r\ncontent-length: 0\r\n\r\n");
     }
 
