@@ -12,9 +12,11 @@
 #        callgrind_annotate, e.g. --inclusive=yes loaded.out | head -60
 #        ACCESS_LOG=json|common measures the gateway with that access log (default off),
 #        its writer thread included
+#        H2=1 drives the gateway with h2c (prior knowledge) instead: h2load -c4 -m16,
+#        proxy-bench's h2c-c64 shape (the upstream side stays HTTP/1.1)
 #        PEER=nginx measures nginx as the proxy instead (one process, no master, upstream
 #        keep-alive, access_log off): the reference the gateway's count is held against
-# Needs: valgrind, nginx, wrk, curl; cargo build --release -p router-gateway
+# Needs: valgrind, nginx, wrk, curl (h2load for H2=1); cargo build --release -p router-gateway
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,7 +72,9 @@ run() {
   fi
   local pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "$health" && break; sleep 0.5; done
-  if [ "$2" = 1 ]; then
+  if [ "$2" = 1 ] && [ -n "${H2:-}" ]; then
+    h2load -t1 -c4 -m16 -D 10 -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/h2load.txt"
+  elif [ "$2" = 1 ]; then
     wrk -t1 -c8 -d10s -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/wrk.txt"
   else
     sleep 10
@@ -84,8 +88,15 @@ run() {
 idle=$(run idle 0)
 loaded=$(run loaded 1)
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK/idle.out" "$WORK/loaded.out" "$KEEP/"; fi
-if grep -q "Non-2xx" "$WORK/wrk.txt"; then echo "the gateway answered non-2xx:" >&2; cat "$WORK/wrk.txt" >&2; exit 1; fi
-requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+if [ -n "${H2:-}" ]; then
+  if ! grep -q "status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" "$WORK/h2load.txt"; then
+    echo "the gateway answered non-2xx or not at all:" >&2; cat "$WORK/h2load.txt" >&2; exit 1
+  fi
+  requests=$(awk '/^requests:/ {print $8}' "$WORK/h2load.txt")
+else
+  if grep -q "Non-2xx" "$WORK/wrk.txt"; then echo "the gateway answered non-2xx:" >&2; cat "$WORK/wrk.txt" >&2; exit 1; fi
+  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
+fi
 echo "startup instructions: $idle"
 echo "requests: $requests"
 echo "instructions per request: $(( (loaded - idle) / requests ))"

@@ -99,6 +99,7 @@ impl Gateway {
                 headers: &mut request.headers,
                 added: &request.added,
                 last: attempt == max_attempts,
+                response_room: request.response_room,
             };
 
             let guard = endpoint.start_request();

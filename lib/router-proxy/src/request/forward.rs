@@ -11,7 +11,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use router_core::{route_table::RouteRule, snapshot::RoutePolicy};
 
-use super::Gateway;
+use super::{Gateway, ResponseFields};
 use crate::{
     error::ProxyError,
     http::{
@@ -49,6 +49,8 @@ pub(super) struct UpstreamRequest<'a> {
     pub body: RequestBody,
     /// The client's side of an HTTP/1.1 upgrade (WebSocket), when it asked for one.
     pub upgrade: Option<OnUpgrade>,
+    /// Fields the response's map keeps room for: what goes into it for the client's server.
+    pub response_room: usize,
 }
 
 impl Gateway {
@@ -71,24 +73,27 @@ impl Gateway {
         let (mut parts, body) = req.into_parts();
         let path_and_query = rewritten_path(&parts, rule)?;
         headers::strip_hop_by_hop(&mut parts.headers);
-        // Room for what this stage adds, taken at once (a no-op for the HTTP/1.1 server's
-        // maps, made with it): growing a map field by field rehashed it twice.
-        parts.headers.reserve(ADDED_FIELDS);
+        let rewritten_host = policy.url_rewrite.as_ref().and_then(|rw| rw.hostname.as_deref());
+        // An HTTP/1.1 client's own Host header is kept as it came unless the route rewrites it;
+        // HTTP/2 carries the host in :authority, so its map has none.
+        let host_missing = rewritten_host.is_none() && !parts.headers.contains_key(header::HOST);
+        // Room for exactly what this stage adds, taken at once: a no-op for the HTTP/1.1
+        // server's maps (made with room for ADDED_FIELDS), and growing an HTTP/2 request's
+        // map by more than it needs cost a reallocation of its entries on every request.
+        let adds = usize::from(rewritten_host.is_some() || host_missing) + if upgrade.is_some() { 2 } else { 0 };
+        parts.headers.reserve(adds);
         let mut added = AddedFields::new(&mut parts.headers, client, host, ids.request_id, ids.traceparent);
         // The modifier sees (and may change) the forwarding fields; the request ids are the gateway's.
         if let Some(m) = &policy.request_headers {
             added.move_forwarding_into(&mut parts.headers);
             headers::apply_modifier(&mut parts.headers, m);
         }
-        // The logical host travels in Host for HTTP/1.1 and HTTP/2 upstreams alike; an
-        // HTTP/1.1 client's own Host header is kept as it came unless the route rewrites it.
-        if let Some(rewritten) = policy.url_rewrite.as_ref().and_then(|rw| rw.hostname.as_deref()) {
+        // The logical host travels in Host for HTTP/1.1 and HTTP/2 upstreams alike.
+        if let Some(rewritten) = rewritten_host {
             if let Ok(v) = HeaderValue::from_str(rewritten) {
                 parts.headers.insert(header::HOST, v);
             }
-        } else if !parts.headers.contains_key(header::HOST)
-            && let Ok(v) = HeaderValue::from_str(host)
-        {
+        } else if host_missing && let Ok(v) = HeaderValue::from_str(host) {
             parts.headers.insert(header::HOST, v);
         }
         if let Some((_, Some(protocol))) = &upgrade {
@@ -123,6 +128,7 @@ impl Gateway {
             added,
             body,
             upgrade: upgrade.map(|(on, _)| on),
+            response_room: if parts.version == Version::HTTP_2 { ResponseFields::ROOM_IN_HYPER_MAP } else { 0 },
         })
     }
 }

@@ -40,6 +40,9 @@ use crate::{
 /// The response header with the number of upstream attempts made.
 pub const ATTEMPTS_HEADER: &str = "x-datum-router-attempts";
 static ATTEMPTS_NAME: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
+/// The usual counts, as values made once (formatting one into a map's value costs an allocation).
+static FEW_ATTEMPTS: [HeaderValue; 4] =
+    [HeaderValue::from_static("1"), HeaderValue::from_static("2"), HeaderValue::from_static("3"), HeaderValue::from_static("4")];
 
 impl Gateway {
     pub(super) fn respond(
@@ -109,6 +112,12 @@ pub struct ResponseFields {
 }
 
 impl ResponseFields {
+    /// Room a response's map keeps for an HTTP/2 client (hyper's server):
+    /// these two fields, and one more because hyper looks up Content-Length
+    /// with `HeaderMap::entry`, which reserves a slot before it looks (a full
+    /// map grew, and reallocated its entries, on every h2c response).
+    pub const ROOM_IN_HYPER_MAP: usize = 3;
+
     /// `attempts`: 0 when the request did not go upstream.
     pub fn new(request_id: HeaderValue, attempts: u32) -> Self {
         Self { request_id, attempts }
@@ -130,7 +139,11 @@ impl ResponseFields {
     pub fn insert_into(self, headers: &mut HeaderMap) {
         headers.insert(forwarding::X_REQUEST_ID.clone(), self.request_id);
         if self.attempts > 0 {
-            headers.insert(ATTEMPTS_NAME.clone(), HeaderValue::from(self.attempts));
+            let value = match FEW_ATTEMPTS.get(self.attempts as usize - 1) {
+                Some(v) => v.clone(),
+                None => HeaderValue::from(self.attempts),
+            };
+            headers.insert(ATTEMPTS_NAME.clone(), value);
         }
     }
 }

@@ -142,11 +142,13 @@ pub async fn serve(
                 match &kind {
                     ListenerKind::Cleartext(entry) => {
                         let client = Arc::new(ClientInfo::new(peer).with_entry(entry.clone()));
-                        tokio::spawn(serve_client(stream, false, client, shared, draining, slot));
+                        // Boxed: tokio moves a task's future through several calls as it spawns it,
+                        // and this one is ten kilobytes (callgrind: six 9.8 KB copies a connection).
+                        tokio::spawn(Box::pin(serve_client(stream, false, client, shared, draining, slot)));
                     }
                     ListenerKind::Tls(port) => {
                         let port = *port;
-                        tokio::spawn(async move {
+                        tokio::spawn(Box::pin(async move {
                             let gateway = &shared.gateway;
                             let accepted = match handshake(stream, port, &gateway.cell, shared.settings.header_read_timeout).await {
                                 Ok(a) => a,
@@ -171,7 +173,7 @@ pub async fn serve(
                             };
                             let client = Arc::new(ClientInfo::new(peer).with_entry(entry).with_tls(sni, identity.as_ref()));
                             serve_client(stream, alpn == "h2", client, shared, draining, slot).await;
-                        });
+                        }));
                     }
                 }
             }
@@ -234,7 +236,11 @@ where
 {
     let (gateway, peer) = (shared.gateway.clone(), client.addr);
     let io = TokioIo::new(Guarded::new(io, gateway.metrics.clone(), shared.settings.header_read_timeout));
-    let service = service_fn(move |req| gateway.clone().handle(req, client.clone()));
+    // hyper runs each stream's future as a task of its own: boxed, the task holds a
+    // pointer instead of the request path's seven kilobytes, which tokio copied
+    // about eight times a stream as it spawned and finished the task (callgrind:
+    // 5,600 of 62,000 instructions an h2c request).
+    let service = service_fn(move |req| Box::pin(gateway.clone().handle(req, client.clone())));
     let conn = shared.http2.serve_connection(io, service);
     tokio::pin!(conn);
     let ended = tokio::select! {

@@ -107,6 +107,8 @@ pub struct Attempt<'a> {
     pub added: &'a AddedFields<'a>,
     /// No attempt follows this one.
     pub last: bool,
+    /// Fields the response's map keeps room for (see [`h1::RequestHead::response_room`]).
+    pub response_room: usize,
 }
 
 impl<B> UpstreamClient<B>
@@ -131,6 +133,7 @@ where
                     target: attempt.path_and_query.as_str(),
                     headers: attempt.headers,
                     added: Some(attempt.added),
+                    response_room: attempt.response_room,
                 };
                 pool.send_head(attempt.authority, head, body).await
             }

@@ -98,7 +98,7 @@ impl Http1Pool {
         };
         let (parts, body) = req.into_parts();
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: None };
+        let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: None, response_room: 0 };
         self.send_head(&authority, head, body).await
     }
 
@@ -134,7 +134,7 @@ impl Http1Pool {
                 }
             };
             let mut flight = InFlight::new(self, key.clone(), conn, head.method.clone());
-            match flight.exchange(&bytes, body.take(), framing).await {
+            match flight.exchange(&bytes, body.take(), framing, head.response_room).await {
                 Ok((head, early)) => return flight.respond(head, early).map_err(UpstreamError::request),
                 Err(e) if reused && resend && e.is_stale_connection() => {
                     tracing::debug!(%authority, error = %e, "pooled connection closed under the request: sending it on another");
@@ -209,18 +209,25 @@ impl InFlight {
         Self { conn: Some(conn), written: false, lease: Some(Lease { pool: Arc::downgrade(pool), key }), method }
     }
 
-    /// Writes the request; returns the response head and whether it came before the body was all written.
-    async fn exchange<B>(&mut self, head: &[u8], body: Option<B>, framing: RequestFraming) -> Result<(ResponseHead, bool), H1Error>
+    /// Writes the request; returns the response head (its map with room for
+    /// `room` more fields) and whether it came before the body was all written.
+    async fn exchange<B>(
+        &mut self,
+        head: &[u8],
+        body: Option<B>,
+        framing: RequestFraming,
+        room: usize,
+    ) -> Result<(ResponseHead, bool), H1Error>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
         let conn = self.conn.as_mut().expect("held until the exchange ends");
-        let result = match conn.write_request(head, body, framing).await {
+        let result = match conn.write_request(head, body, framing, room).await {
             Ok(Written::AnsweredEarly(head)) => Ok((head, true)),
             Ok(Written::Complete) => {
                 self.written = true;
-                conn.read_head().await.map(|head| (head, false))
+                conn.read_head(room).await.map(|head| (head, false))
             }
             Err(e) => Err(e),
         };
@@ -264,7 +271,7 @@ impl Drop for InFlight {
 /// Reads an abandoned exchange's response to its end, then pools the connection.
 async fn finish_abandoned(mut conn: Connection, lease: Lease, method: Method) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let head = conn.read_head().await.ok()?;
+        let head = conn.read_head(0).await.ok()?;
         let framing = wire::response_framing(&method, &head).ok()?;
         if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !head.keep_alive {
             return None;

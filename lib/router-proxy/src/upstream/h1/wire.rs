@@ -50,6 +50,13 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// Written after the map's fields.
     pub added: Option<&'a AddedFields<'a>>,
+    /// Fields the response's map keeps room for, beyond its own: what the
+    /// request path inserts before its client's server writes the map (none
+    /// for the gateway's HTTP/1.1 server, which writes its fields beside the
+    /// map). Sized exactly, a map of a few fields stays within what glibc
+    /// serves from its thread cache; a full one grows, and reallocates its
+    /// entries, at the first insert.
+    pub response_room: usize,
 }
 
 /// Writes the request line (origin form) and the header fields into `out`:
@@ -57,7 +64,7 @@ pub struct RequestHead<'a> {
 /// the gateway's, whatever the client sent; `host` is written when the
 /// headers carry no Host.
 pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead<'_>, host: &str, framing: RequestFraming) {
-    let RequestHead { method, target, headers, added } = *head;
+    let RequestHead { method, target, headers, added, .. } = *head;
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -164,13 +171,14 @@ impl FramingFields {
 }
 
 /// Parses one response head from the front of `buf` and takes its bytes out;
-/// `None` while it is incomplete.
+/// `None` while it is incomplete. Its map has room for `room` fields more
+/// (what the request path adds for the client: see [`RequestHead::response_room`]).
 ///
 /// The head's end is found first, so its bytes can be frozen and parsed in
 /// place: header values are slices of them, and the parser's field array
 /// starts small (most responses carry a handful of fields), growing to
 /// [`MAX_HEADERS`] only for a head that needs it.
-pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, WireError> {
+pub fn parse_response_head(buf: &mut BytesMut, room: usize) -> Result<Option<ResponseHead>, WireError> {
     let Some(len) = head_end(buf) else {
         if buf.len() > MAX_HEAD_BYTES {
             return Err(WireError::HeadTooLarge);
@@ -186,8 +194,8 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, W
     // Split off, not copied: the head's values share the connection's buffer,
     // which the next read reclaims whole once the response is done with them.
     let head = buf.split_to(len).freeze();
-    match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS]) {
-        Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS]),
+    match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS], room) {
+        Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS], room),
         parsed => parsed,
     }
     .map(Some)
@@ -196,7 +204,7 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, W
 /// Fields the parser makes room for at first.
 const FEW_HEADERS: usize = 24;
 
-fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> Result<ResponseHead, WireError> {
+fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], room: usize) -> Result<ResponseHead, WireError> {
     let mut response = httparse::Response::new(fields);
     if response.parse(head)?.is_partial() {
         return Err(WireError::Header);
@@ -224,7 +232,7 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>]) -> R
     };
     let dropped = response.headers.iter().filter(hop_only).count();
     let fields = response.headers.iter().filter(|f| !hop_only(f));
-    let headers = header_map(head, fields, response.headers.len() - dropped + ADDED_FIELDS)?;
+    let headers = header_map(head, fields, response.headers.len() - dropped + room)?;
     Ok(ResponseHead { status, version, headers, keep_alive, framing })
 }
 
@@ -236,12 +244,6 @@ pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
         _ => None,
     })
 }
-
-/// Room for the fields the gateway adds to every response (attempts, request
-/// id) without growing the map it was parsed into. Sized exactly, the map of
-/// a response with up to four fields stays within what glibc serves from its
-/// thread cache (1 KiB); CORS fields, when a route has them, grow it.
-const ADDED_FIELDS: usize = 2;
 
 /// The fields of a head parsed from `bytes`, values sharing its bytes, in a
 /// map with room for `capacity` fields (the client side's request heads are read with this too).
@@ -412,7 +414,16 @@ mod tests {
     use super::*;
 
     fn head(bytes: &[u8]) -> ResponseHead {
-        parse_response_head(&mut BytesMut::from(bytes)).unwrap().unwrap()
+        parse_response_head(&mut BytesMut::from(bytes), 0).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_response_map_keeps_the_room_it_is_asked_for() {
+        for room in [0, 3] {
+            let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"[..]);
+            let parsed = parse_response_head(&mut buf, room).unwrap().unwrap();
+            assert!(parsed.headers.capacity() >= 2 + room, "room {room}: capacity {}", parsed.headers.capacity());
+        }
     }
 
     #[test]
@@ -420,7 +431,7 @@ mod tests {
         let mut buf = BytesMut::with_capacity(8192);
         let start = buf.as_ptr();
         buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-        let parsed = parse_response_head(&mut buf).unwrap().unwrap();
+        let parsed = parse_response_head(&mut buf, 0).unwrap().unwrap();
         let body = buf.split_to(2).freeze();
         assert_eq!((&parsed.headers["content-length"], &body[..]), (&HeaderValue::from_static("2"), &b"ok"[..]));
         assert_eq!(body.as_ptr(), start.wrapping_add(38), "the body shares the buffer, uncopied");
@@ -443,7 +454,7 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         let out = written(
-            &RequestHead { method: &Method::POST, target: "/a?b=c", headers: &headers, added: None },
+            &RequestHead { method: &Method::POST, target: "/a?b=c", headers: &headers, added: None, response_room: 0 },
             "10.0.0.1:80",
             RequestFraming::Length(12),
         );
@@ -454,7 +465,7 @@ mod tests {
         let id = HeaderValue::from_static("id");
         let added = AddedFields::new(&mut HeaderMap::new(), &client, "a.example", &id, &[b'0'; 55]);
         let out = written(
-            &RequestHead { method: &Method::POST, target: "/", headers: &headers, added: Some(&added) },
+            &RequestHead { method: &Method::POST, target: "/", headers: &headers, added: Some(&added), response_room: 0 },
             "10.0.0.1:80",
             RequestFraming::Length(12),
         );
@@ -469,15 +480,19 @@ mod tests {
 
         headers.insert(header::HOST, HeaderValue::from_static("example.com"));
         let out = written(
-            &RequestHead { method: &Method::GET, target: "/", headers: &HeaderMap::new(), added: None },
+            &RequestHead { method: &Method::GET, target: "/", headers: &HeaderMap::new(), added: None, response_room: 0 },
             "h",
             RequestFraming::Chunked,
         );
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
-        let out = written(&RequestHead { method: &Method::GET, target: "/", headers: &headers, added: None }, "h", RequestFraming::Empty);
+        let out = written(
+            &RequestHead { method: &Method::GET, target: "/", headers: &headers, added: None, response_room: 0 },
+            "h",
+            RequestFraming::Empty,
+        );
         assert_eq!(out, b"GET / HTTP/1.1\r\nx-a: 1\r\nhost: example.com\r\ncontent-length: 0\r\n\r\n", "the client said Content-Length");
         let out = written(
-            &RequestHead { method: &Method::PUT, target: "/", headers: &HeaderMap::new(), added: None },
+            &RequestHead { method: &Method::PUT, target: "/", headers: &HeaderMap::new(), added: None, response_room: 0 },
             "h",
             RequestFraming::Empty,
         );
@@ -501,9 +516,9 @@ mod tests {
     #[test]
     fn a_response_head_is_parsed_once_complete_and_leaves_the_body() {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\n"[..]);
-        assert!(parse_response_head(&mut buf).unwrap().is_none());
+        assert!(parse_response_head(&mut buf, 0).unwrap().is_none());
         buf.extend_from_slice(b"\r\nokHTTP/1.1");
-        let parsed = parse_response_head(&mut buf).unwrap().unwrap();
+        let parsed = parse_response_head(&mut buf, 0).unwrap().unwrap();
         assert_eq!((parsed.status, parsed.version), (StatusCode::OK, Version::HTTP_11));
         assert_eq!(parsed.headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
         assert_eq!(&buf[..], b"okHTTP/1.1");
@@ -512,20 +527,20 @@ mod tests {
 
     #[test]
     fn malformed_or_oversized_heads_are_errors() {
-        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..])).is_err());
-        assert!(parse_response_head(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..])).is_err());
-        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"[..])).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]), 0).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), 0).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"[..]), 0).is_err());
         let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         while big.len() <= MAX_HEAD_BYTES {
             big.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
-        assert!(matches!(parse_response_head(&mut big), Err(WireError::HeadTooLarge | WireError::Head(_))));
+        assert!(matches!(parse_response_head(&mut big, 0), Err(WireError::HeadTooLarge | WireError::Head(_))));
         let mut many = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         for i in 0..=MAX_HEADERS {
             many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        assert!(matches!(parse_response_head(&mut many), Err(WireError::Head(httparse::Error::TooManyHeaders))));
+        assert!(matches!(parse_response_head(&mut many, 0), Err(WireError::Head(httparse::Error::TooManyHeaders))));
     }
 
     #[test]
