@@ -184,9 +184,10 @@ impl<'a> AddedFields<'a> {
     pub fn move_all_into(&mut self, headers: &mut HeaderMap) {
         self.move_forwarding_into(headers);
         if std::mem::take(&mut self.ids) {
-            headers.insert(X_REQUEST_ID.clone(), self.request_id.clone());
-            if let Ok(value) = HeaderValue::from_bytes(self.traceparent) {
-                headers.insert(TRACEPARENT.clone(), value);
+            for (name, value) in [(X_REQUEST_ID, FieldValue::Made(self.request_id)), (TRACEPARENT, FieldValue::Bytes(self.traceparent))] {
+                if let Some(value) = value.to_value().map(unindexed) {
+                    headers.insert(name.clone(), value);
+                }
             }
         }
     }
@@ -205,11 +206,21 @@ impl<'a> AddedFields<'a> {
     /// (for a client that writes the map only).
     pub fn insert_copies(&self, headers: &mut HeaderMap) {
         for (name, value) in self.pending() {
-            if let Some(value) = value.to_value() {
+            let value = if name == X_REQUEST_ID || name == TRACEPARENT { value.to_value().map(unindexed) } else { value.to_value() };
+            if let Some(value) = value {
                 headers.insert(name.clone(), value);
             }
         }
     }
+}
+
+/// A value new on every request, marked so that HPACK does not index it
+/// (RFC 7541 §7.1.3): in an HTTP/2 connection's table it would only push out
+/// entries that repeat, and hyper's encoder skips the table's search and
+/// insertion for it. HTTP/1.1 writers ignore the mark.
+pub fn unindexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// Whether a host can stand unquoted in a Forwarded element.
@@ -290,6 +301,7 @@ mod tests {
             "for=10.0.0.1;proto=http;host=api.example.com, for=\"[2001:db8::1]\";proto=http;host=api.example.com"
         );
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert!(h[X_REQUEST_ID].is_sensitive() && !h["x-forwarded-for"].is_sensitive());
         assert_eq!(written(&fields), "", "moved fields are not written again");
     }
 
@@ -308,6 +320,7 @@ mod tests {
         let mut copy = HeaderMap::new();
         fields.insert_copies(&mut copy);
         assert_eq!(copy[X_REQUEST_ID], "req-1");
+        assert!(copy[X_REQUEST_ID].is_sensitive() && copy[TRACEPARENT].is_sensitive(), "new on every request: not for HPACK to index");
         assert_eq!(written(&fields).lines().count(), 2, "copies leave the fields to write");
     }
 

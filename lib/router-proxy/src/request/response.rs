@@ -137,7 +137,7 @@ impl ResponseFields {
     }
 
     pub fn insert_into(self, headers: &mut HeaderMap) {
-        headers.insert(forwarding::X_REQUEST_ID.clone(), self.request_id);
+        headers.insert(forwarding::X_REQUEST_ID.clone(), forwarding::unindexed(self.request_id));
         if self.attempts > 0 {
             let value = match FEW_ATTEMPTS.get(self.attempts as usize - 1) {
                 Some(v) => v.clone(),
@@ -272,6 +272,7 @@ mod tests {
             fields.insert_into(&mut headers);
             assert_eq!((headers.len(), &headers[ATTEMPTS_HEADER]), (2, &HeaderValue::from(n)));
             assert_eq!(headers[forwarding::X_REQUEST_ID], "id");
+            assert!(headers[forwarding::X_REQUEST_ID].is_sensitive(), "new on every response: not for HPACK to index");
         }
         let local = ResponseFields::new(HeaderValue::from_static("id"), 0);
         assert!(!local.replace(&ATTEMPTS_NAME), "no attempts, no attempts field");
