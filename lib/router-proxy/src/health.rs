@@ -34,6 +34,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_check_res
 
 use crate::{
     config::SnapshotCell,
+    http::headers::GRPC_STATUS,
     telemetry::Metrics,
     tls::{self, TlsState},
     upstream::{RequestBody, UpstreamBody, UpstreamClient, UpstreamSettings, Upstreams},
@@ -184,9 +185,9 @@ fn grpc_health_request(service: &str) -> Bytes {
 /// Whether a Health/Check answer says SERVING: grpc-status 0 (in trailers or a
 /// trailers-only head) and a HealthCheckResponse with status SERVING.
 async fn grpc_serving(response: http::Response<UpstreamBody>) -> bool {
-    let head_status = response.headers().get("grpc-status").cloned();
+    let head_status = response.headers().get(&GRPC_STATUS).cloned();
     let Ok(collected) = response.into_body().collect().await else { return false };
-    let status = collected.trailers().and_then(|t| t.get("grpc-status").cloned()).or(head_status);
+    let status = collected.trailers().and_then(|t| t.get(&GRPC_STATUS).cloned()).or(head_status);
     if status.as_ref().map(|v| v.as_bytes()) != Some(b"0") {
         return false;
     }

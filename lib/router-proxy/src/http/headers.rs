@@ -22,6 +22,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// A gRPC call's status code, in trailers or a trailers-only response's head.
+pub static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// Removes hop-by-hop headers, including those the Connection header names.
 /// `TE: trailers` survives: gRPC needs it end to end.

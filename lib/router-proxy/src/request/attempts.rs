@@ -30,7 +30,7 @@ use crate::{
     http::headers,
     outcome::Outcome,
     telemetry::Metrics,
-    upstream::{Attempt, ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
+    upstream::{self, Attempt, ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
 };
 
 /// The response of the attempt that answered, and what stays held until its body is done.
@@ -66,6 +66,8 @@ impl Gateway {
             _ => 1,
         };
         let idempotent = retry::is_idempotent(&request.method);
+        // gRPC needs HTTP/2: an HTTP/1.1 service's responses are not looked at for it.
+        let grpc_possible = !upstream::is_http1(dest.service.protocol);
         if let Some(budget) = &policy.retry_budget {
             budget.record_request(std::time::Instant::now());
         }
@@ -116,11 +118,13 @@ impl Gateway {
             if let Some(kind) = timed_out {
                 self.metrics.timeouts.with_label_values(&[&*policy.label, kind]).inc();
             }
-            let failure = match &result {
-                Ok(r) => AttemptFailure::Status(effective_status(r)),
-                Err(f) => *f,
+            let (failure, grpc_stream) = match &result {
+                Ok(r) => {
+                    let (status, grpc_stream) = response_status(r, grpc_possible);
+                    (AttemptFailure::Status(status), grpc_stream)
+                }
+                Err(f) => (*f, false),
             };
-            let grpc_stream = matches!(&result, Ok(r) if is_grpc_stream(r));
             if !grpc_stream {
                 let failed = match failure {
                     AttemptFailure::Status(s) => s >= 500,
@@ -265,20 +269,25 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     any_cause(e, &|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
 }
 
-/// The status a response counts as for retrying: its HTTP status, or for a
-/// gRPC trailers-only error the HTTP status gRPC maps its code to
-/// (UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504, INTERNAL → 500).
-fn effective_status<B>(r: &Response<B>) -> u16 {
-    let grpc = r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u8>().ok());
-    match grpc {
+/// How a response counts for retrying, and whether it is a gRPC stream
+/// whose status will come in trailers (not a trailers-only answer). The
+/// status is its HTTP status, or for a gRPC trailers-only error the HTTP
+/// status gRPC maps its code to (UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504,
+/// INTERNAL → 500). Only a gRPC response (`grpc_possible`, and by its
+/// content type) is looked at for `grpc-status`.
+fn response_status<B: Body>(r: &Response<B>, grpc_possible: bool) -> (u16, bool) {
+    let status = r.status().as_u16();
+    if !grpc_possible || !headers::is_grpc(r.headers()) {
+        return (status, false);
+    }
+    let Some(grpc) = r.headers().get(&headers::GRPC_STATUS) else {
+        return (status, !r.body().is_end_stream());
+    };
+    let mapped = match grpc.to_str().ok().and_then(|v| v.parse::<u8>().ok()) {
         Some(14) => 503,
         Some(4) => 504,
         Some(13) => 500,
-        _ => r.status().as_u16(),
-    }
-}
-
-/// A gRPC response whose status will come in trailers (not a trailers-only answer).
-fn is_grpc_stream<B: Body>(r: &Response<B>) -> bool {
-    !r.body().is_end_stream() && !r.headers().contains_key("grpc-status") && headers::is_grpc(r.headers())
+        _ => status,
+    };
+    (mapped, false)
 }

@@ -90,7 +90,7 @@ impl Gateway {
     {
         let record = Record::start(&self, &req);
         // gRPC request streams may rightly stay quiet for long; their deadlines bound them.
-        let body_timeout = self.client_body_timeout.filter(|_| !headers::is_grpc(req.headers()));
+        let body_timeout = self.client_body_timeout.filter(|_| !record.grpc);
         let mut req = req.map(|body| ClientBody::new(body, body_timeout));
         let ambiguous = req.extensions().get::<AmbiguousFraming>().is_some();
         let valid = if ambiguous { Err(ProxyError::AmbiguousFraming) } else { validate::check(&mut req) };

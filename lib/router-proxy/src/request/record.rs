@@ -31,6 +31,8 @@ pub(super) struct Record {
     /// The `traceparent` the upstream gets: a child of the caller's, or of a new trace.
     pub traceparent: [u8; 55],
     request_size: Option<u64>,
+    /// A gRPC request, by its content type (read in the same pass).
+    pub grpc: bool,
 }
 
 impl Record {
@@ -39,11 +41,13 @@ impl Record {
         gateway.metrics.in_flight.inc();
         let method = req.method().clone();
         let logged = gateway.access_log.enabled().then(|| (req.uri().clone(), req.version()));
-        // One pass over the fields finds the three this needs (two of them names
+        // One pass over the fields finds the four this needs (two of them names
         // a map must hash byte by byte); the first of each counts, as with `get`.
-        let (mut caller, mut client_id, mut request_size) = (None, None, None);
+        let (mut caller, mut client_id, mut request_size, mut grpc) = (None, None, None, None);
         for (name, value) in req.headers() {
-            if name == header::CONTENT_LENGTH {
+            if name == header::CONTENT_TYPE {
+                grpc = grpc.or(Some(value.as_bytes().starts_with(b"application/grpc")));
+            } else if name == header::CONTENT_LENGTH {
                 request_size = request_size.or_else(|| value.to_str().ok()?.parse().ok());
             } else if name == forwarding::TRACEPARENT {
                 caller = caller.or_else(|| value.to_str().ok().and_then(TraceContext::parse));
@@ -67,7 +71,7 @@ impl Record {
             // made from a copy would allocate again to share it.
             None => HeaderValue::from_maybe_shared(Bytes::from_owner(trace.trace_id_hex())).expect("hex is a valid header value"),
         };
-        Self { start, method, logged, span, trace, request_id, traceparent, request_size }
+        Self { start, method, logged, span, trace, request_id, traceparent, request_size, grpc: grpc == Some(true) }
     }
 
     pub(super) fn finish<B: Body>(self, gateway: &Gateway, client: &ClientInfo, host: &str, response: &Response<B>, outcome: Outcome) {

@@ -30,15 +30,22 @@ use crate::error::ProxyError;
 /// Checks `req` against the rules above, rewriting `Host` where the target's authority wins.
 pub(super) fn check<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
     let headers = req.headers();
-    let mut hosts = headers.get_all(header::HOST).iter();
-    if hosts.next().is_some() && hosts.next().is_some() {
+    // One pass over the fields (a handful, compared as integers) instead of two hashed lookups.
+    let (mut hosts, mut coded) = (0, false);
+    for name in headers.iter().map(|(name, _)| name) {
+        hosts += usize::from(name == header::HOST);
+        coded |= name == header::TRANSFER_ENCODING;
+    }
+    if hosts > 1 {
         return Err(ProxyError::DuplicateHost);
     }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|&b| b == b','));
-    if let Some(first) = codings.next()
-        && (!first.trim_ascii().eq_ignore_ascii_case(b"chunked") || codings.next().is_some())
-    {
-        return Err(ProxyError::UnsupportedTransferEncoding);
+    if coded {
+        let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| v.as_bytes().split(|&b| b == b','));
+        if let Some(first) = codings.next()
+            && (!first.trim_ascii().eq_ignore_ascii_case(b"chunked") || codings.next().is_some())
+        {
+            return Err(ProxyError::UnsupportedTransferEncoding);
+        }
     }
     if let Some(scheme) = req.uri().scheme_str()
         && !scheme.eq_ignore_ascii_case("http")

@@ -74,7 +74,11 @@ impl Metrics {
             &["route"],
         ));
         let response_size = must(HistogramVec::new(
-            HistogramOpts::new("response_size_bytes", "Response body sizes where Content-Length is known, by route.").buckets(sizes()),
+            HistogramOpts::new(
+                "response_size_bytes",
+                "Response body sizes where the length is known (the body's exact length, else Content-Length), by route.",
+            )
+            .buckets(sizes()),
             &["route"],
         ));
         let upstream_errors = must(IntCounterVec::new(
