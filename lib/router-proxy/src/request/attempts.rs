@@ -15,6 +15,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use http::Response;
 use http_body::Body;
+use router_api::v1alpha1::ServiceProtocol;
 use router_core::{
     EndpointState,
     balance::{ActiveRequest, EndpointPicker},
@@ -30,7 +31,7 @@ use crate::{
     http::headers,
     outcome::Outcome,
     telemetry::Metrics,
-    upstream::{self, Attempt, ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
+    upstream::{Attempt, ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
 };
 
 /// The response of the attempt that answered, and what stays held until its body is done.
@@ -66,8 +67,9 @@ impl Gateway {
             _ => 1,
         };
         let idempotent = retry::is_idempotent(&request.method);
-        // gRPC needs HTTP/2: an HTTP/1.1 service's responses are not looked at for it.
-        let grpc_possible = !upstream::is_http1(dest.service.protocol);
+        // gRPC needs HTTP/2: a cleartext HTTP/1.1 service's responses are not looked at for it
+        // (an HTTPS one may have settled on HTTP/2 by ALPN).
+        let grpc_possible = dest.service.protocol != ServiceProtocol::Http;
         if let Some(budget) = &policy.retry_budget {
             budget.record_request(std::time::Instant::now());
         }
