@@ -67,9 +67,7 @@ impl Gateway {
             _ => 1,
         };
         let idempotent = retry::is_idempotent(&request.method);
-        // gRPC needs HTTP/2: a cleartext HTTP/1.1 service's responses are not looked at for it
-        // (an HTTPS one may have settled on HTTP/2 by ALPN).
-        let grpc_possible = dest.service.protocol != ServiceProtocol::Http;
+        let grpc_possible = may_carry_grpc(dest.service.protocol);
         if let Some(budget) = &policy.retry_budget {
             budget.record_request(std::time::Instant::now());
         }
@@ -271,6 +269,12 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     any_cause(e, &|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
 }
 
+/// gRPC needs HTTP/2: a cleartext HTTP/1.1 service's responses are not
+/// looked at for it, an HTTPS one's are (ALPN may have settled on HTTP/2).
+fn may_carry_grpc(protocol: ServiceProtocol) -> bool {
+    protocol != ServiceProtocol::Http
+}
+
 /// How a response counts for retrying, and whether it is a gRPC stream
 /// whose status will come in trailers (not a trailers-only answer). The
 /// status is its HTTP status, or for a gRPC trailers-only error the HTTP
@@ -292,4 +296,48 @@ fn response_status<B: Body>(r: &Response<B>, grpc_possible: bool) -> (u16, bool)
         _ => status,
     };
     (mapped, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::{Empty, Full};
+
+    use super::*;
+
+    fn response<B>(status: u16, fields: &[(&str, &str)], body: B) -> Response<B> {
+        let mut b = Response::builder().status(status);
+        for (name, value) in fields {
+            b = b.header(*name, *value);
+        }
+        b.body(body).unwrap()
+    }
+
+    #[test]
+    fn a_grpc_status_counts_as_its_http_status_where_grpc_can_travel() {
+        let grpc = [("content-type", "application/grpc")];
+        let unavailable = response(200, &[grpc[0], ("grpc-status", "14")], Empty::<Bytes>::new());
+        for protocol in [ServiceProtocol::Grpc, ServiceProtocol::Http2, ServiceProtocol::Https] {
+            assert_eq!(response_status(&unavailable, may_carry_grpc(protocol)), (503, false), "{protocol:?}");
+        }
+        assert_eq!(
+            response_status(&unavailable, may_carry_grpc(ServiceProtocol::Http)),
+            (200, false),
+            "cleartext HTTP/1.1 carries no gRPC"
+        );
+        for (code, status) in [("4", 504), ("13", 500), ("5", 200), ("0", 200)] {
+            let r = response(200, &[grpc[0], ("grpc-status", code)], Empty::<Bytes>::new());
+            assert_eq!(response_status(&r, true), (status, false), "grpc-status {code}");
+        }
+        let plain = response(200, &[("grpc-status", "14")], Empty::<Bytes>::new());
+        assert_eq!(response_status(&plain, true), (200, false), "not a gRPC response: its grpc-status means nothing");
+    }
+
+    #[test]
+    fn a_grpc_response_without_a_status_in_its_head_is_a_stream_until_its_trailers() {
+        let stream = response(200, &[("content-type", "application/grpc+proto")], Full::new(Bytes::from_static(b"msg")));
+        assert_eq!(response_status(&stream, true), (200, true));
+        let ended = response(200, &[("content-type", "application/grpc")], Empty::<Bytes>::new());
+        assert_eq!(response_status(&ended, true), (200, false), "no body to wait for");
+    }
 }
