@@ -60,6 +60,8 @@ struct Faults {
     status: std::sync::atomic::AtomicU16,
     /// Wait this long before answering (0: off).
     delay_ms: std::sync::atomic::AtomicU64,
+    /// Answer every request as a gRPC trailers-only error with this status (0: off).
+    grpc_status: std::sync::atomic::AtomicU8,
 }
 
 impl Drop for Backend {
@@ -76,6 +78,13 @@ impl Backend {
     /// Answers every request with `status` from now on (None: normal again).
     pub fn fail_with(&self, status: Option<u16>) {
         self.faults.status.store(status.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Answers every request as a gRPC trailers-only error (`content-type:
+    /// application/grpc`, `grpc-status` in the head, no body) with `code`
+    /// from now on (None: normal again).
+    pub fn fail_grpc_with(&self, code: Option<u8>) {
+        self.faults.grpc_status.store(code.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Delays every answer by `delay` from now on (zero: normal again), like a hanging backend.
@@ -153,6 +162,13 @@ fn serve(listener: TcpListener, name: &str, tls: Option<tokio_rustls::TlsAccepto
                             .filter(|_| faults.status.load(Ordering::Relaxed) != 0)
                         {
                             *r.status_mut() = status;
+                        }
+                        let grpc = faults.grpc_status.load(Ordering::Relaxed);
+                        if grpc != 0 {
+                            *r.body_mut() = Default::default();
+                            r.headers_mut().remove(http::header::CONTENT_LENGTH);
+                            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+                            r.headers_mut().insert("grpc-status", http::HeaderValue::from(u16::from(grpc)));
                         }
                         Ok::<_, Infallible>(r)
                     }

@@ -395,3 +395,34 @@ async fn upstream_tls_and_mtls_verify_the_endpoint_and_fail_cleanly_with_a_wrong
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_grpc_error_from_an_https_service_counts_as_its_http_status_for_retries() {
+    // An HTTPS service may settle on HTTP/2 by ALPN and carry gRPC: a trailers-only
+    // UNAVAILABLE (grpc-status 14 in the head of a 200) is a 503 for the route's retries.
+    let ca = Pki::new("grpc-ca");
+    let backends = start_tls_backends(&["down", "up"], ca.server(&["grpc.internal"]).server_config(None)).await;
+    backends[0].fail_grpc_with(Some(14));
+    let config = service_on("grpc-plain", "grpc", &[&backends[0], &backends[1]], "HTTP")
+        + &ca_secret("grpc-ca", &ca)
+        + &format!(
+            "apiVersion: router.datum.net/v1alpha1\nkind: VPCService\nmetadata: {{name: grpc-tls, namespace: default}}\n\
+             spec: {{vpcAttachmentSelector: {{matchLabels: {{app: grpc}}}}, port: {}, protocol: HTTPS, \
+             tls: {{serverName: grpc.internal, caCertificateRef: {{name: grpc-ca}}}}}}\n---\n",
+            backends[0].addr.port()
+        )
+        + &route(
+            "grpc-tls",
+            "  matches: [{pathPrefix: /}]\n  destinations: [{vpcServiceRef: {name: grpc-tls}}]\n  retries:\n    maxRetries: 1\n    retryOnStatus: [503]\n    nonIdempotent: true",
+        );
+    let gw = start(&config).await;
+    let client = Client::http1();
+    let mut retried = 0;
+    for _ in 0..6 {
+        let r = client.get(&gw.url("/pkg.Service/Call"), &[("content-type", "application/grpc")]).await.unwrap();
+        assert_eq!((r.status, r.backend()), (200, Some("up")), "the UNAVAILABLE answer is never the one returned");
+        retried += usize::from(r.header("x-datum-router-attempts") == Some("2"));
+    }
+    assert!(retried >= 1, "requests that met the failing endpoint first were retried");
+    assert!(backends[0].hits() >= 1, "the failing endpoint was tried");
+}
