@@ -134,7 +134,7 @@ impl<'a> AddedFields<'a> {
         }
         let [prev_for, _, _, prev_forwarded, _, _] = sent_values;
         let x_forwarded_for = match prev_for {
-            Some(prev) => joined(prev.as_bytes(), client.ip.as_bytes()),
+            Some(prev) => joined(&prev, FieldValue::Made(&client.ip)),
             None => Some(client.ip.clone()),
         };
         // Usually the Host field says exactly the host: its value is shared, not copied.
@@ -150,14 +150,7 @@ impl<'a> AddedFields<'a> {
             traceparent,
         };
         match prev_forwarded {
-            Some(prev) => {
-                let element = fields.element();
-                let mut bytes = Vec::with_capacity(prev.len() + 2 + element.len());
-                bytes.extend_from_slice(prev.as_bytes());
-                bytes.extend_from_slice(b", ");
-                element.write(&mut bytes);
-                fields.made[3] = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok();
-            }
+            Some(prev) => fields.made[3] = joined(&prev, fields.element()),
             None => fields.forwarded_element = true,
         }
         fields
@@ -182,14 +175,10 @@ impl<'a> AddedFields<'a> {
 
     /// Moves every field not yet moved into `headers`, replacing any there.
     pub fn move_all_into(&mut self, headers: &mut HeaderMap) {
-        self.move_forwarding_into(headers);
-        if std::mem::take(&mut self.ids) {
-            for (name, value) in [(X_REQUEST_ID, FieldValue::Made(self.request_id)), (TRACEPARENT, FieldValue::Bytes(self.traceparent))] {
-                if let Some(value) = value.to_value().map(unindexed) {
-                    headers.insert(name.clone(), value);
-                }
-            }
-        }
+        self.insert_copies(headers);
+        self.made = Default::default();
+        self.forwarded_element = false;
+        self.ids = false;
     }
 
     /// The fields not moved into a map, in order: what an HTTP/1.1 writer writes after the map's.
@@ -206,8 +195,9 @@ impl<'a> AddedFields<'a> {
     /// (for a client that writes the map only).
     pub fn insert_copies(&self, headers: &mut HeaderMap) {
         for (name, value) in self.pending() {
-            let value = if name == X_REQUEST_ID || name == TRACEPARENT { value.to_value().map(unindexed) } else { value.to_value() };
-            if let Some(value) = value {
+            // The request ids are new on every request: not for HPACK to index.
+            let unique = name == X_REQUEST_ID || name == TRACEPARENT;
+            if let Some(value) = value.to_value().map(|v| if unique { unindexed(v) } else { v }) {
                 headers.insert(name.clone(), value);
             }
         }
@@ -229,11 +219,11 @@ fn is_token(host: &str) -> bool {
 }
 
 /// `prev, next` as one header value (a list header gaining an element).
-fn joined(prev: &[u8], next: &[u8]) -> Option<HeaderValue> {
+fn joined(prev: &HeaderValue, next: FieldValue<'_>) -> Option<HeaderValue> {
     let mut v = Vec::with_capacity(prev.len() + 2 + next.len());
-    v.extend_from_slice(prev);
+    v.extend_from_slice(prev.as_bytes());
     v.extend_from_slice(b", ");
-    v.extend_from_slice(next);
+    next.write(&mut v);
     HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok()
 }
 

@@ -190,7 +190,22 @@ pub fn apply_modifier(headers: &mut HeaderMap, m: &HeaderModifier) {
 
 /// Whether a message is gRPC (content-type application/grpc, +proto and the like).
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    headers.get(header::CONTENT_TYPE).is_some_and(is_grpc_content_type)
+}
+
+/// Whether a Content-Type value is gRPC's (application/grpc, +proto and the like).
+pub fn is_grpc_content_type(value: &HeaderValue) -> bool {
+    value.as_bytes().starts_with(b"application/grpc")
+}
+
+/// A gRPC status code, from trailers or a trailers-only response's head.
+pub fn grpc_status(headers: &HeaderMap) -> Option<u8> {
+    headers.get(&GRPC_STATUS).and_then(grpc_code)
+}
+
+/// A `grpc-status` value's code.
+pub fn grpc_code(value: &HeaderValue) -> Option<u8> {
+    value.to_str().ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -289,7 +289,7 @@ fn response_status<B: Body>(r: &Response<B>, grpc_possible: bool) -> (u16, bool)
     let Some(grpc) = r.headers().get(&headers::GRPC_STATUS) else {
         return (status, !r.body().is_end_stream());
     };
-    let mapped = match grpc.to_str().ok().and_then(|v| v.parse::<u8>().ok()) {
+    let mapped = match headers::grpc_code(grpc) {
         Some(14) => 503,
         Some(4) => 504,
         Some(13) => 500,

@@ -153,5 +153,10 @@ fn is_upgrade_request<B>(req: &Request<B>) -> bool {
 }
 
 pub(super) fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    length(h.get(header::CONTENT_LENGTH)?)
+}
+
+/// A Content-Length value's length.
+pub(super) fn length(value: &HeaderValue) -> Option<u64> {
+    value.to_str().ok()?.parse().ok()
 }

@@ -11,10 +11,16 @@ use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body;
 use opentelemetry::KeyValue;
 
-use super::{Gateway, forward::content_length};
+use super::{
+    Gateway,
+    forward::{content_length, length},
+};
 use crate::{
     error::ProxyError,
-    http::{forwarding, headers::ClientInfo},
+    http::{
+        forwarding,
+        headers::{self, ClientInfo},
+    },
     outcome::Outcome,
     telemetry::{AccessRecord, RequestLabels, method_label, spans::RequestSpan, status_class, trace::TraceContext},
 };
@@ -46,9 +52,9 @@ impl Record {
         let (mut caller, mut client_id, mut request_size, mut grpc) = (None, None, None, None);
         for (name, value) in req.headers() {
             if name == header::CONTENT_TYPE {
-                grpc = grpc.or(Some(value.as_bytes().starts_with(b"application/grpc")));
+                grpc = grpc.or(Some(headers::is_grpc_content_type(value)));
             } else if name == header::CONTENT_LENGTH {
-                request_size = request_size.or_else(|| value.to_str().ok()?.parse().ok());
+                request_size = request_size.or_else(|| length(value));
             } else if name == forwarding::TRACEPARENT {
                 caller = caller.or_else(|| value.to_str().ok().and_then(TraceContext::parse));
             } else if name == forwarding::X_REQUEST_ID && client_id.is_none() {

@@ -218,8 +218,7 @@ impl Body for GuardedBody {
                 }
                 match &frame {
                     Some(Ok(f)) if f.is_trailers() => {
-                        let status =
-                            f.trailers_ref().and_then(|t| t.get(&headers::GRPC_STATUS)).and_then(|v| v.to_str().ok()?.parse().ok());
+                        let status = f.trailers_ref().and_then(headers::grpc_status);
                         if let Some(grpc) = this.grpc.take() {
                             grpc.finish(status);
                         }

@@ -107,7 +107,9 @@ pub struct Attempt<'a> {
     pub added: &'a AddedFields<'a>,
     /// No attempt follows this one.
     pub last: bool,
-    /// Fields the response's map keeps room for (see [`h1::RequestHead::response_room`]).
+    /// Fields the response's map keeps room for, beyond its own: what the
+    /// request path inserts before its client's server writes the map (none
+    /// for the gateway's HTTP/1.1 server, which writes its fields beside it).
     pub response_room: usize,
 }
 
@@ -133,9 +135,8 @@ where
                     target: attempt.path_and_query.as_str(),
                     headers: attempt.headers,
                     added: Some(attempt.added),
-                    response_room: attempt.response_room,
                 };
-                pool.send_head(attempt.authority, head, body).await
+                pool.send_head(attempt.authority, head, body, attempt.response_room).await
             }
             Self::Pooled(client) => {
                 let uri = Uri::builder()

@@ -98,17 +98,19 @@ impl Http1Pool {
         };
         let (parts, body) = req.into_parts();
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: None, response_room: 0 };
-        self.send_head(&authority, head, body).await
+        let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: None };
+        self.send_head(&authority, head, body, 0).await
     }
 
     /// Sends a request with `head` and `body` to `authority`, over a pooled
-    /// connection or a new one.
+    /// connection or a new one; the response's map keeps room for
+    /// `response_room` more fields.
     pub async fn send_head<B>(
         self: &Arc<Self>,
         authority: &Authority,
         head: RequestHead<'_>,
         body: B,
+        response_room: usize,
     ) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: Body<Data = Bytes>,
@@ -134,7 +136,7 @@ impl Http1Pool {
                 }
             };
             let mut flight = InFlight::new(self, key.clone(), conn, head.method.clone());
-            match flight.exchange(&bytes, body.take(), framing, head.response_room).await {
+            match flight.exchange(&bytes, body.take(), framing, response_room).await {
                 Ok((head, early)) => return flight.respond(head, early).map_err(UpstreamError::request),
                 Err(e) if reused && resend && e.is_stale_connection() => {
                     tracing::debug!(%authority, error = %e, "pooled connection closed under the request: sending it on another");

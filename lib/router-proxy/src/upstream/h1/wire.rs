@@ -50,13 +50,6 @@ pub struct RequestHead<'a> {
     pub headers: &'a HeaderMap,
     /// Written after the map's fields.
     pub added: Option<&'a AddedFields<'a>>,
-    /// Fields the response's map keeps room for, beyond its own: what the
-    /// request path inserts before its client's server writes the map (none
-    /// for the gateway's HTTP/1.1 server, which writes its fields beside the
-    /// map). Sized exactly, a map of a few fields stays within what glibc
-    /// serves from its thread cache; a full one grows, and reallocates its
-    /// entries, at the first insert.
-    pub response_room: usize,
 }
 
 /// Writes the request line (origin form) and the header fields into `out`:
@@ -66,7 +59,7 @@ pub struct RequestHead<'a> {
 /// proxied request always has one, so a lookup first was a hashed search
 /// for nothing).
 pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead<'_>, host: &str, framing: RequestFraming) {
-    let RequestHead { method, target, headers, added, .. } = *head;
+    let RequestHead { method, target, headers, added } = *head;
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -174,8 +167,11 @@ impl FramingFields {
 }
 
 /// Parses one response head from the front of `buf` and takes its bytes out;
-/// `None` while it is incomplete. Its map has room for `room` fields more
-/// (what the request path adds for the client: see [`RequestHead::response_room`]).
+/// `None` while it is incomplete. Its map has room for `room` fields more:
+/// what the request path inserts before its client's server writes the map
+/// (see [`crate::upstream::Attempt::response_room`]). Sized exactly, a map of
+/// a few fields stays within what glibc serves from its thread cache; a full
+/// one grows, and reallocates its entries, at the first insert.
 ///
 /// The head's end is found first, so its bytes can be frozen and parsed in
 /// place: header values are slices of them, and the parser's field array
@@ -457,7 +453,7 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         let out = written(
-            &RequestHead { method: &Method::POST, target: "/a?b=c", headers: &headers, added: None, response_room: 0 },
+            &RequestHead { method: &Method::POST, target: "/a?b=c", headers: &headers, added: None },
             "10.0.0.1:80",
             RequestFraming::Length(12),
         );
@@ -468,7 +464,7 @@ mod tests {
         let id = HeaderValue::from_static("id");
         let added = AddedFields::new(&mut HeaderMap::new(), &client, "a.example", &id, &[b'0'; 55]);
         let out = written(
-            &RequestHead { method: &Method::POST, target: "/", headers: &headers, added: Some(&added), response_room: 0 },
+            &RequestHead { method: &Method::POST, target: "/", headers: &headers, added: Some(&added) },
             "10.0.0.1:80",
             RequestFraming::Length(12),
         );
@@ -483,19 +479,15 @@ mod tests {
 
         headers.insert(header::HOST, HeaderValue::from_static("example.com"));
         let out = written(
-            &RequestHead { method: &Method::GET, target: "/", headers: &HeaderMap::new(), added: None, response_room: 0 },
+            &RequestHead { method: &Method::GET, target: "/", headers: &HeaderMap::new(), added: None },
             "h",
             RequestFraming::Chunked,
         );
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n");
-        let out = written(
-            &RequestHead { method: &Method::GET, target: "/", headers: &headers, added: None, response_room: 0 },
-            "h",
-            RequestFraming::Empty,
-        );
+        let out = written(&RequestHead { method: &Method::GET, target: "/", headers: &headers, added: None }, "h", RequestFraming::Empty);
         assert_eq!(out, b"GET / HTTP/1.1\r\nx-a: 1\r\nhost: example.com\r\ncontent-length: 0\r\n\r\n", "the client said Content-Length");
         let out = written(
-            &RequestHead { method: &Method::PUT, target: "/", headers: &HeaderMap::new(), added: None, response_room: 0 },
+            &RequestHead { method: &Method::PUT, target: "/", headers: &HeaderMap::new(), added: None },
             "h",
             RequestFraming::Empty,
         );
