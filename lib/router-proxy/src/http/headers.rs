@@ -10,9 +10,12 @@ use router_tls::ClientIdentity;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
 /// plus the de-facto ones proxies also drop.
+/// Keep-Alive: HTTP/1.0's parameters for a persistent connection, a hop-by-hop field.
+pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
+    KEEP_ALIVE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,

@@ -7,7 +7,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
-use crate::http::forwarding::AddedFields;
+use crate::http::{forwarding::AddedFields, headers::KEEP_ALIVE};
 
 /// Most header fields a response head (or a trailer section) may carry: hyper's default.
 const MAX_HEADERS: usize = 100;
@@ -149,9 +149,9 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    fn read(&mut self, f: &httparse::Header<'_>) {
-        if f.name.eq_ignore_ascii_case("content-length") {
-            for part in f.value.split(|&b| b == b',') {
+    fn read(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == header::CONTENT_LENGTH {
+            for part in value.split(|&b| b == b',') {
                 let n = parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length");
                 self.length = Some(match (self.length, n) {
                     (Some(Err(e)), _) | (_, Err(e)) => Err(e),
@@ -159,9 +159,29 @@ impl FramingFields {
                     (_, Ok(n)) => Ok(n),
                 });
             }
-        } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = f.value.split(|&b| b == b',').next_back().map(<[u8]>::trim_ascii);
+        } else if name == header::TRANSFER_ENCODING {
+            let last = value.split(|&b| b == b',').next_back().map(<[u8]>::trim_ascii);
             self.transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        }
+    }
+}
+
+/// What a response's Connection fields said.
+#[derive(Debug, Default)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+    /// A token that names another field, which is hop-by-hop too.
+    other: bool,
+}
+
+impl ConnectionTokens {
+    fn read(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            let (close, keep_alive) = (token.eq_ignore_ascii_case(b"close"), token.eq_ignore_ascii_case(b"keep-alive"));
+            self.close |= close;
+            self.keep_alive |= keep_alive;
+            self.other |= !close && !keep_alive;
         }
     }
 }
@@ -203,6 +223,9 @@ pub fn parse_response_head(buf: &mut BytesMut, room: usize) -> Result<Option<Res
 /// Fields the parser makes room for at first.
 const FEW_HEADERS: usize = 24;
 
+/// One pass over the parsed fields: each name is made once, and the framing
+/// and Connection fields are recognised by it (comparing names as strings,
+/// field by field and pass by pass, cost more than building the map).
 fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], room: usize) -> Result<ResponseHead, WireError> {
     let mut response = httparse::Response::new(fields);
     if response.parse(head)?.is_partial() {
@@ -210,29 +233,43 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], room
     }
     let status = StatusCode::from_u16(response.code.unwrap_or(0)).map_err(|_| WireError::Header)?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let (mut close, mut keep, mut other) = (false, false, false);
+    // A 101 keeps every field, for the upgrade.
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut headers = HeaderMap::with_capacity(response.headers.len() + room);
     let mut framing = FramingFields::default();
+    let mut connection = ConnectionTokens::default();
+    let mut held_back = false;
     for f in response.headers.iter() {
-        if !f.name.eq_ignore_ascii_case("connection") {
-            framing.read(f);
+        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
+        let hop_only = name == header::CONNECTION || name == KEEP_ALIVE;
+        if name == header::CONNECTION {
+            connection.read(f.value);
+        } else {
+            framing.read(&name, f.value);
+        }
+        if hop_only && !upgrade {
+            held_back = true;
             continue;
         }
-        for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep |= token.eq_ignore_ascii_case(b"keep-alive");
-            other |= !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive");
+        headers.append(name, shared_value(head, f.value)?);
+    }
+    // A Connection field that names other fields stays, with Keep-Alive, for
+    // the gateway to drop those too (rare: appended after the rest).
+    if held_back && connection.other {
+        for f in response.headers.iter() {
+            let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
+            if name == header::CONNECTION || name == KEEP_ALIVE {
+                headers.append(name, shared_value(head, f.value)?);
+            }
         }
     }
-    let keep_alive = !close && (keep || version != Version::HTTP_10);
-    let hop_only = |f: &&httparse::Header<'_>| {
-        status != StatusCode::SWITCHING_PROTOCOLS
-            && !other
-            && (f.name.eq_ignore_ascii_case("connection") || f.name.eq_ignore_ascii_case("keep-alive"))
-    };
-    let dropped = response.headers.iter().filter(hop_only).count();
-    let fields = response.headers.iter().filter(|f| !hop_only(f));
-    let headers = header_map(head, fields, response.headers.len() - dropped + room)?;
+    let keep_alive = !connection.close && (connection.keep_alive || version != Version::HTTP_10);
     Ok(ResponseHead { status, version, headers, keep_alive, framing })
+}
+
+/// A header value that shares `bytes`, which `value` is a slice of.
+fn shared_value(bytes: &Bytes, value: &[u8]) -> Result<HeaderValue, WireError> {
+    HeaderValue::from_maybe_shared(bytes.slice_ref(value)).map_err(|_| WireError::Header)
 }
 
 /// Where the head at the front of `buf` ends (after its empty line), when it is all there.
@@ -254,8 +291,7 @@ pub(crate) fn header_map<'a, 'b: 'a>(
     let mut headers = HeaderMap::with_capacity(capacity);
     for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
-        let value = HeaderValue::from_maybe_shared(bytes.slice_ref(f.value)).map_err(|_| WireError::Header)?;
-        headers.append(name, value);
+        headers.append(name, shared_value(bytes, f.value)?);
     }
     Ok(headers)
 }
