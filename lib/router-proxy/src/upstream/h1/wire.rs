@@ -586,8 +586,12 @@ mod tests {
         assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n").unwrap(), BodyFraming::Chunked);
         assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n").unwrap(), BodyFraming::Close);
         assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\n\r\n").unwrap(), BodyFraming::Close);
+        // Field names are case-insensitive: the framing fields are known by name, whatever the case.
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\nContent-LENGTH: 5\r\n\r\n").unwrap(), BodyFraming::Length(5));
+        assert_eq!(framing(&get, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n").unwrap(), BodyFraming::Chunked);
         for refused in [
-            &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTRANSFER-ENCODING: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
@@ -609,8 +613,10 @@ mod tests {
     fn fields_that_only_describe_this_hop_are_left_out_unless_an_upgrade_needs_them() {
         let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nx-a: 1\r\n\r\n");
         assert_eq!(h.headers.keys().collect::<Vec<_>>(), ["x-a"]);
-        let h = head(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n");
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nKeep-Alive: timeout=5\r\nx-a: 1\r\n\r\n");
         assert!(h.headers.contains_key("connection"), "it names another field, for the gateway to drop");
+        assert!(h.headers.contains_key("keep-alive") && h.headers.contains_key("x-a"));
+        assert!(!h.keep_alive);
         let h = head(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
         assert_eq!(h.headers.len(), 2);
         let h = head(b"HTTP/1.1 101 Switching Protocols\r\nConnection: keep-alive\r\n\r\n");
