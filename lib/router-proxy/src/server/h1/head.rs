@@ -143,15 +143,11 @@ fn check(mut head: Head) -> Result<Head, HeadError> {
         return Ok(head);
     }
     let tokens = |name| headers.get_all(name).iter().flat_map(|v| v.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii));
-    let (mut close, mut keep, mut upgrade) = (false, false, false);
-    for token in tokens(header::CONNECTION) {
-        close |= token.eq_ignore_ascii_case(b"close");
-        keep |= token.eq_ignore_ascii_case(b"keep-alive");
-        upgrade |= token.eq_ignore_ascii_case(b"upgrade");
-    }
-    head.keep_alive = !close && (keep || version == Version::HTTP_11);
-    head.upgrade =
-        *request.method() == Method::CONNECT || (upgrade && version == Version::HTTP_11 && headers.contains_key(header::UPGRADE));
+    let mut connection = wire::ConnectionTokens::default();
+    headers.get_all(header::CONNECTION).iter().for_each(|v| connection.read(v.as_bytes()));
+    head.keep_alive = !connection.close && (connection.keep_alive || version == Version::HTTP_11);
+    head.upgrade = *request.method() == Method::CONNECT
+        || (connection.upgrade && version == Version::HTTP_11 && headers.contains_key(header::UPGRADE));
     head.trailers = tokens(header::TE).any(|t| t.eq_ignore_ascii_case(b"trailers"));
     let has_length = headers.contains_key(header::CONTENT_LENGTH);
     head.body = if headers.contains_key(header::TRANSFER_ENCODING) {

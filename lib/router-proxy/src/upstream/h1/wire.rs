@@ -166,21 +166,27 @@ impl FramingFields {
     }
 }
 
-/// What a response's Connection fields said.
+/// What a message's Connection fields said (read on both sides: the client's
+/// request heads and the upstream's response heads).
 #[derive(Debug, Default)]
-struct ConnectionTokens {
-    close: bool,
-    keep_alive: bool,
+pub(crate) struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
     /// A token that names another field, which is hop-by-hop too.
-    other: bool,
+    pub other: bool,
 }
 
 impl ConnectionTokens {
-    fn read(&mut self, value: &[u8]) {
+    /// Adds one Connection field's value.
+    pub fn read(&mut self, value: &[u8]) {
         for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            let (close, keep_alive) = (token.eq_ignore_ascii_case(b"close"), token.eq_ignore_ascii_case(b"keep-alive"));
+            let close = token.eq_ignore_ascii_case(b"close");
+            let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+            let upgrade = token.eq_ignore_ascii_case(b"upgrade");
             self.close |= close;
             self.keep_alive |= keep_alive;
+            self.upgrade |= upgrade;
             self.other |= !close && !keep_alive;
         }
     }
