@@ -157,16 +157,10 @@ fn check(mut head: Head) -> Result<Head, HeadError> {
         head.ambiguous = has_length;
         BodyFraming::Chunked
     } else if has_length {
-        let mut length = None;
-        for part in tokens(header::CONTENT_LENGTH) {
-            let n = wire::parse_decimal(part).ok_or(HeadError::Malformed("invalid Content-Length"))?;
-            if length.replace(n).is_some_and(|m| m != n) {
-                return Err(HeadError::Malformed("conflicting Content-Length values"));
-            }
-        }
-        match length {
-            Some(0) | None => BodyFraming::None,
-            Some(n) => BodyFraming::Length(n),
+        match headers.get_all(header::CONTENT_LENGTH).iter().fold(None, |so_far, v| wire::agreed_length(so_far, v.as_bytes())) {
+            Some(Err(e)) => return Err(HeadError::Malformed(e)),
+            Some(Ok(0)) | None => BodyFraming::None,
+            Some(Ok(n)) => BodyFraming::Length(n),
         }
     } else {
         BodyFraming::None

@@ -151,19 +151,26 @@ struct FramingFields {
 impl FramingFields {
     fn read(&mut self, name: &HeaderName, value: &[u8]) {
         if name == header::CONTENT_LENGTH {
-            for part in value.split(|&b| b == b',') {
-                let n = parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length");
-                self.length = Some(match (self.length, n) {
-                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
-                    (Some(Ok(m)), Ok(n)) if m != n => Err("conflicting Content-Length values"),
-                    (_, Ok(n)) => Ok(n),
-                });
-            }
+            self.length = agreed_length(self.length, value);
         } else if name == header::TRANSFER_ENCODING {
             let last = value.split(|&b| b == b',').next_back().map(<[u8]>::trim_ascii);
             self.transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
         }
     }
+}
+
+/// The length agreed so far, with one more Content-Length field's `value`
+/// (read on both sides): `Err` once a value is invalid or disagrees. A list
+/// of equal values is one length (RFC 9112 §6.3).
+pub(crate) fn agreed_length(so_far: Option<Result<u64, &'static str>>, value: &[u8]) -> Option<Result<u64, &'static str>> {
+    value.split(|&b| b == b',').fold(so_far, |so_far, part| {
+        let n = parse_decimal(part.trim_ascii()).ok_or("invalid Content-Length");
+        Some(match (so_far, n) {
+            (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+            (Some(Ok(m)), Ok(n)) if m != n => Err("conflicting Content-Length values"),
+            (_, Ok(n)) => Ok(n),
+        })
+    })
 }
 
 /// What a message's Connection fields said (read on both sides: the client's
