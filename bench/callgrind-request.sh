@@ -14,6 +14,7 @@
 #        its writer thread included
 #        H2=1 drives the gateway with h2c (prior knowledge) instead: h2load -c4 -m16,
 #        proxy-bench's h2c-c64 shape (the upstream side stays HTTP/1.1)
+#        CONNS=N drives it with wrk -cN instead of -c8 (per-connection costs show at -c256)
 #        PEER=nginx measures nginx as the proxy instead (one process, no master, upstream
 #        keep-alive, access_log off): the reference the gateway's count is held against
 # Needs: valgrind, nginx, wrk, curl (h2load for H2=1); cargo build --release -p router-gateway
@@ -75,7 +76,7 @@ run() {
   if [ "$2" = 1 ] && [ -n "${H2:-}" ]; then
     h2load -t1 -c4 -m16 -D 10 -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/h2load.txt"
   elif [ "$2" = 1 ]; then
-    wrk -t1 -c8 -d10s -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/wrk.txt"
+    wrk -t1 -c"${CONNS:-8}" -d10s -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/wrk.txt"
   else
     sleep 10
   fi

@@ -197,3 +197,68 @@ async fn a_body_of_unknown_length_is_chunked_for_http_1_1_and_close_delimited_fo
     assert_eq!((field(&head, "transfer-encoding"), field(&head, "connection")), (None, Some("close")), "{head}");
     assert_eq!(c.rest().await, "hello, world", "the body ends with the connection");
 }
+
+/// An upstream's fields reach the client as the upstream spelled them, less
+/// those that describe its hop to the gateway (Connection, Keep-Alive, the
+/// fields a Connection names) and those the gateway sets itself; a route's
+/// response header modifier still applies to them.
+#[tokio::test]
+async fn upstream_fields_pass_as_spelled_less_their_hops_own_and_the_gateways() {
+    let plain = raw_backend("127.0.0.1:0".parse().unwrap(), |mut stream| async move {
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nServer: raw\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Upstream: A\r\n\
+                  X-Request-Id: forged\r\nContent-Length: 2\r\n\r\nok",
+            )
+            .await;
+    })
+    .await;
+    let naming = raw_backend("127.0.0.1:0".parse().unwrap(), |mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nX-Upstream: B\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+    })
+    .await;
+    let config = [
+        vpc("raw-vpc"),
+        attachment("raw-a", "raw-vpc", &[plain.ip()], true, "raw"),
+        service("plain", "raw", plain.port(), "HTTP"),
+        service("naming", "raw", naming.port(), "HTTP"),
+        route("plain", "  match: {path: /plain}\n  destinations: [{vpcServiceRef: {name: plain}}]"),
+        route("naming", "  match: {path: /naming}\n  destinations: [{vpcServiceRef: {name: naming}}]"),
+        route(
+            "modified",
+            "  match: {path: /modified}\n  filters:\n    responseHeaders: {set: {x-upstream: changed}, add: {x-added: here}}\n  \
+             destinations: [{vpcServiceRef: {name: plain}}]",
+        ),
+    ]
+    .concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+
+    let mut c = Conn::open(&gw).await;
+    c.send(b"GET /plain HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine\r\n\r\n").await;
+    while !c.buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        assert!(c.fill().await > 0, "a response head");
+    }
+    let spelled = String::from_utf8_lossy(&c.buf).into_owned();
+    assert!(
+        spelled.contains("\r\nServer: raw\r\n") && spelled.contains("\r\nX-Upstream: A\r\n"),
+        "as the upstream spelled them: {spelled}"
+    );
+    let (head, body) = c.response().await;
+    assert_eq!((status(&head), body.as_str()), (200, "ok"));
+    assert_eq!(field(&head, "x-request-id"), Some("mine"), "the gateway's request id, not the upstream's: {head}");
+    assert_eq!(head.matches("x-request-id").count(), 1, "{head}");
+    assert_eq!(field(&head, "keep-alive"), None, "{head}");
+    assert_eq!(field(&head, "connection"), None, "the client's connection stays open, unannounced: {head}");
+
+    c.send(b"GET /naming HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (head, _) = c.response().await;
+    assert_eq!(field(&head, "x-upstream"), Some("b"), "{head}");
+    assert_eq!(field(&head, "x-secret"), None, "a field the upstream's Connection names is hop-by-hop: {head}");
+
+    c.send(b"GET /modified HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (head, _) = c.response().await;
+    assert_eq!((field(&head, "x-upstream"), field(&head, "x-added")), (Some("changed"), Some("here")), "{head}");
+    assert_eq!((field(&head, "server"), field(&head, "keep-alive")), (Some("raw"), None), "{head}");
+}

@@ -28,7 +28,7 @@ use router_core::{
 use super::{Gateway, destination::Destination, forward::UpstreamRequest};
 use crate::{
     error::ProxyError,
-    http::headers,
+    http::{field_lines::FieldLines, headers},
     outcome::Outcome,
     telemetry::Metrics,
     upstream::{Attempt, ClientBodyError, RequestBody, UpstreamBody, UpstreamClient, UpstreamError},
@@ -37,6 +37,8 @@ use crate::{
 /// The response of the attempt that answered, and what stays held until its body is done.
 pub(super) struct Answered {
     pub response: Response<UpstreamBody>,
+    /// Its fields as the gateway's HTTP/1.1 client read them, when not in its map.
+    pub lines: FieldLines,
     pub guard: InFlightGuard,
     /// A retry's maxRetries slot.
     pub retry_slot: Option<ActiveRequest>,
@@ -101,12 +103,12 @@ impl Gateway {
                 headers: &mut request.headers,
                 added: &request.added,
                 last: attempt == max_attempts,
-                response_room: request.response_room,
+                response_map: request.response_map,
             };
 
             let guard = endpoint.start_request();
             let sent = std::time::Instant::now();
-            let result = send(&dest.client, attempt_of, body, per_try).await;
+            let mut result = send(&dest.client, attempt_of, body, per_try).await;
             outcome.upstream_elapsed = Some(sent.elapsed());
             let timed_out = match result {
                 // Whichever was shorter fired: the per-try timeout, or what was left of the request deadline.
@@ -118,8 +120,12 @@ impl Gateway {
             if let Some(kind) = timed_out {
                 self.metrics.timeouts.with_label_values(&[&*policy.label, kind]).inc();
             }
-            let (failure, grpc_stream) = match &result {
-                Ok(r) => {
+            let (failure, grpc_stream) = match &mut result {
+                Ok((r, lines)) => {
+                    if grpc_possible {
+                        // gRPC's fields are looked for in the map (hyper's clients, which carry it, leave no lines).
+                        lines.move_into(r.headers_mut());
+                    }
                     let (status, grpc_stream) = response_status(r, grpc_possible);
                     (AttemptFailure::Status(status), grpc_stream)
                 }
@@ -166,7 +172,7 @@ impl Gateway {
                 }
             }
             return match result {
-                Ok(response) => Ok(Answered { response, guard, retry_slot, grpc_stream, attempts: attempt }),
+                Ok((response, lines)) => Ok(Answered { response, lines, guard, retry_slot, grpc_stream, attempts: attempt }),
                 Err(f) => {
                     let error = match f {
                         AttemptFailure::Connect | AttemptFailure::ConnectTimeout => ProxyError::UpstreamConnect,
@@ -203,7 +209,7 @@ async fn send(
     attempt: Attempt<'_>,
     body: RequestBody,
     timeout: Option<Duration>,
-) -> Result<Response<UpstreamBody>, AttemptFailure> {
+) -> Result<(Response<UpstreamBody>, FieldLines), AttemptFailure> {
     let fut = client.attempt(attempt, body);
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, fut).await.map_err(|_| AttemptFailure::Timeout)?,

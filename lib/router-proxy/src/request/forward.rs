@@ -49,8 +49,8 @@ pub(super) struct UpstreamRequest<'a> {
     pub body: RequestBody,
     /// The client's side of an HTTP/1.1 upgrade (WebSocket), when it asked for one.
     pub upgrade: Option<OnUpgrade>,
-    /// Fields the response's map keeps room for: what goes into it for the client's server.
-    pub response_room: usize,
+    /// See [`crate::upstream::Attempt::response_map`].
+    pub response_map: Option<usize>,
 }
 
 impl Gateway {
@@ -128,7 +128,8 @@ impl Gateway {
             added,
             body,
             upgrade: upgrade.map(|(on, _)| on),
-            response_room: if parts.version == Version::HTTP_2 { ResponseFields::ROOM_IN_HYPER_MAP } else { 0 },
+            // hyper's HTTP/2 server takes a map; the gateway's HTTP/1.1 server writes field lines as they are.
+            response_map: (parts.version == Version::HTTP_2).then_some(ResponseFields::ROOM_IN_HYPER_MAP),
         })
     }
 }

@@ -44,7 +44,10 @@ use crate::{
     config::SnapshotCell,
     egress,
     error::ProxyError,
-    http::headers::{self, ClientInfo},
+    http::{
+        field_lines::FieldLines,
+        headers::{self, ClientInfo},
+    },
     local::ProxyBody,
     outcome::Outcome,
     telemetry::{AccessLog, Metrics, spans::SpanExport},
@@ -100,14 +103,14 @@ impl Gateway {
             .or_else(|| (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default())));
         let mut outcome = Outcome::default();
         let ids = RequestIds { request_id: &record.request_id, traceparent: &record.traceparent };
-        let response = match (&host, valid) {
-            (_, Err(e)) => outcome.fail(e),
-            (None, Ok(())) => outcome.fail(ProxyError::BadRequest),
+        let (response, upstream_lines) = match (&host, valid) {
+            (_, Err(e)) => (outcome.fail(e), FieldLines::default()),
+            (None, Ok(())) => (outcome.fail(ProxyError::BadRequest), FieldLines::default()),
             (Some(host), Ok(())) if egress::is_proxy_request(&req) => {
                 let snapshot = self.cell.load();
                 let policy = snapshot.egress.policy_for(client.addr.ip());
                 if policy.is_some() || req.method() == http::Method::CONNECT {
-                    egress::serve(&self.upstreams, &self.metrics, req, policy, &mut outcome).await
+                    (egress::serve(&self.upstreams, &self.metrics, req, policy, &mut outcome).await, FieldLines::default())
                 } else {
                     // An absolute-form request from outside any governed VPC is an ordinary request.
                     self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await
@@ -115,12 +118,13 @@ impl Gateway {
             }
             (Some(host), Ok(())) => self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await,
         };
-        let fields = ResponseFields::new(record.request_id.clone(), outcome.attempts);
+        let fields = ResponseFields::new(upstream_lines, record.request_id.clone(), outcome.attempts);
         record.finish(&self, &client, host.as_ref().map_or("", RequestHost::as_str), &response, outcome);
         (response, fields)
     }
 
-    /// route → filters → destination → forward → attempts → response.
+    /// route → filters → destination → forward → attempts → response; the
+    /// response's fields that are not in its map (see [`ResponseFields`]).
     async fn proxy(
         &self,
         mut req: Request<ClientBody>,
@@ -128,27 +132,27 @@ impl Gateway {
         host: &str,
         ids: &RequestIds<'_>,
         outcome: &mut Outcome,
-    ) -> Response<ProxyBody> {
+    ) -> (Response<ProxyBody>, FieldLines) {
         let snapshot = self.cell.load();
         // Routing may match on the verified client identity, so it is settled before the lookup.
         headers::set_client_identity(req.headers_mut(), client);
         let rule = match route::lookup(&snapshot, client, host, &req) {
             Ok(rule) => rule,
-            Err(e) => return outcome.fail(e),
+            Err(e) => return (outcome.fail(e), FieldLines::default()),
         };
         let policy = &rule.action;
         outcome.route = Some(policy.label.clone());
         if let Some(answer) = filters::answer(&rule, &req, client, host) {
-            return answer;
+            return (answer, FieldLines::default());
         }
         let origin = policy.cors.as_ref().and_then(|_| req.headers().get(header::ORIGIN)?.to_str().ok().map(str::to_owned));
         let mut dest = match self.destination(policy, &req, client, outcome).await {
             Ok(dest) => dest,
-            Err(e) => return outcome.fail(e),
+            Err(e) => return (outcome.fail(e), FieldLines::default()),
         };
         let mut request = match self.upstream_request(req, &rule, dest.service.protocol, client, host, ids).await {
             Ok(request) => request,
-            Err(e) => return outcome.fail(e),
+            Err(e) => return (outcome.fail(e), FieldLines::default()),
         };
         let client_upgrade = request.upgrade.take();
         match self.attempts(policy, &mut dest, request, outcome).await {
@@ -158,7 +162,7 @@ impl Gateway {
             }
             Err(failed) => {
                 outcome.attempts = failed.attempts;
-                outcome.fail(failed.error)
+                (outcome.fail(failed.error), FieldLines::default())
             }
         }
     }

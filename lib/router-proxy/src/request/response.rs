@@ -31,7 +31,7 @@ use super::{
     destination::Destination,
 };
 use crate::{
-    http::{filters, forwarding, headers, upgrade::OnUpgrade},
+    http::{field_lines::FieldLines, filters, forwarding, headers, upgrade::OnUpgrade},
     local::{ProxyBody, empty_body},
     telemetry::Metrics,
     upstream::{BoxError, UpstreamBody, UpstreamUpgrade},
@@ -52,9 +52,9 @@ impl Gateway {
         answered: Answered,
         client_upgrade: Option<OnUpgrade>,
         origin: Option<&str>,
-    ) -> Response<ProxyBody> {
+    ) -> (Response<ProxyBody>, FieldLines) {
         let policy = &rule.action;
-        let Answered { mut response, guard, retry_slot, grpc_stream, .. } = answered;
+        let Answered { mut response, mut lines, guard, retry_slot, grpc_stream, .. } = answered;
         if let Some(client_upgrade) = client_upgrade
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
@@ -71,7 +71,7 @@ impl Gateway {
                 }
             });
             let (parts, _) = response.into_parts();
-            return Response::from_parts(parts, empty_body());
+            return (Response::from_parts(parts, empty_body()), lines);
         }
         let grpc = grpc_stream.then(|| GrpcOutcome {
             rule: rule.clone(),
@@ -80,13 +80,17 @@ impl Gateway {
             metrics: self.metrics.clone(),
         });
         let (mut parts, body) = response.into_parts();
+        let cors = policy.cors.as_ref().zip(origin).and_then(|(cors, origin)| Some((cors, filters::allowed_origin(cors, origin)?)));
+        if policy.response_headers.is_some() || cors.is_some() {
+            // Filters work on the map.
+            lines.move_into(&mut parts.headers);
+        }
+        // Lines left beside the map hold end-to-end fields only; a map may hold hop-by-hop ones.
         headers::strip_hop_by_hop(&mut parts.headers);
         if let Some(m) = &policy.response_headers {
             headers::apply_modifier(&mut parts.headers, m);
         }
-        if let (Some(cors), Some(origin)) = (&policy.cors, origin)
-            && let Some(origin) = filters::allowed_origin(cors, origin)
-        {
+        if let Some((cors, origin)) = cors {
             filters::add_origin_headers(cors, origin, &mut parts.headers);
         }
         let idle = policy.timeouts.idle.map(|d| IdleTimer {
@@ -96,36 +100,46 @@ impl Gateway {
         });
         let body =
             GuardedBody { inner: body, idle, _guard: guard, _active: dest.active, _retry: retry_slot, _connection: dest.connection, grpc };
-        Response::from_parts(parts, body.boxed())
+        (Response::from_parts(parts, body.boxed()), lines)
     }
 }
 
-/// The fields the gateway adds to every response: the request id, and how
-/// many upstream attempts were made when there were any. Kept beside the
-/// map, as the request's forwarding fields are: the HTTP/1.1 server writes
-/// them after the map's fields (two map inserts cost more than the rest of
-/// the response head), hyper's HTTP/2 server gets them inserted. Either way
-/// they replace any field of the same name the upstream sent.
+/// The fields a response carries beside its map: the upstream's as the
+/// gateway's HTTP/1.1 client read them (when no filter needed them in the
+/// map), and the ones the gateway adds to every response, the request id and
+/// how many upstream attempts were made when there were any. The HTTP/1.1
+/// server writes them around the map's fields (building a map, or inserting
+/// two fields into one, costs more than the rest of the response head);
+/// hyper's HTTP/2 server gets them in the map. Either way the added fields
+/// replace any field of the same name the upstream sent.
 pub struct ResponseFields {
+    upstream: FieldLines,
     request_id: HeaderValue,
     attempts: u32,
 }
 
 impl ResponseFields {
-    /// Room a response's map keeps for an HTTP/2 client (hyper's server):
-    /// these two fields, and one more because hyper looks up Content-Length
-    /// with `HeaderMap::entry`, which reserves a slot before it looks (a full
-    /// map grew, and reallocated its entries, on every h2c response).
+    /// Room a response's map gets for an HTTP/2 client (hyper's server)
+    /// beyond the upstream's lines: the two added fields, and one more because
+    /// hyper looks up Content-Length with `HeaderMap::entry`, which reserves a
+    /// slot before it looks (a full map grew, and reallocated its entries, on
+    /// every h2c response).
     pub const ROOM_IN_HYPER_MAP: usize = 3;
 
     /// `attempts`: 0 when the request did not go upstream.
-    pub fn new(request_id: HeaderValue, attempts: u32) -> Self {
-        Self { request_id, attempts }
+    pub fn new(upstream: FieldLines, request_id: HeaderValue, attempts: u32) -> Self {
+        Self { upstream, request_id, attempts }
     }
 
-    /// Whether `name` is one these fields replace.
-    pub fn replace(&self, name: &HeaderName) -> bool {
-        name == forwarding::X_REQUEST_ID || (self.attempts > 0 && name == ATTEMPTS_NAME)
+    /// The upstream's fields not in the map.
+    pub fn upstream(&self) -> &FieldLines {
+        &self.upstream
+    }
+
+    /// Whether a field named `name` (any case) is one the added fields replace.
+    pub fn replace(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(forwarding::X_REQUEST_ID.as_str().as_bytes())
+            || (self.attempts > 0 && name.eq_ignore_ascii_case(ATTEMPTS_HEADER.as_bytes()))
     }
 
     /// Calls `f` with each field's name and value.
@@ -136,7 +150,10 @@ impl ResponseFields {
         }
     }
 
-    pub fn insert_into(self, headers: &mut HeaderMap) {
+    /// Puts every field into `headers`: the upstream's lines, then the added fields in place of theirs.
+    pub fn insert_into(mut self, headers: &mut HeaderMap) {
+        headers.reserve(self.upstream.len() + Self::ROOM_IN_HYPER_MAP);
+        self.upstream.move_into(headers);
         headers.insert(forwarding::X_REQUEST_ID.clone(), forwarding::unindexed(self.request_id));
         if self.attempts > 0 {
             let value = match FEW_ATTEMPTS.get(self.attempts as usize - 1) {
@@ -256,25 +273,34 @@ impl Body for GuardedBody {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
     use super::*;
+    use crate::upstream::h1::wire;
+
+    fn upstream_lines(head: &str) -> FieldLines {
+        wire::parse_response_head(&mut BytesMut::from(head), None).unwrap().unwrap().fields
+    }
 
     #[test]
     fn the_added_fields_replace_the_upstreams_in_a_map_and_name_any_number_of_attempts() {
         for n in [1, 2, 4, 5, 12] {
+            let upstream = upstream_lines("HTTP/1.1 200 OK\r\nServer: up\r\nX-Request-Id: upstream's\r\n\r\n");
             let mut headers = HeaderMap::new();
             headers.insert(ATTEMPTS_HEADER, HeaderValue::from_static("99"));
-            headers.insert(forwarding::X_REQUEST_ID, HeaderValue::from_static("upstream's"));
-            let fields = ResponseFields::new(HeaderValue::from_static("id"), n);
+            let fields = ResponseFields::new(upstream, HeaderValue::from_static("id"), n);
             let mut written = Vec::new();
             fields.for_each(|name, value| written.push(format!("{name}: {}", String::from_utf8_lossy(value))));
             assert_eq!(written, ["x-request-id: id".to_string(), format!("{ATTEMPTS_HEADER}: {n}")]);
-            assert!(fields.replace(&ATTEMPTS_NAME) && fields.replace(forwarding::X_REQUEST_ID));
+            assert!(fields.replace(b"X-Datum-Router-Attempts") && fields.replace(b"X-Request-Id") && !fields.replace(b"server"));
+            assert_eq!(fields.upstream().len(), 2);
             fields.insert_into(&mut headers);
-            assert_eq!((headers.len(), &headers[ATTEMPTS_HEADER]), (2, &HeaderValue::from(n)));
-            assert_eq!(headers[forwarding::X_REQUEST_ID], "id");
+            assert_eq!((headers.len(), &headers[ATTEMPTS_HEADER]), (3, &HeaderValue::from(n)));
+            assert_eq!(headers["server"], "up", "the upstream's lines go into the map");
+            assert_eq!(headers.get_all(forwarding::X_REQUEST_ID).iter().collect::<Vec<_>>(), ["id"]);
             assert!(headers[forwarding::X_REQUEST_ID].is_sensitive(), "new on every response: not for HPACK to index");
         }
-        let local = ResponseFields::new(HeaderValue::from_static("id"), 0);
-        assert!(!local.replace(&ATTEMPTS_NAME), "no attempts, no attempts field");
+        let local = ResponseFields::new(FieldLines::default(), HeaderValue::from_static("id"), 0);
+        assert!(!local.replace(ATTEMPTS_HEADER.as_bytes()), "no attempts, no attempts field");
     }
 }

@@ -35,6 +35,8 @@ use http_body::Body;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
+use crate::http::field_lines::FieldLines;
+
 use super::{
     BoxError, UpstreamBody, UpstreamError,
     h1::{
@@ -99,19 +101,20 @@ impl Http1Pool {
         let (parts, body) = req.into_parts();
         let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: None };
-        self.send_head(&authority, head, body, 0).await
+        Ok(self.send_head(&authority, head, body, Some(0)).await?.0)
     }
 
     /// Sends a request with `head` and `body` to `authority`, over a pooled
-    /// connection or a new one; the response's map keeps room for
-    /// `response_room` more fields.
+    /// connection or a new one. The response's fields are in its map (with
+    /// room for `map` more fields) or, with `map` None and a plain response
+    /// (see [`ResponseHead::plain`]), left as they were read, beside the empty map.
     pub async fn send_head<B>(
         self: &Arc<Self>,
         authority: &Authority,
         head: RequestHead<'_>,
         body: B,
-        response_room: usize,
-    ) -> Result<Response<UpstreamBody>, UpstreamError>
+        map: Option<usize>,
+    ) -> Result<(Response<UpstreamBody>, FieldLines), UpstreamError>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -136,7 +139,7 @@ impl Http1Pool {
                 }
             };
             let mut flight = InFlight::new(self, key.clone(), conn, head.method.clone());
-            match flight.exchange(&bytes, body.take(), framing, response_room).await {
+            match flight.exchange(&bytes, body.take(), framing, map).await {
                 Ok((head, early)) => return flight.respond(head, early).map_err(UpstreamError::request),
                 Err(e) if reused && resend && e.is_stale_connection() => {
                     tracing::debug!(%authority, error = %e, "pooled connection closed under the request: sending it on another");
@@ -211,25 +214,25 @@ impl InFlight {
         Self { conn: Some(conn), written: false, lease: Some(Lease { pool: Arc::downgrade(pool), key }), method }
     }
 
-    /// Writes the request; returns the response head (its map with room for
-    /// `room` more fields) and whether it came before the body was all written.
+    /// Writes the request; returns the response head and whether it came
+    /// before the body was all written.
     async fn exchange<B>(
         &mut self,
         head: &[u8],
         body: Option<B>,
         framing: RequestFraming,
-        room: usize,
+        map: Option<usize>,
     ) -> Result<(ResponseHead, bool), H1Error>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
         let conn = self.conn.as_mut().expect("held until the exchange ends");
-        let result = match conn.write_request(head, body, framing, room).await {
+        let result = match conn.write_request(head, body, framing, map).await {
             Ok(Written::AnsweredEarly(head)) => Ok((head, true)),
             Ok(Written::Complete) => {
                 self.written = true;
-                conn.read_head(room).await.map(|head| (head, false))
+                conn.read_head(map).await.map(|head| (head, false))
             }
             Err(e) => Err(e),
         };
@@ -243,7 +246,7 @@ impl InFlight {
     /// The response to hand on: its body reads the connection; after 101 the
     /// connection belongs to the upgraded stream instead. A response whose
     /// body cannot be delimited safely is the upstream's failure.
-    fn respond(mut self, head: ResponseHead, early: bool) -> Result<Response<UpstreamBody>, H1Error> {
+    fn respond(mut self, head: ResponseHead, early: bool) -> Result<(Response<UpstreamBody>, FieldLines), H1Error> {
         let conn = self.conn.take().expect("held until the exchange ends");
         let lease = self.lease.take().expect("held until the exchange ends");
         let framing = wire::response_framing(&self.method, &head)?;
@@ -252,11 +255,15 @@ impl InFlight {
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
+        let mut lines = head.fields;
+        if !head.plain {
+            lines.move_into(response.headers_mut());
+        }
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             response.extensions_mut().insert(h1::Upgrade::new(conn));
-            return Ok(response.map(|()| UpstreamBody::empty()));
+            return Ok((response.map(|()| UpstreamBody::empty()), lines));
         }
-        Ok(response.map(|()| UpstreamBody::http1(ResponseBody::new(conn, framing, reusable, lease))))
+        Ok((response.map(|()| UpstreamBody::http1(ResponseBody::new(conn, framing, reusable, lease))), lines))
     }
 }
 
@@ -273,7 +280,7 @@ impl Drop for InFlight {
 /// Reads an abandoned exchange's response to its end, then pools the connection.
 async fn finish_abandoned(mut conn: Connection, lease: Lease, method: Method) {
     let _ = tokio::time::timeout(DRAIN_TIME, async {
-        let head = conn.read_head(0).await.ok()?;
+        let head = conn.read_head(Some(0)).await.ok()?;
         let framing = wire::response_framing(&method, &head).ok()?;
         if head.status == http::StatusCode::SWITCHING_PROTOCOLS || !head.keep_alive {
             return None;

@@ -111,16 +111,16 @@ pub async fn serve<T>(
             slot = Some(tx);
         }
 
-        let (response, added) = gateway.clone().answer(request, client.clone()).await;
+        let (response, fields) = gateway.clone().answer(request, client.clone()).await;
         let (parts, body) = response.into_parts();
         let upgraded =
             slot.is_some() && (parts.status == StatusCode::SWITCHING_PROTOCOLS || (method == Method::CONNECT && parts.status.is_success()));
         keep_alive &= !upgraded && !drain.has_changed().unwrap_or(true);
         let asked = Asked { method: &method, version };
-        let framing = respond::framing(asked, &parts, body.size_hint().exact());
+        let framing = respond::framing(asked, &parts, &fields, body.size_hint().exact());
         // A body that ends with the connection ends the connection.
         keep_alive &= framing != respond::Framing::Close;
-        respond::write_head(&mut out, &parts, &added, framing, asked, keep_alive || upgraded);
+        respond::write_head(&mut out, &parts, &fields, framing, asked, keep_alive || upgraded);
         let written = respond::write_body(&mut write, &mut out, body, framing, trailers).await;
         out.clear();
         match written {

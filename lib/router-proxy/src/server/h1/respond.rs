@@ -12,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Version, header, response::Parts};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header, response::Parts};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -45,8 +45,9 @@ pub struct Asked<'a> {
     pub version: Version,
 }
 
-/// The framing of a response with `parts` and a body whose exact length is `length`, if known.
-pub fn framing(asked: Asked<'_>, parts: &Parts, length: Option<u64>) -> Framing {
+/// The framing of a response with `parts` (and the `fields` beside its map)
+/// and a body whose exact length is `length`, if known.
+pub fn framing(asked: Asked<'_>, parts: &Parts, fields: &ResponseFields, length: Option<u64>) -> Framing {
     let status = parts.status;
     if *asked.method == Method::HEAD
         || status.is_informational()
@@ -57,8 +58,9 @@ pub fn framing(asked: Asked<'_>, parts: &Parts, length: Option<u64>) -> Framing 
         return Framing::None;
     }
     let declared = || {
-        let value = parts.headers.get(header::CONTENT_LENGTH)?;
-        wire::parse_decimal(value.as_bytes().trim_ascii())
+        let value =
+            parts.headers.get(header::CONTENT_LENGTH).map(HeaderValue::as_bytes).or_else(|| fields.upstream().get(b"content-length"))?;
+        wire::parse_decimal(value.trim_ascii())
     };
     match length.or_else(declared) {
         Some(n) => Framing::Length(n),
@@ -67,30 +69,41 @@ pub fn framing(asked: Asked<'_>, parts: &Parts, length: Option<u64>) -> Framing 
     }
 }
 
-/// Writes the status line and fields, then the `added` ones (in place of
-/// any the map has by their names). The framing fields are the gateway's
-/// (whatever the response carried), `Connection` says whether the
-/// connection stays open (`keep_alive` is false for [`Framing::Close`]), and
-/// `Date` is added when the response has none.
-pub fn write_head(out: &mut Vec<u8>, parts: &Parts, added: &ResponseFields, framing: Framing, asked: Asked<'_>, keep_alive: bool) {
+/// Writes the status line, the upstream's field lines, the map's fields, then
+/// the added ones (in place of any of the same names before them). The
+/// framing fields are the gateway's (whatever the response carried),
+/// `Connection` says whether the connection stays open (`keep_alive` is
+/// false for [`Framing::Close`]), and `Date` is added when the response has
+/// none.
+pub fn write_head(out: &mut Vec<u8>, parts: &Parts, fields: &ResponseFields, framing: Framing, asked: Asked<'_>, keep_alive: bool) {
     // An HTTP/1.0 client is answered in its own version, as hyper's server did.
     out.extend_from_slice(if asked.version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let passes = |name: &header::HeaderName| match framing {
-        Framing::None => name != header::CONNECTION,
-        _ => name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING && name != header::CONNECTION,
+    // Names are compared as bytes, in any case: the lines keep the upstream's spelling.
+    let passes = |name: &[u8]| {
+        !name.eq_ignore_ascii_case(b"connection")
+            && (framing == Framing::None
+                || !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")))
+            && !fields.replace(name)
     };
     let mut dated = false;
-    for (name, value) in &parts.headers {
-        dated |= name == header::DATE;
-        if passes(name) && !added.replace(name) {
-            field(out, name.as_str().as_bytes(), value.as_bytes());
+    for (name, value) in fields.upstream().iter() {
+        dated |= name.eq_ignore_ascii_case(b"date");
+        if passes(name) {
+            field(out, name, value);
         }
     }
-    added.for_each(|name, value| field(out, name.as_str().as_bytes(), value));
+    for (name, value) in &parts.headers {
+        let name = name.as_str().as_bytes();
+        dated |= name == b"date";
+        if passes(name) {
+            field(out, name, value.as_bytes());
+        }
+    }
+    fields.for_each(|name, value| field(out, name.as_str().as_bytes(), value));
     match framing {
         Framing::Length(n) => field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
         Framing::Chunked => field(out, b"transfer-encoding", b"chunked"),
@@ -254,6 +267,7 @@ async fn write_beside<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>, data
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
     use http::Response;
     use http_body_util::{BodyExt, Full, StreamBody};
 
@@ -270,7 +284,16 @@ mod tests {
     }
 
     fn head(parts: &Parts, framing: Framing, asked: Asked<'_>, keep_alive: bool) -> String {
-        head_with(parts, &ResponseFields::new(http::HeaderValue::from_static("id"), 0), framing, asked, keep_alive)
+        head_with(parts, &fields(b"", 0), framing, asked, keep_alive)
+    }
+
+    /// The added fields, with the field lines of an upstream head made of `lines`.
+    fn fields(lines: &[u8], attempts: u32) -> ResponseFields {
+        let mut head = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        head.extend_from_slice(lines);
+        head.extend_from_slice(b"\r\n");
+        let upstream = wire::parse_response_head(&mut head, None).unwrap().unwrap().fields;
+        ResponseFields::new(upstream, http::HeaderValue::from_static("id"), attempts)
     }
 
     fn head_with(parts: &Parts, added: &ResponseFields, framing: Framing, asked: Asked<'_>, keep_alive: bool) -> String {
@@ -281,15 +304,17 @@ mod tests {
 
     #[test]
     fn framing_follows_method_status_and_length() {
-        let ok = parts(200, &[]);
-        assert_eq!(framing(GET11, &ok, Some(5)), Framing::Length(5));
-        assert_eq!(framing(GET11, &ok, None), Framing::Chunked);
-        assert_eq!(framing(Asked { method: &Method::GET, version: Version::HTTP_10 }, &ok, None), Framing::Close);
-        assert_eq!(framing(GET11, &parts(200, &[("content-length", "7")]), None), Framing::Length(7), "a declared length is kept");
-        assert_eq!(framing(Asked { method: &Method::HEAD, ..GET11 }, &ok, Some(0)), Framing::None);
-        assert_eq!(framing(Asked { method: &Method::CONNECT, ..GET11 }, &ok, Some(0)), Framing::None);
+        let (ok, none) = (parts(200, &[]), fields(b"", 0));
+        assert_eq!(framing(GET11, &ok, &none, Some(5)), Framing::Length(5));
+        assert_eq!(framing(GET11, &ok, &none, None), Framing::Chunked);
+        assert_eq!(framing(Asked { method: &Method::GET, version: Version::HTTP_10 }, &ok, &none, None), Framing::Close);
+        let declared = parts(200, &[("content-length", "7")]);
+        assert_eq!(framing(GET11, &declared, &none, None), Framing::Length(7), "a declared length is kept");
+        assert_eq!(framing(GET11, &ok, &fields(b"Content-Length: 8\r\n", 0), None), Framing::Length(8), "in the lines too");
+        assert_eq!(framing(Asked { method: &Method::HEAD, ..GET11 }, &ok, &none, Some(0)), Framing::None);
+        assert_eq!(framing(Asked { method: &Method::CONNECT, ..GET11 }, &ok, &none, Some(0)), Framing::None);
         for status in [101, 204, 304] {
-            assert_eq!(framing(GET11, &parts(status, &[]), Some(0)), Framing::None, "{status}");
+            assert_eq!(framing(GET11, &parts(status, &[]), &none, Some(0)), Framing::None, "{status}");
         }
     }
 
@@ -316,11 +341,33 @@ mod tests {
     #[test]
     fn the_added_fields_follow_the_maps_and_replace_the_upstreams() {
         let p = parts(200, &[("x-request-id", "upstream's"), ("x-datum-router-attempts", "9"), ("x-a", "1"), ("date", "d")]);
-        let h = head_with(&p, &ResponseFields::new(http::HeaderValue::from_static("id"), 2), Framing::Length(0), GET11, true);
+        let h = head_with(&p, &fields(b"", 2), Framing::Length(0), GET11, true);
         assert_eq!(
             h,
             "HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: d\r\nx-request-id: id\r\nx-datum-router-attempts: 2\r\ncontent-length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn an_upstreams_lines_go_out_as_read_less_this_hops_fields_and_before_the_maps() {
+        let lines = b"Server: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\n\
+                      Content-Length: 3\r\nX-Request-Id: upstream's\r\nX-Datum-Router-Attempts: 9\r\nDate: d\r\nX-A: 1\r\nx-a: 2\r\n";
+        let p = parts(200, &[("x-filter", "f")]);
+        let h = head_with(&p, &fields(lines, 1), Framing::Length(3), GET11, true);
+        assert_eq!(
+            h,
+            "HTTP/1.1 200 OK\r\nServer: up\r\nDate: d\r\nX-A: 1\r\nx-a: 2\r\nx-filter: f\r\nx-request-id: id\r\n\
+             x-datum-router-attempts: 1\r\ncontent-length: 3\r\n\r\n",
+            "the upstream's spelling is kept; its Date stands"
+        );
+        let h = head_with(
+            &parts(200, &[]),
+            &fields(b"Content-Length: 12\r\n", 1),
+            Framing::None,
+            Asked { method: &Method::HEAD, ..GET11 },
+            true,
+        );
+        assert!(h.contains("Content-Length: 12\r\n"), "a HEAD answer keeps its length: {h}");
     }
 
     async fn written(body: ProxyBody, framing: Framing, trailers: bool) -> (String, Written) {

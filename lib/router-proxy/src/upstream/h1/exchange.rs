@@ -44,8 +44,13 @@ pub enum Written {
 impl Connection {
     /// Writes `head` (a request head from [`wire::write_request_head`]) and
     /// then `body` (None: the request has none) framed as `framing`. An early
-    /// answer's map has room for `room` more fields.
-    pub async fn write_request<B>(&mut self, head: &[u8], body: Option<B>, framing: RequestFraming, room: usize) -> Result<Written, H1Error>
+    pub async fn write_request<B>(
+        &mut self,
+        head: &[u8],
+        body: Option<B>,
+        framing: RequestFraming,
+        map: Option<usize>,
+    ) -> Result<Written, H1Error>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -63,7 +68,7 @@ impl Connection {
                     Ok(()) => Ok(Written::Complete),
                     // The upstream may have answered and closed before the body was all written (a 413):
                     // that answer, if it is there to read, is the response.
-                    Err(H1Error::Io(e)) => answered_before(&read, &mut self.buf, room).map(Written::AnsweredEarly).ok_or(H1Error::Io(e)),
+                    Err(H1Error::Io(e)) => answered_before(&read, &mut self.buf, map).map(Written::AnsweredEarly).ok_or(H1Error::Io(e)),
                     Err(e) => Err(e),
                 },
                 ready = read.readable() => {
@@ -75,7 +80,7 @@ impl Connection {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(e) => return Err(e.into()),
                     }
-                    while let Some(head) = wire::parse_response_head(&mut self.buf, room)? {
+                    while let Some(head) = wire::parse_response_head(&mut self.buf, map)? {
                         if !is_interim(head.status) {
                             return Ok(Written::AnsweredEarly(head));
                         }
@@ -86,10 +91,10 @@ impl Connection {
     }
 
     /// Reads the final response head (interim 1xx answers other than 101 are
-    /// dropped), its map with room for `room` more fields.
-    pub async fn read_head(&mut self, room: usize) -> Result<ResponseHead, H1Error> {
+    /// dropped); `map` as for [`wire::parse_response_head`].
+    pub async fn read_head(&mut self, map: Option<usize>) -> Result<ResponseHead, H1Error> {
         loop {
-            while let Some(head) = wire::parse_response_head(&mut self.buf, room)? {
+            while let Some(head) = wire::parse_response_head(&mut self.buf, map)? {
                 if !is_interim(head.status) {
                     return Ok(head);
                 }
@@ -102,7 +107,7 @@ impl Connection {
 }
 
 /// A final answer already received on a connection whose writing failed.
-fn answered_before(read: &ReadHalf<'_>, buf: &mut BytesMut, room: usize) -> Option<ResponseHead> {
+fn answered_before(read: &ReadHalf<'_>, buf: &mut BytesMut, map: Option<usize>) -> Option<ResponseHead> {
     loop {
         buf.reserve(super::MIN_READ);
         match read.try_read_buf(buf) {
@@ -110,7 +115,7 @@ fn answered_before(read: &ReadHalf<'_>, buf: &mut BytesMut, room: usize) -> Opti
             _ => break,
         }
     }
-    while let Some(head) = wire::parse_response_head(buf, room).ok()? {
+    while let Some(head) = wire::parse_response_head(buf, map).ok()? {
         if !is_interim(head.status) {
             return Some(head);
         }

@@ -7,7 +7,11 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
-use crate::http::{forwarding::AddedFields, headers::KEEP_ALIVE};
+use crate::http::{
+    field_lines::FieldLines,
+    forwarding::AddedFields,
+    headers::{self, AT_CONNECTION, AT_KEEP_ALIVE, AT_TRANSFER_ENCODING, KEEP_ALIVE},
+};
 
 /// Most header fields a response head (or a trailer section) may carry: hyper's default.
 const MAX_HEADERS: usize = 100;
@@ -126,11 +130,21 @@ pub fn write_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
-    /// The fields, less a Connection (and Keep-Alive) that only said whether
-    /// this hop stays open: the gateway drops hop-by-hop fields anyway, and
-    /// leaving those out here spares it a removal per response. A 101 keeps
-    /// every field, for the upgrade.
+    /// The fields in a map, when one was asked for (see [`parse_response_head`]),
+    /// less a Connection that only said whether this hop stays open, and
+    /// Keep-Alive (a 101, or a Connection that names other fields, keeps them):
+    /// the gateway drops hop-by-hop fields from a map anyway.
     pub headers: HeaderMap,
+    /// Else the fields as slices of the head's bytes.
+    pub fields: FieldLines,
+    /// Whether the lines can go to the client as they are: then the
+    /// hop-by-hop ones every response may carry (Connection with only
+    /// `close` or `keep-alive`, Keep-Alive, Transfer-Encoding) were read and
+    /// left out, and the rest are end to end. Not so for a 101, whose fields
+    /// the upgrade needs, nor for a head with any other hop-by-hop field or a
+    /// Connection that names other fields: their lines keep every field, for
+    /// a map, where the gateway's one rule for removing hop-by-hop fields applies.
+    pub plain: bool,
     /// Whether the connection can carry another request after this response.
     pub keep_alive: bool,
     /// What the framing fields said, read as the head was parsed.
@@ -149,13 +163,13 @@ struct FramingFields {
 }
 
 impl FramingFields {
-    fn read(&mut self, name: &HeaderName, value: &[u8]) {
-        if name == header::CONTENT_LENGTH {
-            self.length = agreed_length(self.length, value);
-        } else if name == header::TRANSFER_ENCODING {
-            let last = value.split(|&b| b == b',').next_back().map(<[u8]>::trim_ascii);
-            self.transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
-        }
+    fn content_length(&mut self, value: &[u8]) {
+        self.length = agreed_length(self.length, value);
+    }
+
+    fn transfer_encoding(&mut self, value: &[u8]) {
+        let last = value.split(|&b| b == b',').next_back().map(<[u8]>::trim_ascii);
+        self.transfer_encoding = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
     }
 }
 
@@ -200,17 +214,14 @@ impl ConnectionTokens {
 }
 
 /// Parses one response head from the front of `buf` and takes its bytes out;
-/// `None` while it is incomplete. Its map has room for `room` fields more:
-/// what the request path inserts before its client's server writes the map
-/// (see [`crate::upstream::Attempt::response_room`]). Sized exactly, a map of
-/// a few fields stays within what glibc serves from its thread cache; a full
-/// one grows, and reallocates its entries, at the first insert.
+/// `None` while it is incomplete. `map`: whether its fields go into a map,
+/// with room for that many more, or stay as lines.
 ///
 /// The head's end is found first, so its bytes can be frozen and parsed in
-/// place: header values are slices of them, and the parser's field array
+/// place: the fields are slices of them, and the parser's field array
 /// starts small (most responses carry a handful of fields), growing to
 /// [`MAX_HEADERS`] only for a head that needs it.
-pub fn parse_response_head(buf: &mut BytesMut, room: usize) -> Result<Option<ResponseHead>, WireError> {
+pub fn parse_response_head(buf: &mut BytesMut, map: Option<usize>) -> Result<Option<ResponseHead>, WireError> {
     let Some(len) = head_end(buf) else {
         if buf.len() > MAX_HEAD_BYTES {
             return Err(WireError::HeadTooLarge);
@@ -223,11 +234,11 @@ pub fn parse_response_head(buf: &mut BytesMut, room: usize) -> Result<Option<Res
     if len > MAX_HEAD_BYTES {
         return Err(WireError::HeadTooLarge);
     }
-    // Split off, not copied: the head's values share the connection's buffer,
+    // Split off, not copied: the head's fields share the connection's buffer,
     // which the next read reclaims whole once the response is done with them.
     let head = buf.split_to(len).freeze();
-    match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS], room) {
-        Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS], room),
+    match parse_response(&head, &mut [httparse::EMPTY_HEADER; FEW_HEADERS], map) {
+        Err(WireError::Head(httparse::Error::TooManyHeaders)) => parse_response(&head, &mut [httparse::EMPTY_HEADER; MAX_HEADERS], map),
         parsed => parsed,
     }
     .map(Some)
@@ -236,10 +247,7 @@ pub fn parse_response_head(buf: &mut BytesMut, room: usize) -> Result<Option<Res
 /// Fields the parser makes room for at first.
 const FEW_HEADERS: usize = 24;
 
-/// One pass over the parsed fields: each name is made once, and the framing
-/// and Connection fields are recognised by it (comparing names as strings,
-/// field by field and pass by pass, cost more than building the map).
-fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], room: usize) -> Result<ResponseHead, WireError> {
+fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], map: Option<usize>) -> Result<ResponseHead, WireError> {
     let mut response = httparse::Response::new(fields);
     if response.parse(head)?.is_partial() {
         return Err(WireError::Header);
@@ -248,17 +256,43 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], room
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     // A 101 keeps every field, for the upgrade.
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut headers = HeaderMap::with_capacity(response.headers.len() + room);
-    let mut framing = FramingFields::default();
-    let mut connection = ConnectionTokens::default();
+    let read = match map {
+        Some(room) => into_map(head, response.headers, upgrade, room)?,
+        None => as_lines(head, response.headers, upgrade),
+    };
+    let Read { headers, lines, plain, framing, connection } = read;
+    let keep_alive = !connection.close && (connection.keep_alive || version != Version::HTTP_10);
+    Ok(ResponseHead { status, version, headers, fields: lines, plain, keep_alive, framing })
+}
+
+/// A head's fields, read.
+struct Read {
+    headers: HeaderMap,
+    lines: FieldLines,
+    plain: bool,
+    framing: FramingFields,
+    connection: ConnectionTokens,
+}
+
+/// One pass over the parsed fields, which go into a map: each name is made
+/// once, and the framing and Connection fields are recognised by it. A
+/// Connection that only says whether this hop stays open is left out, with
+/// Keep-Alive; any other hop-by-hop field is left to the gateway's rule for
+/// them (made here from the parser's fields, the map cost a thousand
+/// instructions less than made later from lines: callgrind, h2c).
+fn into_map(head: &Bytes, fields: &[httparse::Header<'_>], upgrade: bool, room: usize) -> Result<Read, WireError> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + room);
+    let (mut framing, mut connection) = (FramingFields::default(), ConnectionTokens::default());
     let mut held_back = false;
-    for f in response.headers.iter() {
+    for f in fields {
         let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
         let hop_only = name == header::CONNECTION || name == KEEP_ALIVE;
         if name == header::CONNECTION {
             connection.read(f.value);
-        } else {
-            framing.read(&name, f.value);
+        } else if name == header::CONTENT_LENGTH {
+            framing.content_length(f.value);
+        } else if name == header::TRANSFER_ENCODING {
+            framing.transfer_encoding(f.value);
         }
         if hop_only && !upgrade {
             held_back = true;
@@ -269,15 +303,51 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], room
     // A Connection field that names other fields stays, with Keep-Alive, for
     // the gateway to drop those too (rare: appended after the rest).
     if held_back && connection.other {
-        for f in response.headers.iter() {
+        for f in fields {
             let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| WireError::Header)?;
             if name == header::CONNECTION || name == KEEP_ALIVE {
                 headers.append(name, shared_value(head, f.value)?);
             }
         }
     }
-    let keep_alive = !connection.close && (connection.keep_alive || version != Version::HTTP_10);
-    Ok(ResponseHead { status, version, headers, keep_alive, framing })
+    Ok(Read { headers, lines: FieldLines::default(), plain: !upgrade && !connection.other, framing, connection })
+}
+
+/// One pass over the parsed fields, kept where they are: the framing and
+/// hop-by-hop fields are recognised by their names' bytes. A plain head's
+/// hop-by-hop fields are read and left out; any other head keeps every
+/// field, for a map.
+fn as_lines(head: &Bytes, fields: &[httparse::Header<'_>], upgrade: bool) -> Read {
+    let mut lines = FieldLines::with_capacity(head.clone(), fields.len());
+    let (mut framing, mut connection) = (FramingFields::default(), ConnectionTokens::default());
+    let mut plain = !upgrade;
+    let mut hop_by_hop = false;
+    for f in fields {
+        let name = f.name.as_bytes();
+        match headers::hop_by_hop_index(name) {
+            Some(AT_CONNECTION) => connection.read(f.value),
+            Some(AT_KEEP_ALIVE) => {}
+            Some(AT_TRANSFER_ENCODING) => framing.transfer_encoding(f.value),
+            Some(_) => plain = false,
+            None => {
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    framing.content_length(f.value);
+                }
+                lines.push(name, f.value);
+                continue;
+            }
+        }
+        hop_by_hop = true;
+    }
+    plain &= !connection.other;
+    if !plain && hop_by_hop {
+        // Every field then, in its place.
+        lines = FieldLines::with_capacity(head.clone(), fields.len());
+        for f in fields {
+            lines.push(f.name.as_bytes(), f.value);
+        }
+    }
+    Read { headers: HeaderMap::new(), lines, plain, framing, connection }
 }
 
 /// A header value that shares `bytes`, which `value` is a slice of.
@@ -462,16 +532,7 @@ mod tests {
     use super::*;
 
     fn head(bytes: &[u8]) -> ResponseHead {
-        parse_response_head(&mut BytesMut::from(bytes), 0).unwrap().unwrap()
-    }
-
-    #[test]
-    fn a_response_map_keeps_the_room_it_is_asked_for() {
-        for room in [0, 3] {
-            let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"[..]);
-            let parsed = parse_response_head(&mut buf, room).unwrap().unwrap();
-            assert!(parsed.headers.capacity() >= 2 + room, "room {room}: capacity {}", parsed.headers.capacity());
-        }
+        parse_response_head(&mut BytesMut::from(bytes), None).unwrap().unwrap()
     }
 
     #[test]
@@ -479,9 +540,9 @@ mod tests {
         let mut buf = BytesMut::with_capacity(8192);
         let start = buf.as_ptr();
         buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-        let parsed = parse_response_head(&mut buf, 0).unwrap().unwrap();
+        let parsed = parse_response_head(&mut buf, None).unwrap().unwrap();
         let body = buf.split_to(2).freeze();
-        assert_eq!((&parsed.headers["content-length"], &body[..]), (&HeaderValue::from_static("2"), &b"ok"[..]));
+        assert_eq!((parsed.fields.get(b"content-length"), &body[..]), (Some(&b"2"[..]), &b"ok"[..]));
         assert_eq!(body.as_ptr(), start.wrapping_add(38), "the body shares the buffer, uncopied");
         // The response is done with: the next read reserves room in the same allocation.
         drop((parsed, body));
@@ -560,31 +621,32 @@ mod tests {
     #[test]
     fn a_response_head_is_parsed_once_complete_and_leaves_the_body() {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\n"[..]);
-        assert!(parse_response_head(&mut buf, 0).unwrap().is_none());
+        assert!(parse_response_head(&mut buf, None).unwrap().is_none());
         buf.extend_from_slice(b"\r\nokHTTP/1.1");
-        let parsed = parse_response_head(&mut buf, 0).unwrap().unwrap();
+        let parsed = parse_response_head(&mut buf, None).unwrap().unwrap();
         assert_eq!((parsed.status, parsed.version), (StatusCode::OK, Version::HTTP_11));
-        assert_eq!(parsed.headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+        let x_a: Vec<_> = parsed.fields.iter().filter(|(n, _)| n.eq_ignore_ascii_case(b"x-a")).map(|(_, v)| v).collect();
+        assert_eq!(x_a, [b"1", b"2"]);
         assert_eq!(&buf[..], b"okHTTP/1.1");
         assert_eq!(head(b"HTTP/1.0 404 Not Found\r\n\r\n").version, Version::HTTP_10);
     }
 
     #[test]
     fn malformed_or_oversized_heads_are_errors() {
-        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]), 0).is_err());
-        assert!(parse_response_head(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), 0).is_err());
-        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"[..]), 0).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]), None).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), None).is_err());
+        assert!(parse_response_head(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"[..]), None).is_err());
         let mut big = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         while big.len() <= MAX_HEAD_BYTES {
             big.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
-        assert!(matches!(parse_response_head(&mut big, 0), Err(WireError::HeadTooLarge | WireError::Head(_))));
+        assert!(matches!(parse_response_head(&mut big, None), Err(WireError::HeadTooLarge | WireError::Head(_))));
         let mut many = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
         for i in 0..=MAX_HEADERS {
             many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        assert!(matches!(parse_response_head(&mut many, 0), Err(WireError::Head(httparse::Error::TooManyHeaders))));
+        assert!(matches!(parse_response_head(&mut many, None), Err(WireError::Head(httparse::Error::TooManyHeaders))));
     }
 
     #[test]
@@ -623,17 +685,43 @@ mod tests {
     }
 
     #[test]
-    fn fields_that_only_describe_this_hop_are_left_out_unless_an_upgrade_needs_them() {
-        let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nx-a: 1\r\n\r\n");
-        assert_eq!(h.headers.keys().collect::<Vec<_>>(), ["x-a"]);
-        let h = head(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nKeep-Alive: timeout=5\r\nx-a: 1\r\n\r\n");
-        assert!(h.headers.contains_key("connection"), "it names another field, for the gateway to drop");
-        assert!(h.headers.contains_key("keep-alive") && h.headers.contains_key("x-a"));
-        assert!(!h.keep_alive);
-        let h = head(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
-        assert_eq!(h.headers.len(), 2);
-        let h = head(b"HTTP/1.1 101 Switching Protocols\r\nConnection: keep-alive\r\n\r\n");
-        assert!(h.headers.contains_key("connection"), "a 101 keeps every field");
+    fn a_plain_head_keeps_its_fields_as_read_and_any_other_goes_through_a_map() {
+        let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n");
+        assert!(h.plain);
+        assert_eq!(
+            h.fields.iter().collect::<Vec<_>>(),
+            [(&b"X-A"[..], &b"1"[..])],
+            "Connection, Keep-Alive and Transfer-Encoding were read and left out"
+        );
+        assert_eq!(response_framing(&Method::GET, &h).unwrap(), BodyFraming::Chunked);
+        assert!(h.keep_alive);
+        for other in [
+            &b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTrailer: grpc-status\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nProxy-Connection: keep-alive\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTE: trailers\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let h = head(other);
+            assert!(!h.plain, "{}", String::from_utf8_lossy(other));
+            assert_eq!(h.fields.len(), other.split(|&b| b == b'\n').count() - 3, "every field is kept for the map");
+        }
+        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn asked_for_a_map_the_fields_go_into_one_with_the_room_asked_for() {
+        let plain = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+        let h = parse_response_head(&mut BytesMut::from(&plain[..]), Some(3)).unwrap().unwrap();
+        assert!(h.plain && h.fields.is_empty());
+        assert_eq!(h.headers.keys().collect::<Vec<_>>(), ["transfer-encoding", "x-a"], "Connection was read and left out");
+        assert_eq!(response_framing(&Method::GET, &h).unwrap(), BodyFraming::Chunked);
+        assert_eq!(h.headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert!(h.headers.capacity() >= 2 + 3, "capacity {}", h.headers.capacity());
+        let other = b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n";
+        let h = parse_response_head(&mut BytesMut::from(&other[..]), Some(0)).unwrap().unwrap();
+        assert_eq!(h.headers.len(), 2, "every field, for the gateway's rule on hop-by-hop fields");
     }
 
     /// Feeds `wire` to a decoder `step` bytes at a time; returns the data and trailers.
