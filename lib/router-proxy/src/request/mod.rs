@@ -155,7 +155,7 @@ impl Gateway {
             Err(e) => return (outcome.fail(e), FieldLines::default()),
         };
         let client_upgrade = request.upgrade.take();
-        match self.attempts(policy, &mut dest, request, outcome).await {
+        match self.attempts(policy, &mut dest, &mut request, outcome).await {
             Ok(answered) => {
                 outcome.attempts = answered.attempts;
                 self.respond(&rule, dest, answered, client_upgrade, origin.as_deref())
