@@ -56,13 +56,14 @@ pub(super) struct UpstreamRequest<'a> {
 impl Gateway {
     pub(super) async fn upstream_request<'a>(
         &self,
-        mut req: Request<ClientBody>,
+        req: &mut Request<ClientBody>,
         rule: &RouteRule<RoutePolicy>,
         service_protocol: router_api::v1alpha1::ServiceProtocol,
         client: &'a ClientInfo,
         host: &'a str,
         ids: &RequestIds<'a>,
     ) -> Result<UpstreamRequest<'a>, ProxyError> {
+        let mut req = std::mem::take(req);
         let policy = &rule.action;
         let is_h1 = upstream::is_http1(service_protocol);
         // WebSocket and other HTTP/1.1 upgrades pass through to HTTP/1.1 upstreams.

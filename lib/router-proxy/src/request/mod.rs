@@ -113,10 +113,10 @@ impl Gateway {
                     (egress::serve(&self.upstreams, &self.metrics, req, policy, &mut outcome).await, FieldLines::default())
                 } else {
                     // An absolute-form request from outside any governed VPC is an ordinary request.
-                    self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await
+                    self.proxy(&mut req, &client, host.as_str(), &ids, &mut outcome).await
                 }
             }
-            (Some(host), Ok(())) => self.proxy(req, &client, host.as_str(), &ids, &mut outcome).await,
+            (Some(host), Ok(())) => self.proxy(&mut req, &client, host.as_str(), &ids, &mut outcome).await,
         };
         let fields = ResponseFields::new(upstream_lines, record.request_id.clone(), outcome.attempts);
         record.finish(&self, &client, host.as_ref().map_or("", RequestHost::as_str), &response, outcome);
@@ -125,9 +125,12 @@ impl Gateway {
 
     /// route → filters → destination → forward → attempts → response; the
     /// response's fields that are not in its map (see [`ResponseFields`]).
+    /// The request is borrowed, as by every stage: an async fn holds what it
+    /// takes twice over (as its argument and as its local) and copies it at
+    /// its first poll.
     async fn proxy(
         &self,
-        mut req: Request<ClientBody>,
+        req: &mut Request<ClientBody>,
         client: &ClientInfo,
         host: &str,
         ids: &RequestIds<'_>,
@@ -136,17 +139,17 @@ impl Gateway {
         let snapshot = self.cell.load();
         // Routing may match on the verified client identity, so it is settled before the lookup.
         headers::set_client_identity(req.headers_mut(), client);
-        let rule = match route::lookup(&snapshot, client, host, &req) {
+        let rule = match route::lookup(&snapshot, client, host, req) {
             Ok(rule) => rule,
             Err(e) => return (outcome.fail(e), FieldLines::default()),
         };
         let policy = &rule.action;
         outcome.route = Some(policy.label.clone());
-        if let Some(answer) = filters::answer(&rule, &req, client, host) {
+        if let Some(answer) = filters::answer(&rule, req, client, host) {
             return (answer, FieldLines::default());
         }
         let origin = policy.cors.as_ref().and_then(|_| req.headers().get(header::ORIGIN)?.to_str().ok().map(str::to_owned));
-        let mut dest = match self.destination(policy, &req, client, outcome).await {
+        let mut dest = match self.destination(policy, req, client, outcome).await {
             Ok(dest) => dest,
             Err(e) => return (outcome.fail(e), FieldLines::default()),
         };

@@ -84,6 +84,14 @@ impl ClientBody {
     }
 }
 
+/// An empty body (a zero-sized box: no allocation), what a request taken
+/// out of its place leaves there.
+impl Default for ClientBody {
+    fn default() -> Self {
+        Self::new(http_body_util::Empty::new(), None)
+    }
+}
+
 impl Body for ClientBody {
     type Data = Bytes;
     type Error = ClientBodyError;
