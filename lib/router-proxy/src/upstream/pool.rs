@@ -107,7 +107,7 @@ impl Http1Pool {
     /// Sends a request with `head` and `body` to `authority`, over a pooled
     /// connection or a new one. The response's fields are in its map (with
     /// room for `map` more fields) or, with `map` None and a plain response
-    /// (see [`ResponseHead::plain`]), left as they were read, beside the empty map.
+    /// (see [`ResponseHead::fields`]), left as they were read, beside the empty map.
     pub async fn send_head<B>(
         self: &Arc<Self>,
         authority: &Authority,
@@ -255,10 +255,7 @@ impl InFlight {
         *response.status_mut() = head.status;
         *response.version_mut() = head.version;
         *response.headers_mut() = head.headers;
-        let mut lines = head.fields;
-        if !head.plain {
-            lines.move_into(response.headers_mut());
-        }
+        let lines = head.fields;
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             response.extensions_mut().insert(h1::Upgrade::new(conn));
             return Ok((response.map(|()| UpstreamBody::empty()), lines));

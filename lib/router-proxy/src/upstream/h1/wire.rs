@@ -130,21 +130,19 @@ pub fn write_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
-    /// The fields in a map, when one was asked for (see [`parse_response_head`]),
-    /// less a Connection that only said whether this hop stays open, and
-    /// Keep-Alive (a 101, or a Connection that names other fields, keeps them):
-    /// the gateway drops hop-by-hop fields from a map anyway.
+    /// The fields in a map, when one was asked for (see [`parse_response_head`])
+    /// or the head is not plain (see `fields`), less a Connection that only
+    /// said whether this hop stays open, and Keep-Alive (a 101, or a
+    /// Connection that names other fields, keeps them): the gateway drops
+    /// hop-by-hop fields from a map anyway.
     pub headers: HeaderMap,
-    /// Else the fields as slices of the head's bytes.
+    /// Else the fields as slices of the head's bytes, end to end only: the
+    /// hop-by-hop ones a plain head carries (Connection with only `close` or
+    /// `keep-alive`, Keep-Alive, Transfer-Encoding) were read and left out.
+    /// A 101, whose fields the upgrade needs, and a head with any other
+    /// hop-by-hop field or a Connection that names other fields come as a
+    /// map, where the gateway's one rule for removing hop-by-hop fields applies.
     pub fields: FieldLines,
-    /// Whether the lines can go to the client as they are: then the
-    /// hop-by-hop ones every response may carry (Connection with only
-    /// `close` or `keep-alive`, Keep-Alive, Transfer-Encoding) were read and
-    /// left out, and the rest are end to end. Not so for a 101, whose fields
-    /// the upgrade needs, nor for a head with any other hop-by-hop field or a
-    /// Connection that names other fields: their lines keep every field, for
-    /// a map, where the gateway's one rule for removing hop-by-hop fields applies.
-    pub plain: bool,
     /// Whether the connection can carry another request after this response.
     pub keep_alive: bool,
     /// What the framing fields said, read as the head was parsed.
@@ -256,20 +254,21 @@ fn parse_response<'b>(head: &'b Bytes, fields: &mut [httparse::Header<'b>], map:
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     // A 101 keeps every field, for the upgrade.
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
-    let read = match map {
-        Some(room) => into_map(head, response.headers, upgrade, room)?,
-        None => as_lines(head, response.headers, upgrade),
+    let as_lines = if map.is_none() { as_lines(head, response.headers, upgrade) } else { None };
+    let read = match as_lines {
+        Some(read) => read,
+        // A map asked for, or a head that is not plain (rare: its fields are read twice then).
+        None => into_map(head, response.headers, upgrade, map.unwrap_or(0))?,
     };
-    let Read { headers, lines, plain, framing, connection } = read;
+    let Read { headers, lines, framing, connection } = read;
     let keep_alive = !connection.close && (connection.keep_alive || version != Version::HTTP_10);
-    Ok(ResponseHead { status, version, headers, fields: lines, plain, keep_alive, framing })
+    Ok(ResponseHead { status, version, headers, fields: lines, keep_alive, framing })
 }
 
 /// A head's fields, read.
 struct Read {
     headers: HeaderMap,
     lines: FieldLines,
-    plain: bool,
     framing: FramingFields,
     connection: ConnectionTokens,
 }
@@ -310,44 +309,35 @@ fn into_map(head: &Bytes, fields: &[httparse::Header<'_>], upgrade: bool, room: 
             }
         }
     }
-    Ok(Read { headers, lines: FieldLines::default(), plain: !upgrade && !connection.other, framing, connection })
+    Ok(Read { headers, lines: FieldLines::default(), framing, connection })
 }
 
-/// One pass over the parsed fields, kept where they are: the framing and
-/// hop-by-hop fields are recognised by their names' bytes. A plain head's
-/// hop-by-hop fields are read and left out; any other head keeps every
-/// field, for a map.
-fn as_lines(head: &Bytes, fields: &[httparse::Header<'_>], upgrade: bool) -> Read {
+/// One pass over the parsed fields of a plain head (see
+/// [`ResponseHead::fields`]), kept where they are: the framing and
+/// hop-by-hop fields are recognised by their names' bytes, and this hop's
+/// own are read and left out. `None` for a head that is not plain.
+fn as_lines(head: &Bytes, fields: &[httparse::Header<'_>], upgrade: bool) -> Option<Read> {
+    if upgrade {
+        return None;
+    }
     let mut lines = FieldLines::with_capacity(head.clone(), fields.len());
     let (mut framing, mut connection) = (FramingFields::default(), ConnectionTokens::default());
-    let mut plain = !upgrade;
-    let mut hop_by_hop = false;
     for f in fields {
         let name = f.name.as_bytes();
         match headers::hop_by_hop_index(name) {
             Some(AT_CONNECTION) => connection.read(f.value),
             Some(AT_KEEP_ALIVE) => {}
             Some(AT_TRANSFER_ENCODING) => framing.transfer_encoding(f.value),
-            Some(_) => plain = false,
+            Some(_) => return None,
             None => {
                 if name.eq_ignore_ascii_case(b"content-length") {
                     framing.content_length(f.value);
                 }
                 lines.push(name, f.value);
-                continue;
             }
         }
-        hop_by_hop = true;
     }
-    plain &= !connection.other;
-    if !plain && hop_by_hop {
-        // Every field then, in its place.
-        lines = FieldLines::with_capacity(head.clone(), fields.len());
-        for f in fields {
-            lines.push(f.name.as_bytes(), f.value);
-        }
-    }
-    Read { headers: HeaderMap::new(), lines, plain, framing, connection }
+    (!connection.other).then(|| Read { headers: HeaderMap::new(), lines, framing, connection })
 }
 
 /// A header value that shares `bytes`, which `value` is a slice of.
@@ -687,7 +677,7 @@ mod tests {
     #[test]
     fn a_plain_head_keeps_its_fields_as_read_and_any_other_goes_through_a_map() {
         let h = head(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n");
-        assert!(h.plain);
+        assert!(h.headers.is_empty(), "plain: no map");
         assert_eq!(
             h.fields.iter().collect::<Vec<_>>(),
             [(&b"X-A"[..], &b"1"[..])],
@@ -704,8 +694,8 @@ mod tests {
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         ] {
             let h = head(other);
-            assert!(!h.plain, "{}", String::from_utf8_lossy(other));
-            assert_eq!(h.fields.len(), other.split(|&b| b == b'\n').count() - 3, "every field is kept for the map");
+            assert!(h.fields.is_empty(), "{}", String::from_utf8_lossy(other));
+            assert_eq!(h.headers.len(), other.split(|&b| b == b'\n').count() - 3, "every field is kept for the map");
         }
         assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n").keep_alive);
     }
@@ -714,7 +704,7 @@ mod tests {
     fn asked_for_a_map_the_fields_go_into_one_with_the_room_asked_for() {
         let plain = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
         let h = parse_response_head(&mut BytesMut::from(&plain[..]), Some(3)).unwrap().unwrap();
-        assert!(h.plain && h.fields.is_empty());
+        assert!(h.fields.is_empty());
         assert_eq!(h.headers.keys().collect::<Vec<_>>(), ["transfer-encoding", "x-a"], "Connection was read and left out");
         assert_eq!(response_framing(&Method::GET, &h).unwrap(), BodyFraming::Chunked);
         assert_eq!(h.headers.get_all("x-a").iter().collect::<Vec<_>>(), ["1", "2"]);
