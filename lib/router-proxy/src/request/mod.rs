@@ -79,47 +79,45 @@ impl Gateway {
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        let (mut response, fields) = self.answer(req, client).await;
+        let mut req = req.map(ClientBody::new);
+        let (mut response, fields) = self.answer(&mut req, &client).await;
         fields.insert_into(response.headers_mut());
         Ok(response)
     }
 
     /// Serves one request. Never fails: every problem becomes a response,
     /// which goes out with the fields the gateway adds to every response.
-    pub async fn answer<B>(self: Arc<Self>, req: Request<B>, client: Arc<ClientInfo>) -> (Response<ProxyBody>, ResponseFields)
-    where
-        B: Body<Data = Bytes> + Send + Sync + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let record = Record::start(&self, &req);
+    /// The request is borrowed from the server's future, like every stage's:
+    /// taken by value, it was copied into this future and again at its first poll.
+    pub async fn answer(&self, req: &mut Request<ClientBody>, client: &ClientInfo) -> (Response<ProxyBody>, ResponseFields) {
+        let mut record = Record::start(self, req);
         // gRPC request streams may rightly stay quiet for long; their deadlines bound them.
-        let body_timeout = self.client_body_timeout.filter(|_| !record.grpc);
-        let mut req = req.map(|body| ClientBody::new(body, body_timeout));
+        req.body_mut().set_timeout(self.client_body_timeout.filter(|_| !record.grpc));
         let ambiguous = req.extensions().get::<AmbiguousFraming>().is_some();
-        let valid = if ambiguous { Err(ProxyError::AmbiguousFraming) } else { validate::check(&mut req) };
+        let valid = if ambiguous { Err(ProxyError::AmbiguousFraming) } else { validate::check(req) };
         // HTTP/1.0 may omit Host (HTTP/1.1 may not: 400): the TLS server name stands in, else no host,
         // which only routes without hostnames match.
-        let host = RequestHost::of(&req)
+        let host = RequestHost::of(req)
             .or_else(|| (req.version() == Version::HTTP_10).then(|| RequestHost::Normalized(client.sni.clone().unwrap_or_default())));
         let mut outcome = Outcome::default();
         let ids = RequestIds { request_id: &record.request_id, traceparent: &record.traceparent };
         let (response, upstream_lines) = match (&host, valid) {
             (_, Err(e)) => (outcome.fail(e), FieldLines::default()),
             (None, Ok(())) => (outcome.fail(ProxyError::BadRequest), FieldLines::default()),
-            (Some(host), Ok(())) if egress::is_proxy_request(&req) => {
+            (Some(host), Ok(())) if egress::is_proxy_request(req) => {
                 let snapshot = self.cell.load();
                 let policy = snapshot.egress.policy_for(client.addr.ip());
                 if policy.is_some() || req.method() == http::Method::CONNECT {
-                    (egress::serve(&self.upstreams, &self.metrics, req, policy, &mut outcome).await, FieldLines::default())
+                    (egress::serve(&self.upstreams, &self.metrics, std::mem::take(req), policy, &mut outcome).await, FieldLines::default())
                 } else {
                     // An absolute-form request from outside any governed VPC is an ordinary request.
-                    self.proxy(&mut req, &client, host.as_str(), &ids, &mut outcome).await
+                    self.proxy(req, client, host.as_str(), &ids, &mut outcome).await
                 }
             }
-            (Some(host), Ok(())) => self.proxy(&mut req, &client, host.as_str(), &ids, &mut outcome).await,
+            (Some(host), Ok(())) => self.proxy(req, client, host.as_str(), &ids, &mut outcome).await,
         };
         let fields = ResponseFields::new(upstream_lines, record.request_id.clone(), outcome.attempts);
-        record.finish(&self, &client, host.as_ref().map_or("", RequestHost::as_str), &response, outcome);
+        record.finish(self, client, host.as_ref().map_or("", RequestHost::as_str), &response, &outcome);
         (response, fields)
     }
 

@@ -80,7 +80,16 @@ impl Record {
         Self { start, method, logged, span, trace, request_id, traceparent, request_size, grpc: grpc == Some(true) }
     }
 
-    pub(super) fn finish<B: Body>(self, gateway: &Gateway, client: &ClientInfo, host: &str, response: &Response<B>, outcome: Outcome) {
+    // Borrowed, not consumed: `answer` keeps the record in its future, and
+    // moving it out for this call copied all of it.
+    pub(super) fn finish<B: Body>(
+        &mut self,
+        gateway: &Gateway,
+        client: &ClientInfo,
+        host: &str,
+        response: &Response<B>,
+        outcome: &Outcome,
+    ) {
         let metrics = &gateway.metrics;
         let status = response.status().as_u16();
         let class = status_class(status);
@@ -100,7 +109,7 @@ impl Record {
             metrics.upstream_errors.with_label_values(&[service_label, e.label()]).inc();
         }
         metrics.in_flight.dec();
-        if let Some(span) = self.span {
+        if let Some(span) = self.span.take() {
             let mut attributes = vec![
                 KeyValue::new("http.request.method", self.method.as_str().to_owned()),
                 KeyValue::new("http.response.status_code", i64::from(status)),

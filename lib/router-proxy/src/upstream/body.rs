@@ -74,13 +74,19 @@ pub struct ClientBody {
 }
 
 impl ClientBody {
-    /// `timeout: None` reads without one.
-    pub fn new<B>(inner: B, timeout: Option<Duration>) -> Self
+    /// Read without a timeout until [`Self::set_timeout`] sets one.
+    pub fn new<B>(inner: B) -> Self
     where
         B: Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: Into<BoxError>,
     {
-        Self { inner: inner.map_err(Into::into).boxed(), timeout, deadline: None, window: 0 }
+        Self { inner: inner.map_err(Into::into).boxed(), timeout: None, deadline: None, window: 0 }
+    }
+
+    /// The body read timeout (`None`: none), set once the request path knows
+    /// what the request is; the server that read the head does not.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 }
 
@@ -88,7 +94,7 @@ impl ClientBody {
 /// out of its place leaves there.
 impl Default for ClientBody {
     fn default() -> Self {
-        Self::new(http_body_util::Empty::new(), None)
+        Self::new(http_body_util::Empty::new())
     }
 }
 

@@ -133,11 +133,6 @@ impl<R> RequestBody<R> {
         (Self { reader: Some(reader), left: Left::of(framing), back: Some(tx) }, rx)
     }
 
-    /// No body: nothing to read, nothing to give back.
-    pub fn empty() -> Self {
-        Self { reader: None, left: Left::Done, back: None }
-    }
-
     fn give_back(&mut self) {
         if let (Some(reader), Some(back)) = (self.reader.take(), self.back.take()) {
             let left = std::mem::replace(&mut self.left, Left::Done);

@@ -48,6 +48,7 @@ use crate::{
         upgrade::{UpgradeSlot, Upgraded},
     },
     request::{AmbiguousFraming, Gateway},
+    upstream::ClientBody,
 };
 
 /// An unread body is drained up to this many bytes, within [`DRAIN_TIME`], to keep the connection.
@@ -87,19 +88,21 @@ pub async fn serve<T>(
             }
         };
         let Head { request, body, mut keep_alive, expect_continue, upgrade, trailers, ambiguous } = head;
+        // Kept aside: the request path takes the request out of its place when it forwards it.
         let (method, version) = (request.method().clone(), request.version());
         let mut slot = None;
         let (mut request, back) = match body {
             // The ambiguous request's body is never read: its answer is a 400 and the connection closes.
-            _ if ambiguous => (request.map(|()| RequestBody::empty()), None),
-            BodyFraming::None => (request.map(|()| RequestBody::empty()), None),
+            // No body is an empty one, which allocates nothing.
+            _ if ambiguous => (request.map(|()| ClientBody::default()), None),
+            BodyFraming::None => (request.map(|()| ClientBody::default()), None),
             framing => {
                 if expect_continue && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
                     return;
                 }
                 let Some(r) = reader.take() else { return };
                 let (body, back) = RequestBody::new(r, framing);
-                (request.map(|()| body), Some(back))
+                (request.map(|()| ClientBody::new(body)), Some(back))
             }
         };
         if ambiguous {
@@ -111,8 +114,10 @@ pub async fn serve<T>(
             slot = Some(tx);
         }
 
-        let (response, fields) = gateway.clone().answer(request, client.clone()).await;
+        let (response, fields) = gateway.answer(&mut request, &client).await;
         let (parts, body) = response.into_parts();
+        // A body the answer left unread gives the read side back when it drops.
+        drop(request);
         let upgraded =
             slot.is_some() && (parts.status == StatusCode::SWITCHING_PROTOCOLS || (method == Method::CONNECT && parts.status.is_success()));
         keep_alive &= !upgraded && !drain.has_changed().unwrap_or(true);
