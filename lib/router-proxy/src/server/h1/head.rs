@@ -21,17 +21,19 @@ use crate::{request::ADDED_FIELDS, upstream::h1::wire};
 const FEW_HEADERS: usize = 24;
 
 /// How the request body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyFraming {
+    #[default]
     None,
     Length(u64),
     Chunked,
 }
 
-/// A parsed request head.
-#[derive(Debug)]
+/// What a request head says beyond the request itself. The request is
+/// parsed into a place its server owns: moved out in a struct like this one,
+/// it was copied at each return on its way to the request path.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Head {
-    pub request: Request<()>,
     pub body: BodyFraming,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
@@ -73,10 +75,11 @@ pub struct Limits {
     pub max_bytes: usize,
 }
 
-/// Parses one request head from the front of `buf` and takes its bytes out;
-/// `None` while it is incomplete. Empty lines before a request line are
+/// Parses one request head from the front of `buf` into `request` (its
+/// method, target, version and fields; its body stays) and takes its bytes
+/// out; `None` while it is incomplete. Empty lines before a request line are
 /// skipped (RFC 9112 §2.2: some clients send a CRLF after a body).
-pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, HeadError> {
+pub fn parse<B>(buf: &mut BytesMut, limits: Limits, request: &mut Request<B>) -> Result<Option<Head>, HeadError> {
     let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     buf.advance(blank);
     let Some(len) = wire::head_end(buf) else {
@@ -86,22 +89,26 @@ pub fn parse(buf: &mut BytesMut, limits: Limits) -> Result<Option<Head>, HeadErr
         return Err(HeadError::TooLarge);
     }
     let bytes = buf.split_to(len).freeze();
-    let parsed = match parse_with(&bytes, &mut [httparse::EMPTY_HEADER; FEW_HEADERS]) {
+    let parsed = match parse_with(&bytes, &mut [httparse::EMPTY_HEADER; FEW_HEADERS], request) {
         Err(httparse::Error::TooManyHeaders) if limits.max_headers > FEW_HEADERS => {
-            parse_with(&bytes, &mut vec![httparse::EMPTY_HEADER; limits.max_headers])
+            parse_with(&bytes, &mut vec![httparse::EMPTY_HEADER; limits.max_headers], request)
         }
         parsed => parsed,
     };
     match parsed {
-        Ok(head) if head.request.headers().len() <= limits.max_headers => Ok(Some(head)),
-        Ok(_) | Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Ok(()) if request.headers().len() <= limits.max_headers => check(request).map(Some),
+        Ok(()) | Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
         Err(e) => Err(HeadError::Parse(e)),
     }
-    .and_then(|head| head.map(check).transpose())
 }
 
-/// The head of `bytes` (one complete head), its fields in `fields`.
-fn parse_with<'b>(bytes: &'b bytes::Bytes, fields: &mut [httparse::Header<'b>]) -> Result<Head, httparse::Error> {
+/// The head of `bytes` (one complete head) into `request`, its fields parsed
+/// in `fields`; `request` is written only once the whole head has parsed.
+fn parse_with<'b, B>(
+    bytes: &'b bytes::Bytes,
+    fields: &mut [httparse::Header<'b>],
+    request: &mut Request<B>,
+) -> Result<(), httparse::Error> {
     let mut req = httparse::Request::new(fields);
     if req.parse(bytes)?.is_partial() {
         return Err(httparse::Error::Token);
@@ -112,25 +119,16 @@ fn parse_with<'b>(bytes: &'b bytes::Bytes, fields: &mut [httparse::Header<'b>]) 
     let uri = Uri::from_maybe_shared(bytes.slice_ref(target.as_bytes())).map_err(|_| httparse::Error::Token)?;
     let headers =
         wire::header_map(bytes, req.headers.iter(), req.headers.len() + ADDED_FIELDS).map_err(|_| httparse::Error::HeaderValue)?;
-    let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
-    Ok(Head {
-        request,
-        body: BodyFraming::None,
-        keep_alive: false,
-        expect_continue: false,
-        upgrade: false,
-        trailers: false,
-        ambiguous: false,
-    })
+    Ok(())
 }
 
 /// Settles the body's framing and what the head says about the connection.
-fn check(mut head: Head) -> Result<Head, HeadError> {
-    let request = &head.request;
+fn check<B>(request: &Request<B>) -> Result<Head, HeadError> {
+    let mut head = Head::default();
     let headers = request.headers();
     let version = request.version();
     // Most heads carry none of the fields below (a GET's often has Host and a few
@@ -177,27 +175,38 @@ mod tests {
 
     const LIMITS: Limits = Limits { max_headers: 100, max_bytes: 64 * 1024 };
 
-    fn head(raw: &str) -> Result<Option<Head>, HeadError> {
-        parse(&mut BytesMut::from(raw), LIMITS)
+    /// A parsed head and the request it was parsed into.
+    struct Parsed {
+        request: Request<()>,
+        head: Head,
     }
 
-    fn ok(raw: &str) -> Head {
-        head(raw).expect("parses").expect("complete")
+    fn head(raw: &str) -> Result<Option<Head>, HeadError> {
+        parse(&mut BytesMut::from(raw), LIMITS, &mut Request::new(()))
+    }
+
+    fn ok(raw: &str) -> Parsed {
+        let mut request = Request::new(());
+        let head = parse(&mut BytesMut::from(raw), LIMITS, &mut request).expect("parses").expect("complete");
+        Parsed { request, head }
     }
 
     #[test]
     fn a_head_parses_into_a_request_and_leaves_what_follows() {
         let mut buf = BytesMut::from("\r\nGET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-One: 1\r\n\r\nGET /next");
-        let h = parse(&mut buf, LIMITS).unwrap().unwrap();
-        assert_eq!(h.request.method(), Method::GET);
-        assert_eq!(h.request.uri(), "/a?b=1");
-        assert_eq!(h.request.version(), Version::HTTP_11);
-        assert_eq!(h.request.headers()["host"], "x");
-        assert_eq!(h.request.headers()["x-one"], "1");
+        let mut request = Request::new(());
+        let h = parse(&mut buf, LIMITS, &mut request).unwrap().unwrap();
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri(), "/a?b=1");
+        assert_eq!(request.version(), Version::HTTP_11);
+        assert_eq!(request.headers()["host"], "x");
+        assert_eq!(request.headers()["x-one"], "1");
         assert_eq!(h.body, BodyFraming::None);
         assert!(h.keep_alive && !h.upgrade && !h.ambiguous);
         assert_eq!(&buf[..], b"GET /next", "the next request's bytes stay");
-        assert!(parse(&mut buf, LIMITS).unwrap().is_none(), "an incomplete head waits");
+        let mut next = Request::new(());
+        assert!(parse(&mut buf, LIMITS, &mut next).unwrap().is_none(), "an incomplete head waits");
+        assert_eq!(next.uri(), "/", "and leaves the request as it was");
     }
 
     #[test]
@@ -205,27 +214,27 @@ mod tests {
         assert_eq!(ok("GET http://h.example/p HTTP/1.1\r\n\r\n").request.uri().host(), Some("h.example"));
         let connect = ok("CONNECT h.example:443 HTTP/1.1\r\nHost: h.example:443\r\n\r\n");
         assert_eq!(connect.request.uri().authority().unwrap(), "h.example:443");
-        assert!(connect.upgrade, "CONNECT turns the connection into a tunnel");
+        assert!(connect.head.upgrade, "CONNECT turns the connection into a tunnel");
         assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").request.uri(), "*");
     }
 
     #[test]
     fn keep_alive_follows_version_and_connection() {
-        assert!(ok("GET / HTTP/1.1\r\n\r\n").keep_alive);
-        assert!(!ok("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
-        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
-        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-        assert!(!ok("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.1\r\n\r\n").head.keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").head.keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").head.keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").head.keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n").head.keep_alive);
     }
 
     #[test]
     fn body_framing_follows_rfc_9112() {
-        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").body, BodyFraming::Length(5));
-        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body, BodyFraming::None);
-        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").body, BodyFraming::Length(5));
-        assert_eq!(ok("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").body, BodyFraming::Chunked);
+        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").head.body, BodyFraming::Length(5));
+        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").head.body, BodyFraming::None);
+        assert_eq!(ok("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").head.body, BodyFraming::Length(5));
+        assert_eq!(ok("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").head.body, BodyFraming::Chunked);
         // The last coding is chunked: framed, and the request path answers the gzip 501.
-        assert_eq!(ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").body, BodyFraming::Chunked);
+        assert_eq!(ok("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").head.body, BodyFraming::Chunked);
         for bad in [
             "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
@@ -235,17 +244,17 @@ mod tests {
             assert!(matches!(head(bad), Err(HeadError::Malformed(_))), "{bad:?}");
         }
         let smuggled = ok("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert!(smuggled.ambiguous, "both framing headers are marked, for a 400");
+        assert!(smuggled.head.ambiguous, "both framing headers are marked, for a 400");
     }
 
     #[test]
     fn expect_upgrade_and_te_are_noted() {
-        assert!(ok("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").expect_continue);
-        assert!(!ok("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect_continue, "nothing to continue without a body");
-        assert!(ok("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade);
-        assert!(!ok("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").upgrade, "Upgrade without Connection: upgrade");
-        assert!(!ok("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade);
-        assert!(ok("GET / HTTP/1.1\r\nTE: trailers\r\n\r\n").trailers);
+        assert!(ok("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").head.expect_continue);
+        assert!(!ok("GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").head.expect_continue, "nothing to continue without a body");
+        assert!(ok("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").head.upgrade);
+        assert!(!ok("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").head.upgrade, "Upgrade without Connection: upgrade");
+        assert!(!ok("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").head.upgrade);
+        assert!(ok("GET / HTTP/1.1\r\nTE: trailers\r\n\r\n").head.trailers);
     }
 
     #[test]
@@ -261,6 +270,10 @@ mod tests {
         assert_eq!(ok(&format!("GET / HTTP/1.1\r\n{some}\r\n")).request.headers().len(), 60, "past the first guess, up to the limit");
         let small = Limits { max_headers: 100, max_bytes: 64 };
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
-        assert_eq!(parse(&mut BytesMut::from(long.as_str()), small).unwrap_err(), HeadError::TooLarge, "an unfinished head past the limit");
+        assert_eq!(
+            parse(&mut BytesMut::from(long.as_str()), small, &mut Request::new(())).unwrap_err(),
+            HeadError::TooLarge,
+            "an unfinished head past the limit"
+        );
     }
 }

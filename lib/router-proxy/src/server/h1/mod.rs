@@ -28,7 +28,7 @@ mod respond;
 use std::{sync::Arc, time::Duration};
 
 use bytes::BytesMut;
-use http::{Method, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body::Body as _;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
@@ -78,7 +78,8 @@ pub async fn serve<T>(
     let limits = Limits { max_headers: settings.max_headers, max_bytes: settings.max_header_bytes };
     let mut timer = Box::pin(tokio::time::sleep(settings.header_read_timeout));
     while let Some(r) = reader.as_mut() {
-        let head = match next_head(r, limits, settings.header_read_timeout, &mut timer, &mut drain).await {
+        let mut request = Request::new(ClientBody::default());
+        let head = match next_head(r, limits, settings.header_read_timeout, &mut timer, &mut drain, &mut request).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
@@ -87,22 +88,23 @@ pub async fn serve<T>(
                 return linger(reader, write).await;
             }
         };
-        let Head { request, body, mut keep_alive, expect_continue, upgrade, trailers, ambiguous } = head;
+        let Head { body, mut keep_alive, expect_continue, upgrade, trailers, ambiguous } = head;
         // Kept aside: the request path takes the request out of its place when it forwards it.
         let (method, version) = (request.method().clone(), request.version());
         let mut slot = None;
-        let (mut request, back) = match body {
+        // No body is the empty one the request was made with, which allocates nothing.
+        let back = match body {
             // The ambiguous request's body is never read: its answer is a 400 and the connection closes.
-            // No body is an empty one, which allocates nothing.
-            _ if ambiguous => (request.map(|()| ClientBody::default()), None),
-            BodyFraming::None => (request.map(|()| ClientBody::default()), None),
+            _ if ambiguous => None,
+            BodyFraming::None => None,
             framing => {
                 if expect_continue && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
                     return;
                 }
                 let Some(r) = reader.take() else { return };
                 let (body, back) = RequestBody::new(r, framing);
-                (request.map(|()| ClientBody::new(body)), Some(back))
+                *request.body_mut() = ClientBody::new(body);
+                Some(back)
             }
         };
         if ambiguous {
@@ -155,16 +157,17 @@ pub async fn serve<T>(
     }
 }
 
-/// Reads the next request head: `None` when the client closed, stayed silent
-/// past the header read timeout, or the gateway is draining while it is idle.
+/// Reads the next request head into `request`: `None` when the client closed, stayed
+/// silent past the header read timeout, or the gateway is draining while it is idle.
 async fn next_head<R: AsyncRead + Unpin>(
     reader: &mut Reader<R>,
     limits: Limits,
     timeout: Duration,
     timer: &mut std::pin::Pin<Box<Sleep>>,
     drain: &mut watch::Receiver<bool>,
+    request: &mut Request<ClientBody>,
 ) -> Result<Option<Head>, HeadError> {
-    if let Some(head) = head::parse(&mut reader.buf, limits)? {
+    if let Some(head) = head::parse(&mut reader.buf, limits, request)? {
         return Ok(Some(head));
     }
     timer.as_mut().reset(Instant::now() + timeout);
@@ -174,7 +177,7 @@ async fn next_head<R: AsyncRead + Unpin>(
             filled = std::future::poll_fn(|cx| reader.poll_fill(cx)) => match filled {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {
-                    if let Some(head) = head::parse(&mut reader.buf, limits)? {
+                    if let Some(head) = head::parse(&mut reader.buf, limits, request)? {
                         return Ok(Some(head));
                     }
                 }
