@@ -4,7 +4,7 @@
 # instrumentation, trained on loopback traffic, and built again with LLVM
 # told which branches and calls that traffic took, so the request path is
 # laid out and inlined for them (docs/performance.md, "Profile-guided build":
-# about 17% fewer instructions per request than `cargo build --release`).
+# 13–16% fewer instructions per request than `cargo build --release`).
 #
 # The training is the README's standalone mode (examples/standalone with its
 # demo backends on 127.0.0.11 and 127.0.0.12) driven by h2load for about
