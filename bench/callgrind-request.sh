@@ -17,7 +17,10 @@
 #        CONNS=N drives it with wrk -cN instead of -c8 (per-connection costs show at -c256)
 #        PEER=nginx measures nginx as the proxy instead (one process, no master, upstream
 #        keep-alive, access_log off): the reference the gateway's count is held against
-# Needs: valgrind, nginx, wrk, curl (h2load for H2=1); cargo build --release -p router-gateway
+#        PEER=haproxy measures HAProxy instead (one thread, http-reuse always, proxy-bench's
+#        configuration): the h2c reference, since HAProxy is the faster peer there
+# Needs: valgrind, nginx, wrk, curl (h2load for H2=1, haproxy for PEER=haproxy);
+# cargo build --release -p router-gateway
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,18 +64,41 @@ http {
 }
 EOF
 
+# proto h2: HAProxy takes h2c with prior knowledge only on a bind line that says so.
+cat > "$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+frontend fe
+  bind 127.0.0.1:18555 ${H2:+proto h2}
+  http-request return status 200 if { path /healthz }
+  default_backend be
+backend be
+  server s1 127.0.0.1:18380
+EOF
+
 # run NAME LOAD(0|1): prints the callgrind total
 run() {
-  local health=http://127.0.0.1:19555/healthz
+  local health=http://127.0.0.1:19555/healthz probe=()
   if [ "${PEER:-}" = nginx ]; then
     health=http://127.0.0.1:18555/healthz
     valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" nginx -p "$WORK" -c "$WORK/peer.conf" >/dev/null 2>"$WORK/$1.log" &
+  elif [ "${PEER:-}" = haproxy ]; then
+    health=http://127.0.0.1:18555/healthz
+    if [ -n "${H2:-}" ]; then probe=(--http2-prior-knowledge); fi
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" haproxy -db -f "$WORK/haproxy.cfg" >/dev/null 2>"$WORK/$1.log" &
   else
     valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" "$GATEWAY" --config "$ROOT/bench/router-gateway.yaml" \
       --listen 127.0.0.1:18555 --admin-addr 127.0.0.1:19555 --access-log "${ACCESS_LOG:-off}" --worker-threads 1 >/dev/null 2>"$WORK/$1.log" &
   fi
   local pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "$health" && break; sleep 0.5; done
+  for _ in $(seq 100); do curl -sf "${probe[@]}" -o /dev/null "$health" && break; sleep 0.5; done
   if [ "$2" = 1 ] && [ -n "${H2:-}" ]; then
     h2load -t1 -c4 -m16 -D 10 -H "Host: bench" http://127.0.0.1:18555/${REQ_PATH:-small} >"$WORK/h2load.txt"
   elif [ "$2" = 1 ]; then
@@ -80,8 +106,8 @@ run() {
   else
     sleep 10
   fi
-  # nginx stops gracefully on QUIT, the gateway on INT.
-  if [ "${PEER:-}" = nginx ]; then kill -QUIT $pid; else kill -INT $pid; fi
+  # nginx stops gracefully on QUIT, HAProxy on USR1, the gateway on INT.
+  case "${PEER:-}" in nginx) kill -QUIT $pid ;; haproxy) kill -USR1 $pid ;; *) kill -INT $pid ;; esac
   wait $pid || true
   grep -o 'Collected : [0-9]*' "$WORK/$1.log" | awk '{print $3}'
 }
