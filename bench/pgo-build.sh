@@ -49,7 +49,8 @@ build() {
 echo "== 1/3 instrumented build"
 build generate "-Cprofile-generate=$WORK/raw"
 
-# train ACCESS_LOG: the gateway on the standalone example, then bounded loads.
+# train ACCESS_LOG REQUESTS: the gateway on the standalone example, then loads
+# bounded by REQUESTS (the smaller steps by a fraction of it).
 train() {
   LLVM_PROFILE_FILE="$WORK/raw/gateway-%p.profraw" \
     "$TARGET_DIR/generate/$HOST/release/router-gateway" --config "$ROOT/examples/standalone" --demo-backends \
