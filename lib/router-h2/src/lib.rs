@@ -21,5 +21,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod error;
 pub mod frame;
+pub mod head;
 pub mod hpack;
+pub mod settings;
+pub mod window;

@@ -67,7 +67,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub(super) fn new(name: &[u8], value: &[u8]) -> Self {
+    pub(crate) fn new(name: &[u8], value: &[u8]) -> Self {
         Self::with_name(Name::from_bytes(name), name.len(), value)
     }
 
