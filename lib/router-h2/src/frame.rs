@@ -108,10 +108,12 @@ impl Frame {
     /// stream when only that stream is at fault.
     pub fn parse(head: Head, mut payload: Bytes) -> Result<Self, ProtocolError> {
         let stream = head.stream;
-        let on_stream = || if stream == 0 { Err(ProtocolError::connection(Reason::PROTOCOL_ERROR, "frame needs a stream")) } else { Ok(()) };
+        let on_stream =
+            || if stream == 0 { Err(ProtocolError::connection(Reason::PROTOCOL_ERROR, "frame needs a stream")) } else { Ok(()) };
         let on_connection =
             || if stream != 0 { Err(ProtocolError::connection(Reason::PROTOCOL_ERROR, "frame must be on stream 0")) } else { Ok(()) };
-        let size = |ok: bool| if ok { Ok(()) } else { Err(ProtocolError::connection(Reason::FRAME_SIZE_ERROR, "frame has the wrong length")) };
+        let size =
+            |ok: bool| if ok { Ok(()) } else { Err(ProtocolError::connection(Reason::FRAME_SIZE_ERROR, "frame has the wrong length")) };
         Ok(match head.kind {
             kind::DATA => {
                 on_stream()?;
@@ -152,7 +154,7 @@ impl Frame {
             kind::SETTINGS => {
                 on_connection()?;
                 let ack = head.flags & flag::ACK != 0;
-                size(if ack { payload.is_empty() } else { payload.len() % 6 == 0 })?;
+                size(if ack { payload.is_empty() } else { payload.len().is_multiple_of(6) })?;
                 Self::Settings { ack, payload }
             }
             kind::PUSH_PROMISE => return Err(ProtocolError::connection(Reason::PROTOCOL_ERROR, "a client may not push")),
@@ -314,9 +316,12 @@ mod tests {
             let e = frame(kind, 0, stream, payload).unwrap_err();
             assert_eq!((e.reason, e.stream), (Reason::PROTOCOL_ERROR, None), "type {kind}");
         }
-        for (kind, flags, payload) in
-            [(kind::PING, 0, &b"1234567"[..]), (kind::SETTINGS, 0, b"12345"), (kind::SETTINGS, flag::ACK, b"123456"), (kind::RST_STREAM, 0, b"123")]
-        {
+        for (kind, flags, payload) in [
+            (kind::PING, 0, &b"1234567"[..]),
+            (kind::SETTINGS, 0, b"12345"),
+            (kind::SETTINGS, flag::ACK, b"123456"),
+            (kind::RST_STREAM, 0, b"123"),
+        ] {
             let stream = u32::from(kind == kind::RST_STREAM);
             assert_eq!(frame(kind, flags, stream, payload).unwrap_err().reason, Reason::FRAME_SIZE_ERROR, "type {kind}");
         }
@@ -339,10 +344,7 @@ mod tests {
         assert_eq!(frame(0xfa, 0xff, 7, b"whatever").unwrap(), Frame::Unknown);
         let h = Head::parse(&[0, 0, 4, kind::WINDOW_UPDATE, 0, 0x80, 0, 0, 1]);
         assert_eq!(h.stream, 1);
-        assert_eq!(
-            Frame::parse(h, Bytes::from_static(&[0x80, 0, 0, 9])).unwrap(),
-            Frame::WindowUpdate { stream: 1, increment: 9 }
-        );
+        assert_eq!(Frame::parse(h, Bytes::from_static(&[0x80, 0, 0, 9])).unwrap(), Frame::WindowUpdate { stream: 1, increment: 9 });
     }
 
     #[test]

@@ -184,7 +184,9 @@ mod tests {
             f.push(extra);
             set(&f).request().unwrap_err()
         };
-        for extra in [("connection", "keep-alive"), ("te", "gzip"), ("transfer-encoding", "chunked"), ("upgrade", "h2c"), ("keep-alive", "5")] {
+        for extra in
+            [("connection", "keep-alive"), ("te", "gzip"), ("transfer-encoding", "chunked"), ("upgrade", "h2c"), ("keep-alive", "5")]
+        {
             assert!(matches!(with(extra), Refusal::Malformed(_)), "{extra:?}");
         }
         assert!(matches!(with((":path", "/again")), Refusal::Malformed(_)), "late and repeated pseudo-header");

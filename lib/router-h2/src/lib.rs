@@ -21,9 +21,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod head;
 pub mod hpack;
+mod output;
 pub mod settings;
 pub mod window;

@@ -66,7 +66,8 @@ mod tests {
     #[test]
     fn values_apply_in_order_and_unknown_ones_are_ignored() {
         let mut s = PeerSettings::default();
-        s.apply(&payload(&[(INITIAL_WINDOW_SIZE, 10), (0x99, 7), (INITIAL_WINDOW_SIZE, 20), (MAX_FRAME_SIZE, 32_768), (ENABLE_PUSH, 0)])).unwrap();
+        s.apply(&payload(&[(INITIAL_WINDOW_SIZE, 10), (0x99, 7), (INITIAL_WINDOW_SIZE, 20), (MAX_FRAME_SIZE, 32_768), (ENABLE_PUSH, 0)]))
+            .unwrap();
         assert_eq!(s, PeerSettings { max_frame_size: 32_768, initial_window_size: 20 });
     }
 

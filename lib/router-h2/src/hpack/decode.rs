@@ -186,8 +186,13 @@ mod tests {
             second.push(("cache-control", "no-cache"));
             assert_eq!(fields(&mut d, &hex(blocks[1])).unwrap(), plain(&second));
             assert_eq!((d.table.len(), d.table.size()), (2, 110));
-            let third =
-                [(":method", "GET"), (":scheme", "https"), (":path", "/index.html"), (":authority", "www.example.com"), ("custom-key", "custom-value")];
+            let third = [
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/index.html"),
+                (":authority", "www.example.com"),
+                ("custom-key", "custom-value"),
+            ];
             assert_eq!(fields(&mut d, &hex(blocks[2])).unwrap(), plain(&third));
             assert_eq!((d.table.len(), d.table.size()), (3, 164));
         }
