@@ -542,14 +542,15 @@ impl Connection {
         self.give_back(stream, n);
     }
 
-    /// The response head. Fields HTTP/2 does not carry are left out.
-    pub fn send_headers(&mut self, stream: u32, status: StatusCode, headers: &HeaderMap, end_stream: bool) -> Result<(), StreamGone> {
+    /// The response head: the status, then the fields `encode` writes (see
+    /// [`hpack::encode_field`], and [`encode_map`] for a map).
+    pub fn send_headers(&mut self, stream: u32, status: StatusCode, encode: impl FnOnce(&mut BytesMut), end_stream: bool) -> Result<(), StreamGone> {
         let s = self.streams.get_mut(&stream).ok_or(StreamGone)?;
         debug_assert_eq!(s.send, Send::Idle, "one response head per stream");
         s.send = if end_stream { Send::Done } else { Send::Open };
         self.block.clear();
         hpack::encode_status(status, &mut self.block);
-        encode_fields(headers, &mut self.block);
+        encode(&mut self.block);
         frame::headers(&mut self.out.open, stream, &self.block, end_stream, self.peer.max_frame_size as usize);
         if end_stream {
             self.close_if_done(stream);
@@ -575,7 +576,7 @@ impl Connection {
     pub fn send_trailers(&mut self, stream: u32, trailers: &HeaderMap) -> Result<(), StreamGone> {
         let s = self.streams.get_mut(&stream).ok_or(StreamGone)?;
         self.block.clear();
-        encode_fields(trailers, &mut self.block);
+        encode_map(trailers, &mut self.block);
         s.trailers = Some(self.block.split().freeze());
         s.end_queued = true;
         self.schedule(stream);
@@ -708,9 +709,10 @@ impl Connection {
     }
 }
 
-fn encode_fields(headers: &HeaderMap, dst: &mut BytesMut) {
+/// A map's fields, less those HTTP/2 does not carry.
+pub fn encode_map(headers: &HeaderMap, dst: &mut BytesMut) {
     for (name, value) in headers {
-        if !is_connection_specific(name) {
+        if !is_connection_specific(name.as_str().as_bytes()) {
             hpack::encode_field(name, value, dst);
         }
     }

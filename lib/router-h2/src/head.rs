@@ -73,7 +73,7 @@ impl FieldSet {
                 }
             }
             Name::Field(name) => {
-                if is_connection_specific(name) || (name == header::TE && value != "trailers") {
+                if is_connection_specific(name.as_str().as_bytes()) || (name == header::TE && value != "trailers") {
                     return self.refuse("connection-specific field");
                 }
                 let mut value = value.clone();
@@ -140,13 +140,9 @@ impl FieldSet {
     }
 }
 
-/// Fields HTTP/2 does not carry (§8.2.2): a response must not send them either.
-pub fn is_connection_specific(name: &http::HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+/// Fields HTTP/2 does not carry (§8.2.2), by lower-case name: a response must not send them either.
+pub fn is_connection_specific(name: &[u8]) -> bool {
+    matches!(name, b"connection" | b"transfer-encoding" | b"upgrade" | b"keep-alive" | b"proxy-connection")
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ fn a_get_is_answered_and_its_stream_forgotten() {
     let mut fields = HeaderMap::new();
     fields.insert("content-type", HeaderValue::from_static("text/plain"));
     fields.insert("connection", HeaderValue::from_static("close"));
-    c.conn.send_headers(1, StatusCode::OK, &fields, false).unwrap();
+    c.conn.send_headers(1, StatusCode::OK, |b| encode_map(&fields, b), false).unwrap();
     c.conn.send_data(1, Bytes::from_static(b"ok"), true).unwrap();
     let out = c.read();
     assert_eq!(out.len(), 2, "{out:?}");
@@ -198,7 +198,7 @@ fn response_data_waits_for_the_clients_windows() {
     // The client allows 10 bytes per stream.
     let mut c = Client::with_settings(config(), &[0, 4, 0, 0, 0, 10]);
     c.send(&get(1, &[])).unwrap();
-    c.conn.send_headers(1, StatusCode::OK, &HeaderMap::new(), false).unwrap();
+    c.conn.send_headers(1, StatusCode::OK, |_| {}, false).unwrap();
     c.conn.send_data(1, Bytes::from_static(b"0123456789abcdefghijklmno"), true).unwrap();
     assert_eq!(c.conn.send_room(1), Ok(64 - 15));
     let out = c.read();
@@ -213,7 +213,7 @@ fn response_data_waits_for_the_clients_windows() {
 fn lowering_the_initial_window_can_stall_open_streams() {
     let mut c = Client::new(config());
     c.send(&get(1, &[])).unwrap();
-    c.conn.send_headers(1, StatusCode::OK, &HeaderMap::new(), false).unwrap();
+    c.conn.send_headers(1, StatusCode::OK, |_| {}, false).unwrap();
     c.send(&frame(kind::SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0])).unwrap();
     c.read();
     c.conn.send_data(1, Bytes::from_static(b"held"), true).unwrap();
@@ -236,7 +236,7 @@ fn trailers_go_both_ways() {
     c.send(&frame(kind::HEADERS, END_HEADERS | END_STREAM, 1, &block(&[("x-end", "1")]))).unwrap();
     let events = c.events();
     assert!(matches!(&events[2], Event::Trailers { stream: 1, trailers } if trailers["x-end"] == "1"), "{events:?}");
-    c.conn.send_headers(1, StatusCode::OK, &HeaderMap::new(), false).unwrap();
+    c.conn.send_headers(1, StatusCode::OK, |_| {}, false).unwrap();
     c.conn.send_data(1, Bytes::from_static(b"reply"), false).unwrap();
     let mut t = HeaderMap::new();
     t.insert("grpc-status", HeaderValue::from_static("0"));
@@ -315,7 +315,7 @@ fn a_client_reset_ends_the_stream_for_the_gateway() {
     c.send(&get(1, &[])).unwrap();
     c.send(&frame(kind::RST_STREAM, 0, 1, &Reason::CANCEL.0.to_be_bytes())).unwrap();
     assert!(matches!(&c.events()[..], [Event::Request { .. }, Event::Reset { stream: 1, reason: Reason::CANCEL }]));
-    assert_eq!(c.conn.send_headers(1, StatusCode::OK, &HeaderMap::new(), true), Err(StreamGone));
+    assert_eq!(c.conn.send_headers(1, StatusCode::OK, |_| {}, true), Err(StreamGone));
     assert_eq!(c.send(&frame(kind::RST_STREAM, 0, 9, &[0; 4])).unwrap_err().reason, Reason::PROTOCOL_ERROR, "idle stream");
 }
 
@@ -378,7 +378,7 @@ fn go_away_lets_open_streams_finish_and_refuses_new_ones() {
     assert_eq!(&out[0].payload[..4], &1u32.to_be_bytes(), "stream 1 is the last one served");
     assert_eq!(out[1].reset(), Some(Reason::REFUSED_STREAM));
     assert!(!c.conn.is_finished());
-    c.conn.send_headers(1, StatusCode::NO_CONTENT, &HeaderMap::new(), true).unwrap();
+    c.conn.send_headers(1, StatusCode::NO_CONTENT, |_| {}, true).unwrap();
     assert!(c.conn.is_finished());
 }
 
@@ -386,7 +386,7 @@ fn go_away_lets_open_streams_finish_and_refuses_new_ones() {
 fn a_response_that_ends_before_its_request_asks_the_client_to_stop() {
     let mut c = Client::new(config());
     c.send(&post(1, "100")).unwrap();
-    c.conn.send_headers(1, StatusCode::PAYLOAD_TOO_LARGE, &HeaderMap::new(), true).unwrap();
+    c.conn.send_headers(1, StatusCode::PAYLOAD_TOO_LARGE, |_| {}, true).unwrap();
     let out = c.read();
     assert_eq!(out.last().and_then(Out::reset), Some(Reason::NO_ERROR));
     assert!(matches!(c.events().last(), Some(Event::Reset { stream: 1, reason: Reason::NO_ERROR })));

@@ -29,71 +29,81 @@ pub fn encode_status(status: StatusCode, dst: &mut BytesMut) {
     dst.extend_from_slice(&[0x80 | index]);
 }
 
-/// One field as a literal (§6.2.2, §6.2.3).
+/// One field as a literal (§6.2.2, §6.2.3); never-indexed when its value is sensitive.
 pub fn encode_field(name: &HeaderName, value: &HeaderValue, dst: &mut BytesMut) {
-    let flags = if value.is_sensitive() { 0x10 } else { 0x00 };
+    literal(name.as_str().as_bytes(), value.as_bytes(), value.is_sensitive(), dst);
+}
+
+/// One field as a literal without indexing, its name already lower-case
+/// (an HTTP/1.1 upstream's field line, say, once lowered).
+pub fn encode_literal(name: &[u8], value: &[u8], dst: &mut BytesMut) {
+    literal(name, value, false, dst);
+}
+
+fn literal(name: &[u8], value: &[u8], sensitive: bool, dst: &mut BytesMut) {
+    let flags = if sensitive { 0x10 } else { 0x00 };
     match static_name(name) {
         Some(index) => encode_int(index, 4, flags, dst),
         None => {
             dst.extend_from_slice(&[flags]);
-            encode_int(name.as_str().len(), 7, 0, dst);
-            dst.extend_from_slice(name.as_str().as_bytes());
+            encode_int(name.len(), 7, 0, dst);
+            dst.extend_from_slice(name);
         }
     }
     encode_int(value.len(), 7, 0, dst);
-    dst.extend_from_slice(value.as_bytes());
+    dst.extend_from_slice(value);
 }
 
 /// The static table's index of a field name (RFC 7541 Appendix A).
-fn static_name(name: &HeaderName) -> Option<usize> {
-    Some(match name.as_str() {
-        "accept-charset" => 15,
-        "accept-encoding" => 16,
-        "accept-language" => 17,
-        "accept-ranges" => 18,
-        "accept" => 19,
-        "access-control-allow-origin" => 20,
-        "age" => 21,
-        "allow" => 22,
-        "authorization" => 23,
-        "cache-control" => 24,
-        "content-disposition" => 25,
-        "content-encoding" => 26,
-        "content-language" => 27,
-        "content-length" => 28,
-        "content-location" => 29,
-        "content-range" => 30,
-        "content-type" => 31,
-        "cookie" => 32,
-        "date" => 33,
-        "etag" => 34,
-        "expect" => 35,
-        "expires" => 36,
-        "from" => 37,
-        "host" => 38,
-        "if-match" => 39,
-        "if-modified-since" => 40,
-        "if-none-match" => 41,
-        "if-range" => 42,
-        "if-unmodified-since" => 43,
-        "last-modified" => 44,
-        "link" => 45,
-        "location" => 46,
-        "max-forwards" => 47,
-        "proxy-authenticate" => 48,
-        "proxy-authorization" => 49,
-        "range" => 50,
-        "referer" => 51,
-        "refresh" => 52,
-        "retry-after" => 53,
-        "server" => 54,
-        "set-cookie" => 55,
-        "strict-transport-security" => 56,
-        "transfer-encoding" => 57,
-        "user-agent" => 58,
-        "vary" => 59,
-        "via" => 60,
-        "www-authenticate" => 61,
+fn static_name(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
         _ => return None,
     })
 }
@@ -104,6 +114,7 @@ mod tests {
 
     use super::*;
     use crate::hpack::{Decoder, Name};
+
 
     fn decoded(block: &[u8]) -> Vec<(String, Vec<u8>, bool)> {
         let mut out = Vec::new();

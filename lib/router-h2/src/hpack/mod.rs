@@ -8,7 +8,7 @@ mod table;
 
 pub use self::{
     decode::{DecodeError, Decoder},
-    encode::{encode_field, encode_status},
+    encode::{encode_field, encode_literal, encode_status},
     table::{Entry, Name, Pseudo},
 };
 

@@ -11,23 +11,25 @@
 //! bytes (HTTP/2's preface or not), a TLS one by ALPN.
 
 mod admission;
+mod date;
 mod flood;
 pub mod h1;
+mod h2;
 
 pub use admission::ConnectionLimit;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
-use hyper::{server::conn::http2, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite},
     net::TcpListener,
     sync::watch,
 };
 
-use self::{admission::Admitted, flood::Guarded};
+use router_h2::conn::PREFACE;
+
+use self::admission::Admitted;
 use crate::{
     http::{
         headers::{ClientInfo, Entry},
@@ -37,8 +39,6 @@ use crate::{
     tls::accept::{Accepted, TlsPort, handshake},
 };
 
-/// What every HTTP/2 connection starts with (RFC 9113 §3.4).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How connections on a listening socket start.
 #[derive(Debug, Clone)]
@@ -83,25 +83,10 @@ impl Default for ServerSettings {
     }
 }
 
-fn http2_builder(settings: &ServerSettings) -> http2::Builder<TokioExecutor> {
-    let mut b = http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
-        .max_send_buf_size(settings.max_send_buf_per_stream)
-        // Rapid reset (CVE-2023-44487): streams the client resets before they are accepted; then GOAWAY.
-        .max_pending_accept_reset_streams(20)
-        // Streams the gateway itself had to reset (malformed requests, say); then GOAWAY.
-        .max_local_error_reset_streams(1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
-}
-
 /// What every connection of a listener shares.
 struct Shared {
     gateway: Arc<Gateway>,
     settings: ServerSettings,
-    http2: http2::Builder<TokioExecutor>,
 }
 
 /// Serves `listener` until `shutdown` resolves, then drains.
@@ -112,7 +97,7 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let shared = Arc::new(Shared { http2: http2_builder(&settings), gateway, settings });
+    let shared = Arc::new(Shared { gateway, settings });
     // Every connection holds a receiver: the send starts the drain, and the
     // sender sees them all gone once the last connection has ended.
     let (drain, draining) = watch::channel(false);
@@ -229,28 +214,10 @@ async fn starts_with_preface<T: AsyncRead + Unpin>(io: &mut T, buf: &mut BytesMu
     }
 }
 
-/// hyper's HTTP/2 server behind the flood guard, shut down gracefully (GOAWAY) on drain.
-async fn serve_http2<T>(io: T, client: Arc<ClientInfo>, shared: &Shared, mut draining: watch::Receiver<bool>)
+/// The gateway's HTTP/2 server ([`h2`]) behind the flood guard.
+async fn serve_http2<T>(io: T, client: Arc<ClientInfo>, shared: &Shared, draining: watch::Receiver<bool>)
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (gateway, peer) = (shared.gateway.clone(), client.addr);
-    let io = TokioIo::new(Guarded::new(io, gateway.metrics.clone(), shared.settings.header_read_timeout));
-    // hyper runs each stream's future as a task of its own: boxed, the task holds a
-    // pointer instead of the request path's seven kilobytes, which tokio copied
-    // about eight times a stream as it spawned and finished the task (callgrind:
-    // 5,600 of 62,000 instructions an h2c request).
-    let service = service_fn(move |req| Box::pin(gateway.clone().handle(req, client.clone())));
-    let conn = shared.http2.serve_connection(io, service);
-    tokio::pin!(conn);
-    let ended = tokio::select! {
-        ended = conn.as_mut() => ended,
-        _ = draining.changed() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-    }
+    h2::serve(io, client, shared.gateway.clone(), &shared.settings, draining).await;
 }

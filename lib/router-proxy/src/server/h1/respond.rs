@@ -5,10 +5,8 @@
 //! from where it is, beside the buffer, not copied into it.
 
 use std::{
-    cell::RefCell,
     io::{self, IoSlice},
     pin::Pin,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
@@ -18,6 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::{
     local::ProxyBody,
+    server::date,
     request::ResponseFields,
     upstream::h1::wire::{self, field},
 };
@@ -118,29 +117,9 @@ pub fn write_head(out: &mut Vec<u8>, parts: &Parts, fields: &ResponseFields, fra
         field(out, b"connection", b"keep-alive");
     }
     if !dated {
-        DATE.with(|date| field(out, b"date", date.borrow_mut().now()));
+        date::now(|date| field(out, b"date", date));
     }
     out.extend_from_slice(b"\r\n");
-}
-
-thread_local!(static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { second: u64::MAX, text: Vec::new() }) });
-
-/// The `Date` value, formatted once a second per thread.
-struct CachedDate {
-    second: u64,
-    text: Vec<u8>,
-}
-
-impl CachedDate {
-    fn now(&mut self) -> &[u8] {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.second {
-            self.second = second;
-            self.text = httpdate::fmt_http_date(now).into_bytes();
-        }
-        &self.text
-    }
 }
 
 /// How a body's writing ended.
