@@ -97,15 +97,22 @@ impl Frame {
         (self.kind == RST_STREAM && self.payload.len() == 4).then(|| u32::from_be_bytes(self.payload[..4].try_into().expect("4 bytes")))
     }
 
-    /// A response HEADERS frame's status, when the server sent it as an HPACK static-table
-    /// index (h2 does for 200, 204, 206, 304, 400, 404 and 500).
+    /// A response HEADERS frame's status, when it is the block's first field:
+    /// a static-table index (200, 204, 206, 304, 400, 404, 500) or a literal
+    /// named by index 8 (`:status`), not Huffman-coded.
     pub fn status(&self) -> Option<u16> {
         if self.kind != HEADERS {
             return None;
         }
-        let statuses = [200, 204, 206, 304, 400, 404, 500];
-        let index = usize::from(*self.payload.first()? & 0x7f);
-        (self.payload[0] & 0x80 != 0).then(|| index.checked_sub(8).and_then(|i| statuses.get(i).copied())).flatten()
+        let first = *self.payload.first()?;
+        if first & 0x80 != 0 {
+            let statuses = [200, 204, 206, 304, 400, 404, 500];
+            return usize::from(first & 0x7f).checked_sub(8).and_then(|i| statuses.get(i).copied());
+        }
+        // A literal of any kind (with, without or never indexed) naming index 8.
+        let named_status = matches!(first, 0x48 | 0x08 | 0x18);
+        let digits = self.payload.get(2..5)?;
+        (named_status && self.payload.get(1) == Some(&3)).then(|| std::str::from_utf8(digits).ok()?.parse().ok()).flatten()
     }
 }
 

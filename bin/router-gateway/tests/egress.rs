@@ -2,9 +2,10 @@
 //! absolute-form requests, allowed or refused by the client's VPCEgress.
 
 use router_tests::{
-    backend::start_backends,
+    backend::{Backend, start_backends},
     client::Client,
     gateway::{GatewayProcess, route, service_on},
+    h2frames::{self, DATA, END_HEADERS, END_STREAM, HEADERS, Peer, frame, header_block},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,13 +20,13 @@ async fn raw(gw: &GatewayProcess, request: String) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[tokio::test]
-async fn vpc_clients_reach_only_what_their_egress_policy_allows() {
-    let b = start_backends(&["outside"]).await;
-    let target = b[0].addr;
+/// A route to `backend` under /internal, and a VPCEgress for the clients' VPC
+/// (127.0.0.1, where the tests connect from) that allows only `backend`'s address and port.
+fn egress_config(backend: &Backend) -> String {
+    let target = backend.addr;
     // The test client connects from 127.0.0.1: that address is the client VPC's network.
-    let config = [
-        service_on("internal", "internal", &[&b[0]], "HTTP"),
+    [
+        service_on("internal", "internal", &[backend], "HTTP"),
         route("internal", "  match: {pathPrefix: /internal}\n  destinations: [{vpcServiceRef: {name: internal}}]"),
         "apiVersion: galactic.datumapis.com/v1alpha\nkind: VPC\nmetadata: {name: clients, namespace: default}\n\
          spec: {networks: [127.0.0.1/32]}\nstatus: {ready: true, identifier: 00000000abcd}\n---\n"
@@ -39,8 +40,14 @@ async fn vpc_clients_reach_only_what_their_egress_policy_allows() {
             target.port()
         ),
     ]
-    .concat();
-    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    .concat()
+}
+
+#[tokio::test]
+async fn vpc_clients_reach_only_what_their_egress_policy_allows() {
+    let b = start_backends(&["outside"]).await;
+    let target = b[0].addr;
+    let gw = GatewayProcess::start(BIN, &egress_config(&b[0]), &[]).await;
 
     // An allowed CONNECT opens a tunnel the client speaks HTTP through.
     let tunnel = raw(
@@ -89,4 +96,47 @@ async fn connect_without_a_policy_is_refused() {
     let target = b[0].addr;
     let r = raw(&gw, format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")).await;
     assert!(r.starts_with("HTTP/1.1 403") && r.contains("egress-denied"), "{r}");
+}
+
+#[tokio::test]
+async fn an_http2_client_tunnels_through_connect_as_well() {
+    let b = start_backends(&["outside"]).await;
+    let target = b[0].addr.to_string();
+    let gw = GatewayProcess::start(BIN, &egress_config(&b[0]), &[]).await;
+    let mut peer = Peer::connect(gw.addr).await;
+    // RFC 9113 §8.5: CONNECT carries only :method and :authority; the stream becomes the tunnel.
+    let open = frame(HEADERS, END_HEADERS, 1, &header_block(&[(":method", "CONNECT"), (":authority", &target)]));
+    peer.write.write_all(&open).await.unwrap();
+    let request = "GET /through-h2-tunnel HTTP/1.1\r\nHost: partner\r\nConnection: close\r\n\r\n";
+    peer.write.write_all(&frame(DATA, 0, 1, request.as_bytes())).await.unwrap();
+    let mut answer = Vec::new();
+    let mut status = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Ok(Ok(f)) = tokio::time::timeout_at(deadline, h2frames::read_frame(&mut peer.read)).await {
+        match f.kind {
+            HEADERS if f.stream == 1 => status = f.status(),
+            DATA if f.stream == 1 => {
+                answer.extend_from_slice(&f.payload);
+                if f.flags & END_STREAM != 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status, Some(200), "the tunnel is open: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("x-backend: outside") && answer.contains("/through-h2-tunnel"),
+        "{answer}"
+    );
+
+    // A target the policy does not allow is refused on its stream, the connection goes on.
+    let other = format!("{}:{}", b[0].addr.ip(), b[0].addr.port().wrapping_add(1).max(1));
+    peer.write
+        .write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &header_block(&[(":method", "CONNECT"), (":authority", &other)])))
+        .await
+        .unwrap();
+    let frames = peer.frames(std::time::Duration::from_secs(1)).await;
+    assert_eq!(frames.iter().find(|f| f.stream == 3 && f.kind == HEADERS).and_then(|f| f.status()), Some(403), "{frames:?}");
 }

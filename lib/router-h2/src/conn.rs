@@ -544,7 +544,13 @@ impl Connection {
 
     /// The response head: the status, then the fields `encode` writes (see
     /// [`hpack::encode_field`], and [`encode_map`] for a map).
-    pub fn send_headers(&mut self, stream: u32, status: StatusCode, encode: impl FnOnce(&mut BytesMut), end_stream: bool) -> Result<(), StreamGone> {
+    pub fn send_headers(
+        &mut self,
+        stream: u32,
+        status: StatusCode,
+        encode: impl FnOnce(&mut BytesMut),
+        end_stream: bool,
+    ) -> Result<(), StreamGone> {
         let s = self.streams.get_mut(&stream).ok_or(StreamGone)?;
         debug_assert_eq!(s.send, Send::Idle, "one response head per stream");
         s.send = if end_stream { Send::Done } else { Send::Open };

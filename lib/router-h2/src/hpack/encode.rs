@@ -115,7 +115,6 @@ mod tests {
     use super::*;
     use crate::hpack::{Decoder, Name};
 
-
     fn decoded(block: &[u8]) -> Vec<(String, Vec<u8>, bool)> {
         let mut out = Vec::new();
         Decoder::new(4096)

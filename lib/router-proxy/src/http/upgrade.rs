@@ -1,13 +1,12 @@
 //! The client's side of a connection that stops being HTTP: an accepted
-//! upgrade (101, WebSocket) or a CONNECT tunnel (2xx). An HTTP/2 client's
-//! comes from hyper; an HTTP/1.1 client's from the gateway's own server
-//! (`server::h1`), which hands the connection over once the response head is
-//! written. The request path asks for it the same way for both.
+//! upgrade (101, WebSocket) or a CONNECT tunnel (2xx). The gateway's servers
+//! hand it over once the response head is written: the HTTP/1.1 server
+//! (`server::h1`) the connection itself, the HTTP/2 server (`server::h2`)
+//! the CONNECT's stream. The request path asks for it the same way for both.
 
 use std::sync::{Arc, Mutex};
 
 use http::Request;
-use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::oneshot,
@@ -25,8 +24,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// request head that the server had already read.
 pub type Upgraded = Rewind<Box<dyn Io>>;
 
-/// Where the HTTP/1.1 server leaves a connection for the request that asked
-/// to upgrade it; carried in the request's extensions (which need `Clone`).
+/// Where a server leaves the connection (or stream) for the request that
+/// asked to upgrade it; carried in the request's extensions (which need `Clone`).
 #[derive(Clone)]
 pub struct UpgradeSlot(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
 
@@ -39,26 +38,19 @@ impl UpgradeSlot {
 }
 
 /// The client's connection once the response that accepts the upgrade is out.
-pub enum OnUpgrade {
-    Hyper(hyper::upgrade::OnUpgrade),
-    Http1(Option<oneshot::Receiver<Upgraded>>),
-}
+pub struct OnUpgrade(Option<oneshot::Receiver<Upgraded>>);
 
 impl OnUpgrade {
-    /// Takes the upgrade out of `req`: the HTTP/1.1 server's slot, else hyper's.
+    /// Takes the upgrade out of `req`: the slot its server left, if any.
     pub fn on<B>(req: &mut Request<B>) -> Self {
-        match req.extensions_mut().remove::<UpgradeSlot>() {
-            Some(slot) => Self::Http1(slot.0.lock().unwrap_or_else(|p| p.into_inner()).take()),
-            None => Self::Hyper(hyper::upgrade::on(req)),
-        }
+        Self(req.extensions_mut().remove::<UpgradeSlot>().and_then(|slot| slot.0.lock().unwrap_or_else(|p| p.into_inner()).take()))
     }
 
     /// Waits for the connection; an error when the response did not accept the upgrade.
     pub async fn connection(self) -> Result<Box<dyn Io>, BoxError> {
-        match self {
-            Self::Hyper(on) => Ok(Box::new(TokioIo::new(on.await?))),
-            Self::Http1(Some(rx)) => Ok(Box::new(rx.await.map_err(|_| "the client connection was not upgraded")?)),
-            Self::Http1(None) => Err("the upgrade was already taken".into()),
+        match self.0 {
+            Some(rx) => Ok(Box::new(rx.await.map_err(|_| "the client connection was not upgraded")?)),
+            None => Err("the request carried no upgrade".into()),
         }
     }
 }

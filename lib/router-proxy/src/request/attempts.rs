@@ -105,7 +105,6 @@ impl Gateway {
                 headers: &mut request.headers,
                 added: &request.added,
                 last: attempt == max_attempts,
-                response_map: request.response_map,
             };
 
             let guard = endpoint.start_request();

@@ -11,7 +11,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use router_core::{route_table::RouteRule, snapshot::RoutePolicy};
 
-use super::{Gateway, ResponseFields};
+use super::Gateway;
 use crate::{
     error::ProxyError,
     http::{
@@ -49,8 +49,6 @@ pub(super) struct UpstreamRequest<'a> {
     pub body: RequestBody,
     /// The client's side of an HTTP/1.1 upgrade (WebSocket), when it asked for one.
     pub upgrade: Option<OnUpgrade>,
-    /// See [`crate::upstream::Attempt::response_map`].
-    pub response_map: Option<usize>,
 }
 
 impl Gateway {
@@ -129,8 +127,6 @@ impl Gateway {
             added,
             body,
             upgrade: upgrade.map(|(on, _)| on),
-            // hyper's HTTP/2 server takes a map; the gateway's HTTP/1.1 server writes field lines as they are.
-            response_map: (parts.version == Version::HTTP_2).then_some(ResponseFields::ROOM_IN_HYPER_MAP),
         })
     }
 }

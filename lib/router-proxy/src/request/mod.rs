@@ -29,11 +29,9 @@ mod response;
 mod route;
 mod validate;
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use http::{Request, Response, Version, header};
-use http_body::Body;
 
 use self::{forward::RequestIds, host::RequestHost, record::Record};
 pub use self::{
@@ -51,7 +49,7 @@ use crate::{
     local::ProxyBody,
     outcome::Outcome,
     telemetry::{AccessLog, Metrics, spans::SpanExport},
-    upstream::{BoxError, ClientBody, Upstreams},
+    upstream::{ClientBody, Upstreams},
 };
 
 /// Marks an HTTP/1.1 request whose head carried both `Content-Length` and
@@ -73,18 +71,6 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Serves one request for hyper's server: [`Self::answer`], the added fields in the map.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, client: Arc<ClientInfo>) -> Result<Response<ProxyBody>, Infallible>
-    where
-        B: Body<Data = Bytes> + Send + Sync + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let mut req = req.map(ClientBody::new);
-        let (mut response, fields) = self.answer(&mut req, &client).await;
-        fields.insert_into(response.headers_mut());
-        Ok(response)
-    }
-
     /// Serves one request. Never fails: every problem becomes a response,
     /// which goes out with the fields the gateway adds to every response.
     /// The request is borrowed from the server's future, like every stage's:

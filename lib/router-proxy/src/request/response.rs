@@ -14,7 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use router_core::{
@@ -40,9 +40,6 @@ use crate::{
 /// The response header with the number of upstream attempts made.
 pub const ATTEMPTS_HEADER: &str = "x-datum-router-attempts";
 static ATTEMPTS_NAME: HeaderName = HeaderName::from_static(ATTEMPTS_HEADER);
-/// The usual counts, as values made once (formatting one into a map's value costs an allocation).
-static FEW_ATTEMPTS: [HeaderValue; 4] =
-    [HeaderValue::from_static("1"), HeaderValue::from_static("2"), HeaderValue::from_static("3"), HeaderValue::from_static("4")];
 
 impl Gateway {
     pub(super) fn respond(
@@ -108,10 +105,9 @@ impl Gateway {
 /// gateway's HTTP/1.1 client read them (when no filter needed them in the
 /// map), and the ones the gateway adds to every response, the request id and
 /// how many upstream attempts were made when there were any. The HTTP/1.1
-/// server writes them around the map's fields (building a map, or inserting
-/// two fields into one, costs more than the rest of the response head);
-/// hyper's HTTP/2 server gets them in the map. Either way the added fields
-/// replace any field of the same name the upstream sent.
+/// and HTTP/2 servers write them around the map's fields (building a map, or
+/// inserting two fields into one, costs more than the rest of the response
+/// head); the added fields replace any field of the same name the upstream sent.
 pub struct ResponseFields {
     upstream: FieldLines,
     request_id: HeaderValue,
@@ -119,13 +115,6 @@ pub struct ResponseFields {
 }
 
 impl ResponseFields {
-    /// Room a response's map gets for an HTTP/2 client (hyper's server)
-    /// beyond the upstream's lines: the two added fields, and one more because
-    /// hyper looks up Content-Length with `HeaderMap::entry`, which reserves a
-    /// slot before it looks (a full map grew, and reallocated its entries, on
-    /// every h2c response).
-    pub const ROOM_IN_HYPER_MAP: usize = 3;
-
     /// `attempts`: 0 when the request did not go upstream.
     pub fn new(upstream: FieldLines, request_id: HeaderValue, attempts: u32) -> Self {
         Self { upstream, request_id, attempts }
@@ -147,20 +136,6 @@ impl ResponseFields {
         f(forwarding::X_REQUEST_ID, self.request_id.as_bytes());
         if self.attempts > 0 {
             f(&ATTEMPTS_NAME, itoa::Buffer::new().format(self.attempts).as_bytes());
-        }
-    }
-
-    /// Puts every field into `headers`: the upstream's lines, then the added fields in place of theirs.
-    pub fn insert_into(mut self, headers: &mut HeaderMap) {
-        headers.reserve(self.upstream.len() + Self::ROOM_IN_HYPER_MAP);
-        self.upstream.move_into(headers);
-        headers.insert(forwarding::X_REQUEST_ID.clone(), forwarding::unindexed(self.request_id));
-        if self.attempts > 0 {
-            let value = match FEW_ATTEMPTS.get(self.attempts as usize - 1) {
-                Some(v) => v.clone(),
-                None => HeaderValue::from(self.attempts),
-            };
-            headers.insert(ATTEMPTS_NAME.clone(), value);
         }
     }
 }
@@ -283,22 +258,15 @@ mod tests {
     }
 
     #[test]
-    fn the_added_fields_replace_the_upstreams_in_a_map_and_name_any_number_of_attempts() {
+    fn the_added_fields_replace_the_upstreams_and_name_any_number_of_attempts() {
         for n in [1, 2, 4, 5, 12] {
             let upstream = upstream_lines("HTTP/1.1 200 OK\r\nServer: up\r\nX-Request-Id: upstream's\r\n\r\n");
-            let mut headers = HeaderMap::new();
-            headers.insert(ATTEMPTS_HEADER, HeaderValue::from_static("99"));
             let fields = ResponseFields::new(upstream, HeaderValue::from_static("id"), n);
             let mut written = Vec::new();
             fields.for_each(|name, value| written.push(format!("{name}: {}", String::from_utf8_lossy(value))));
             assert_eq!(written, ["x-request-id: id".to_string(), format!("{ATTEMPTS_HEADER}: {n}")]);
             assert!(fields.replace(b"X-Datum-Router-Attempts") && fields.replace(b"X-Request-Id") && !fields.replace(b"server"));
             assert_eq!(fields.upstream().len(), 2);
-            fields.insert_into(&mut headers);
-            assert_eq!((headers.len(), &headers[ATTEMPTS_HEADER]), (3, &HeaderValue::from(n)));
-            assert_eq!(headers["server"], "up", "the upstream's lines go into the map");
-            assert_eq!(headers.get_all(forwarding::X_REQUEST_ID).iter().collect::<Vec<_>>(), ["id"]);
-            assert!(headers[forwarding::X_REQUEST_ID].is_sensitive(), "new on every response: not for HPACK to index");
         }
         let local = ResponseFields::new(FieldLines::default(), HeaderValue::from_static("id"), 0);
         assert!(!local.replace(ATTEMPTS_HEADER.as_bytes()), "no attempts, no attempts field");

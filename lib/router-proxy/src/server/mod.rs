@@ -39,7 +39,6 @@ use crate::{
     tls::accept::{Accepted, TlsPort, handshake},
 };
 
-
 /// How connections on a listening socket start.
 #[derive(Debug, Clone)]
 pub enum ListenerKind {

@@ -108,12 +108,6 @@ pub struct Attempt<'a> {
     pub added: &'a AddedFields<'a>,
     /// No attempt follows this one.
     pub last: bool,
-    /// Whether the response's fields go into its map, with room for this
-    /// many more (what the request path inserts before hyper's HTTP/2 server
-    /// writes it), as the head is parsed: made then, the map costs a
-    /// thousand instructions less than made later from the lines (callgrind,
-    /// h2c). None leaves them as lines (see [`FieldLines`]).
-    pub response_map: Option<usize>,
 }
 
 impl<B> UpstreamClient<B>
@@ -141,7 +135,7 @@ where
                     headers: attempt.headers,
                     added: Some(attempt.added),
                 };
-                pool.send_head(attempt.authority, head, body, attempt.response_map).await
+                pool.send_head(attempt.authority, head, body, None).await
             }
             Self::Pooled(client) => {
                 let uri = Uri::builder()

@@ -16,8 +16,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::{
     local::ProxyBody,
-    server::date,
     request::ResponseFields,
+    server::date,
     upstream::h1::wire::{self, field},
 };
 
