@@ -52,9 +52,25 @@ async fn large_bodies_stream_both_ways() {
     let config = [service_on("echo", "echo", &[&b[0]], "HTTP"), route("all", "  destinations: [{vpcServiceRef: {name: echo}}]")].concat();
     let gw = GatewayProcess::start(BIN, &config, &[]).await;
     let body = Bytes::from(vec![b'x'; 8 * 1024 * 1024]);
-    let r = Client::http1().send(http::Method::POST, &gw.url("/upload"), &[], body).await.unwrap();
-    assert_eq!(r.status, 200);
-    assert_eq!(r.json()["body_len"], 8 * 1024 * 1024);
+    for client in [Client::http1(), Client::h2c()] {
+        // Over HTTP/2, 8 MiB up is eight times the windows the gateway gives, and 1 MiB down
+        // many times the client's: both go on only as the other side gives its window back.
+        let r = client.send(http::Method::POST, &gw.url("/upload"), &[], body.clone()).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["body_len"], 8 * 1024 * 1024);
+        let r = client.get(&gw.url("/bytes/1048576"), &[]).await.unwrap();
+        assert_eq!((r.status, r.body.len()), (200, 1024 * 1024));
+    }
+    // Many streams at once on one HTTP/2 connection, each answered in full.
+    let h2 = Client::h2c();
+    let all = futures::future::join_all((0..64).map(|i| {
+        let (h2, url) = (h2.clone(), gw.url(&format!("/bytes/{}", 1000 + i)));
+        async move { h2.get(&url, &[]).await.map(|r| (r.status, r.body.len())) }
+    }))
+    .await;
+    for (i, r) in all.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), (200, 1000 + i), "stream {i}");
+    }
 }
 
 #[tokio::test]

@@ -21,12 +21,19 @@ async fn sigterm_drains_in_flight_requests() {
         let (c, url) = (c.clone(), gw.url("/slow/1500"));
         async move { c.get(&url, &[]).await }
     });
+    // An HTTP/2 stream in flight too: its connection gets GOAWAY, the stream still finishes.
+    let h2_in_flight = tokio::spawn({
+        let url = gw.url("/slow/1500");
+        async move { Client::h2c().get(&url, &[]).await }
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     gw.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(c.get(&gw.admin_url("/readyz"), &[]).await.unwrap().status, 503, "not ready while draining");
     assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err(), "no new connections while draining");
     let r = in_flight.await.unwrap().expect("the in-flight request completes");
+    assert_eq!(r.status, 200);
+    let r = h2_in_flight.await.unwrap().expect("the in-flight HTTP/2 stream completes");
     assert_eq!(r.status, 200);
     assert_eq!(gw.wait_exit(Duration::from_secs(10)).await, Some(0));
 }

@@ -39,6 +39,11 @@ const DEFAULT_WINDOW: u32 = 65_535;
 /// DATA frames are produced while less than this waits to be written.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
+/// Empty DATA frames that do not end their stream, in a row, before the
+/// connection is closed: they cost work and no window, so nothing else
+/// bounds them (Envoy allows one; a client that sends several has no use for them).
+const EMPTY_DATA_IN_A_ROW: u32 = 10;
+
 /// The gateway's side of the connection's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -168,6 +173,7 @@ pub struct Connection {
     goaway: Option<u32>,
     client_goaway: bool,
     local_resets: u32,
+    empty_data: u32,
     /// PING ACKs received (keep-alive).
     pongs: u64,
     block: BytesMut,
@@ -205,6 +211,7 @@ impl Connection {
             goaway: None,
             client_goaway: false,
             local_resets: 0,
+            empty_data: 0,
             pongs: 0,
             block: BytesMut::new(),
             config,
@@ -346,6 +353,14 @@ impl Connection {
     }
 
     fn data(&mut self, stream: u32, data: Bytes, end_stream: bool, flow_len: usize) -> Result<(), ProtocolError> {
+        if flow_len == 0 && !end_stream {
+            self.empty_data += 1;
+            if self.empty_data > EMPTY_DATA_IN_A_ROW {
+                return Err(ProtocolError::connection(Reason::ENHANCE_YOUR_CALM, "empty DATA frames in a row"));
+            }
+        } else {
+            self.empty_data = 0;
+        }
         self.recv_window.receive(flow_len).map_err(|r| ProtocolError::connection(r, "DATA beyond the connection's window"))?;
         let Some(s) = self.streams.get_mut(&stream) else {
             if stream > self.last_stream {

@@ -394,3 +394,15 @@ fn a_response_that_ends_before_its_request_asks_the_client_to_stop() {
     c.send(&frame(kind::DATA, 0, 1, &[0; 10])).unwrap();
     assert!(!c.events().iter().any(|e| matches!(e, Event::Data { .. })));
 }
+
+#[test]
+fn empty_data_frames_in_a_row_close_the_connection() {
+    let mut c = Client::new(config());
+    c.send(&post(1, "1")).unwrap();
+    for _ in 0..5 {
+        c.send(&frame(kind::DATA, 0, 1, b"")).unwrap();
+    }
+    c.send(&frame(kind::DATA, 0, 1, b"x")).unwrap();
+    let e = (0..20).find_map(|_| c.send(&frame(kind::DATA, 0, 1, b"")).err()).expect("bounded");
+    assert_eq!(e.reason, Reason::ENHANCE_YOUR_CALM);
+}

@@ -158,6 +158,8 @@ struct Driver<T> {
     client: Arc<ClientInfo>,
     /// The client closed its side.
     eof: bool,
+    /// Written since the last flush (TLS holds written bytes until flushed).
+    unflushed: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
@@ -175,6 +177,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             gateway,
             client,
             eof: false,
+            unflushed: false,
         }
     }
 
@@ -297,30 +300,37 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         }
     }
 
-    /// Writes what the connection has produced; true if anything was written.
+    /// Writes what the connection has produced; true if anything was written
+    /// or a stream that waited for room in its send buffer has some now.
     fn flush(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
-        let mut wrote = false;
+        let mut progress = false;
         loop {
             if self.write.is_empty() {
                 self.conn.output(&mut self.write);
                 self.write_len = self.write.iter().map(Bytes::len).sum();
-                // Data left the streams' buffers: those waiting for room can go on.
-                if !self.blocked.is_empty() {
-                    self.now.append(&mut self.blocked);
-                }
-                if self.write.is_empty() {
-                    if wrote {
-                        // TLS holds written bytes until flushed.
-                        let _ = Pin::new(&mut self.io).poll_flush(cx)?;
+                // Data left the streams' buffers: those waiting for room may go on.
+                let (conn, now) = (&self.conn, &mut self.now);
+                self.blocked.retain(|&stream| {
+                    let waits = conn.send_room(stream) == Ok(0);
+                    if !waits {
+                        now.push(stream);
+                        progress = true;
                     }
-                    return Ok(wrote || !self.now.is_empty());
+                    waits
+                });
+                if self.write.is_empty() {
+                    if self.unflushed && Pin::new(&mut self.io).poll_flush(cx)?.is_ready() {
+                        self.unflushed = false;
+                    }
+                    return Ok(progress);
                 }
             }
             let slices: Vec<IoSlice<'_>> = self.write.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
             match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(mut n)) => {
-                    wrote = true;
+                    progress = true;
+                    self.unflushed = true;
                     self.write_len -= n;
                     while n > 0 {
                         let front = self.write.front_mut().expect("written bytes were queued");
@@ -334,7 +344,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     }
                 }
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(wrote),
+                Poll::Pending => return Ok(progress),
             }
         }
     }

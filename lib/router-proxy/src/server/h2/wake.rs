@@ -33,8 +33,7 @@ impl ReadySet {
 
     /// Takes the streams woken since the last call.
     pub fn take(&self, into: &mut Vec<u32>) {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut *ids, into);
+        into.append(&mut self.ids.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 
