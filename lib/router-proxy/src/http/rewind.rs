@@ -1,6 +1,6 @@
 //! A connection some of whose bytes were already read, served again before
 //! the rest: the first bytes read to tell HTTP/2's preface from an HTTP/1.1
-//! request line (so hyper's HTTP/2 server reads the connection from its
+//! request line (so the HTTP/2 server reads the connection from its
 //! start), or what a client sent right after the head of a request that
 //! upgraded its connection.
 

@@ -2,34 +2,35 @@
 //! gateway work without asking for any, per connection, closing the
 //! connection with GOAWAY(ENHANCE_YOUR_CALM) once a bound is passed.
 //!
-//! hyper's HTTP/2 server (the h2 crate) already bounds part of this itself,
-//! and the gateway configures those bounds explicitly (see `server::builder`):
-//! streams reset before they were accepted (CVE-2023-44487, rapid reset: 20),
-//! CONTINUATION frames per header block (CVE-2024-27316 and kin: as many as
-//! the header list size needs), small DATA frames, streams the gateway had to
-//! reset, concurrent streams, and the header list size. What it does not bound
-//! is the rest of the control traffic a peer may send at will, which is what
-//! this guard counts, the way Envoy's flood protections do:
+//! The gateway's HTTP/2 server (`router-h2`, driven by `server::h2`) bounds
+//! part of this itself: header blocks (CONTINUATION floods, CVE-2024-27316
+//! and kin: no longer than the header list size), empty DATA frames,
+//! streams the gateway had to reset, concurrent streams, and the header
+//! list size; a stream reset in the same read as its HEADERS is never
+//! started. What it does not bound is the rest of the control traffic a peer
+//! may send at will, and resets of streams already started (rapid reset,
+//! CVE-2023-44487), which is what this guard counts, the way Envoy's flood
+//! protections do:
 //!
 //! | frames | bound | why |
 //! |---|---|---|
 //! | SETTINGS (not ACK), PING, PRIORITY, unknown types | a bucket of 100, refilled at 10 per second | each asks for an answer or for work, none for a response; a real client sends a handful per minute (gRPC keepalive pings are seconds apart) |
-//! | RST_STREAM | once 250 streams were reset by the client, at most half of its streams | rapid reset on streams the gateway had already accepted: each one started a request, so h2's pending-accept bound does not see it; Envoy closes at half of 500 streams too |
+//! | RST_STREAM | once 250 streams were reset by the client, at most half of its streams | rapid reset: each stream reset after it started cost a request's start; Envoy closes at half of 500 streams too |
 //! | WINDOW_UPDATE | 100 + 2 per stream + 10 per DATA frame the gateway sent | a window update is only meaningful after data was received; a storm of them is CPU for nothing |
 //!
 //! The guard reads only the 9-byte frame headers as bytes pass (and the first
 //! 8 payload bytes of the gateway's own GOAWAY frames, to count their error
 //! codes) and never holds frames back. It wraps HTTP/2 connections only
 //! (HTTP/1.x has its own server, `server::h1`); should the first bytes not be
-//! the preface after all, they pass uncounted and hyper refuses them.
+//! the preface after all, they pass uncounted and the server refuses them.
 //!
 //! When a bound is passed, the GOAWAY is written straight to the socket (only
-//! between two of h2's own frames, so it cannot cut one in half), reads and
-//! writes fail from then on, and hyper drops the connection.
+//! between two of the server's own frames, so it cannot cut one in half),
+//! reads and writes fail from then on, and the server drops the connection.
 //!
 //! The guard also bounds the wait for a connection's first bytes by the header
 //! read timeout: a TLS client that chose h2 by ALPN and then sends nothing
-//! would otherwise be held forever (hyper's HTTP/2 server has no such bound).
+//! would otherwise be held until the keep-alive PING found it silent.
 
 use std::{
     io,
@@ -213,7 +214,7 @@ impl Budget {
 }
 
 enum Mode {
-    /// The first bytes were not the preface: they pass uncounted, and hyper refuses them.
+    /// The first bytes were not the preface: they pass uncounted, and the server refuses them.
     NotHttp2,
     Http2 {
         inbound: Frames,
@@ -238,7 +239,7 @@ pub struct Guarded<S> {
 impl<S> Guarded<S> {
     /// `first_bytes`: how long the client may take to send anything at all.
     pub fn new(io: S, metrics: Arc<Metrics>, first_bytes: Duration) -> Self {
-        // h2's server writes its SETTINGS before it reads the preface, so the gateway's side is counted from the start.
+        // The server sends no preface of its own (its first frame is SETTINGS): its side is counted from the start.
         let mode = Mode::Http2 { inbound: Frames::default(), outbound: Frames::default(), budget: Box::new(Budget::new(Instant::now())) };
         Self { io, mode, preface: 0, metrics, first_bytes: (first_bytes, None) }
     }
@@ -284,7 +285,7 @@ impl<S> Guarded<S> {
 }
 
 impl<S: AsyncWrite + Unpin> Guarded<S> {
-    /// Closes the connection for `flood`: GOAWAY when it fits between h2's frames, then errors.
+    /// Closes the connection for `flood`: GOAWAY when it fits between the server's frames, then errors.
     fn close(&mut self, cx: &mut Context<'_>, flood: Flood) -> io::Error {
         if let Mode::Http2 { outbound, budget, .. } = &self.mode
             && outbound.at_boundary()

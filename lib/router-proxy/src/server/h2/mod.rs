@@ -355,6 +355,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
 fn poll_work(conn: &mut Connection, stream: u32, work: &mut Work, blocked: &mut Vec<u32>) -> bool {
     let mut cx = Context::from_waker(&work.waker);
     loop {
+        // A body or a tunnel is polled only while the stream's send buffer has room.
+        if !matches!(work.state, State::Answering(_)) {
+            match conn.send_room(stream) {
+                Err(_) => return true,
+                Ok(0) => {
+                    blocked.push(stream);
+                    return false;
+                }
+                Ok(_) => {}
+            }
+        }
         match &mut work.state {
             State::Answering(answer) => {
                 let Poll::Ready((response, fields)) = answer.as_mut().poll(&mut cx) else { return false };
@@ -375,64 +386,44 @@ fn poll_work(conn: &mut Connection, stream: u32, work: &mut Work, blocked: &mut 
                     None => State::Sending(body),
                 };
             }
-            State::Sending(body) => {
-                match conn.send_room(stream) {
-                    Err(_) => return true,
-                    Ok(0) => {
-                        blocked.push(stream);
-                        return false;
-                    }
-                    Ok(_) => {}
+            State::Sending(body) => match Pin::new(&mut *body).poll_frame(&mut cx) {
+                Poll::Pending => return false,
+                Poll::Ready(None) => {
+                    let _ = conn.send_data(stream, Bytes::new(), true);
+                    return true;
                 }
-                match Pin::new(&mut *body).poll_frame(&mut cx) {
-                    Poll::Pending => return false,
-                    Poll::Ready(None) => {
-                        let _ = conn.send_data(stream, Bytes::new(), true);
-                        return true;
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        tracing::debug!(stream, error = %e, "response body failed; HTTP/2 stream reset");
-                        conn.reset(stream, Reason::INTERNAL_ERROR);
-                        return true;
-                    }
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => {
-                            let end = body.is_end_stream();
-                            if conn.send_data(stream, data, end).is_err() || end {
-                                return true;
-                            }
-                        }
-                        Err(frame) => {
-                            if let Ok(trailers) = frame.into_trailers() {
-                                let _ = conn.send_trailers(stream, &trailers);
-                            }
-                            return true;
-                        }
-                    },
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::debug!(stream, error = %e, "response body failed; HTTP/2 stream reset");
+                    conn.reset(stream, Reason::INTERNAL_ERROR);
+                    return true;
                 }
-            }
-            State::Tunnel(pipe) => {
-                match conn.send_room(stream) {
-                    Err(_) => return true,
-                    Ok(0) => {
-                        blocked.push(stream);
-                        return false;
-                    }
-                    Ok(_) => {}
-                }
-                match pipe.poll_next(&mut cx) {
-                    Poll::Pending => return false,
-                    Poll::Ready(Some(chunk)) => {
-                        if conn.send_data(stream, chunk, false).is_err() {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let end = body.is_end_stream();
+                        if conn.send_data(stream, data, end).is_err() || end {
                             return true;
                         }
                     }
-                    Poll::Ready(None) => {
-                        let _ = conn.send_data(stream, Bytes::new(), true);
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            let _ = conn.send_trailers(stream, &trailers);
+                        }
+                        return true;
+                    }
+                },
+            },
+            State::Tunnel(pipe) => match pipe.poll_next(&mut cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Some(chunk)) => {
+                    if conn.send_data(stream, chunk, false).is_err() {
                         return true;
                     }
                 }
-            }
+                Poll::Ready(None) => {
+                    let _ = conn.send_data(stream, Bytes::new(), true);
+                    return true;
+                }
+            },
         }
     }
 }
