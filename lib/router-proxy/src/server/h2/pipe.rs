@@ -247,3 +247,77 @@ impl Drop for Tunnel {
         self.to_client.stream.wake_by_ref();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        task::Wake,
+    };
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Counts the wakes of the connection's side.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn pipe() -> (Arc<Pipe>, Arc<Count>) {
+        let count = Arc::new(Count::default());
+        (Pipe::new(Waker::from(count.clone())), count)
+    }
+
+    #[tokio::test]
+    async fn a_request_body_yields_its_data_then_trailers_and_counts_what_was_read() {
+        let (p, woken) = pipe();
+        p.push(Bytes::from_static(b"ab"), false);
+        p.push(Bytes::from_static(b"cde"), false);
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        p.push_trailers(trailers);
+        let collected = RequestBody(p.clone()).collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(collected.to_bytes(), "abcde");
+        assert_eq!(p.take_count(), 5, "read bytes are counted for the window");
+        assert_eq!(p.take_count(), 0);
+        assert!(woken.0.load(Ordering::Relaxed) >= 2, "the connection hears of each read");
+    }
+
+    #[tokio::test]
+    async fn a_reset_stream_ends_its_body_in_an_error_and_close_returns_the_unread_bytes() {
+        let (p, _) = pipe();
+        p.push(Bytes::from_static(b"unread"), false);
+        assert_eq!(p.close(), 6);
+        p.reset(Reason::CANCEL);
+        let err = RequestBody(p).collect().await.unwrap_err();
+        assert_eq!(err.0, Reason::CANCEL);
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_reads_the_clients_data_and_its_writes_wait_for_room() {
+        let (from, _) = pipe();
+        let (to, _) = pipe();
+        let mut t = Tunnel::new(from.clone(), to.clone());
+        from.push(Bytes::from_static(b"hello world"), true);
+        let mut got = String::new();
+        t.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "hello world");
+
+        t.write_all(&[0; TUNNEL_BUFFER]).await.unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut t).poll_write(&mut cx, b"more").is_pending(), "the buffer is full");
+        assert!(matches!(to.poll_next(&mut cx), Poll::Ready(Some(chunk)) if chunk.len() == TUNNEL_BUFFER));
+        assert!(Pin::new(&mut t).poll_write(&mut cx, b"more").is_ready());
+        drop(t);
+        assert!(matches!(to.poll_next(&mut cx), Poll::Ready(Some(chunk)) if &chunk[..] == b"more"));
+        assert!(matches!(to.poll_next(&mut cx), Poll::Ready(None)), "a dropped tunnel ends its stream");
+    }
+}

@@ -50,3 +50,56 @@ pub fn encode_head(parts: &Parts, fields: &ResponseFields, dst: &mut BytesMut) {
         date::now(|now| encode_literal(b"date", now, dst));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use http::{HeaderValue, Response};
+    use router_h2::hpack::{Decoder, Name};
+
+    use super::*;
+    use crate::upstream::h1::wire;
+
+    /// The head's fields as a client decodes them.
+    fn decoded(parts: &Parts, lines: &str, attempts: u32) -> Vec<(String, String)> {
+        let upstream = wire::parse_response_head(&mut BytesMut::from(lines), None).unwrap().unwrap().fields;
+        let fields = ResponseFields::new(upstream, HeaderValue::from_static("rid"), attempts);
+        let mut block = BytesMut::new();
+        encode_head(parts, &fields, &mut block);
+        let mut out = Vec::new();
+        Decoder::new(4096)
+            .decode(&block, |e, _| {
+                let Name::Field(name) = &e.name else { panic!("only fields: {e:?}") };
+                out.push((name.to_string(), e.value.as_ref().unwrap().to_str().unwrap().to_owned()));
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn upstream_lines_go_out_lowered_without_this_hops_fields_and_before_the_added_ones() {
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        parts.headers.insert("keep-alive", HeaderValue::from_static("5"));
+        let lines = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Request-Id: upstream's\r\nDate: then\r\nContent-Length: 2\r\n\r\n";
+        let got = decoded(&parts, lines, 2);
+        let want = [
+            ("content-type", "text/plain"),
+            ("date", "then"),
+            ("content-length", "2"),
+            ("access-control-allow-origin", "*"),
+            ("x-request-id", "rid"),
+            ("x-datum-router-attempts", "2"),
+        ];
+        assert_eq!(got, want.map(|(n, v)| (n.to_string(), v.to_string())));
+    }
+
+    #[test]
+    fn a_head_without_date_gets_one() {
+        let (parts, ()) = Response::new(()).into_parts();
+        let got = decoded(&parts, "HTTP/1.1 204 No Content\r\n\r\n", 0);
+        assert_eq!(got[0], ("x-request-id".into(), "rid".into()));
+        assert_eq!(got[1].0, "date");
+        assert!(got[1].1.ends_with(" GMT"), "{got:?}");
+    }
+}
