@@ -124,7 +124,7 @@ struct PendingBlock {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Send {
+enum SendState {
     /// No HEADERS yet.
     Idle,
     Open,
@@ -136,7 +136,7 @@ enum Send {
 struct Stream {
     /// The client may still send (not half-closed remote).
     recv_open: bool,
-    send: Send,
+    send: SendState,
     recv_window: RecvWindow,
     send_window: SendWindow,
     /// Response data waiting for the windows, and its length.
@@ -479,7 +479,7 @@ impl Connection {
                     stream,
                     Stream {
                         recv_open: !end_stream,
-                        send: Send::Idle,
+                        send: SendState::Idle,
                         recv_window: RecvWindow::new(self.config.stream_window, self.config.stream_window),
                         send_window: SendWindow::new(self.peer.initial_window_size),
                         queue: VecDeque::new(),
@@ -567,8 +567,8 @@ impl Connection {
         end_stream: bool,
     ) -> Result<(), StreamGone> {
         let s = self.streams.get_mut(&stream).ok_or(StreamGone)?;
-        debug_assert_eq!(s.send, Send::Idle, "one response head per stream");
-        s.send = if end_stream { Send::Done } else { Send::Open };
+        debug_assert_eq!(s.send, SendState::Idle, "one response head per stream");
+        s.send = if end_stream { SendState::Done } else { SendState::Open };
         self.block.clear();
         hpack::encode_status(status, &mut self.block);
         encode(&mut self.block);
@@ -582,7 +582,7 @@ impl Connection {
     /// Response body bytes; they wait in the stream until the windows allow them.
     pub fn send_data(&mut self, stream: u32, data: Bytes, end_stream: bool) -> Result<(), StreamGone> {
         let s = self.streams.get_mut(&stream).ok_or(StreamGone)?;
-        debug_assert_eq!(s.send, Send::Open, "data after the head, before the end");
+        debug_assert_eq!(s.send, SendState::Open, "data after the head, before the end");
         if !data.is_empty() {
             s.queued += data.len();
             s.queue.push_back(data);
@@ -697,16 +697,16 @@ impl Connection {
                 frame::data_head(&mut self.out.open, id, n, last);
                 self.out.payload(chunk);
                 if last {
-                    s.send = Send::Done;
+                    s.send = SendState::Done;
                 }
             } else if s.end_queued {
                 match s.trailers.take() {
                     Some(block) => frame::headers(&mut self.out.open, id, &block, true, max_frame),
                     None => frame::data_head(&mut self.out.open, id, 0, true),
                 }
-                s.send = Send::Done;
+                s.send = SendState::Done;
             }
-            if s.send == Send::Done {
+            if s.send == SendState::Done {
                 self.close_if_done(id);
             } else if s.queued > 0 || s.end_queued {
                 s.scheduled = true;
@@ -719,7 +719,7 @@ impl Connection {
     /// before its request did asks the client to stop sending (§8.1).
     fn close_if_done(&mut self, stream: u32) {
         let Some(s) = self.streams.get(&stream) else { return };
-        if s.send != Send::Done {
+        if s.send != SendState::Done {
             return;
         }
         if s.recv_open {
