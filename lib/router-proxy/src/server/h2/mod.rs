@@ -24,7 +24,7 @@ mod respond;
 mod wake;
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     future::{Future, poll_fn},
     io::{self, IoSlice},
     pin::Pin,
@@ -149,7 +149,7 @@ struct Driver<T> {
     read: BytesMut,
     write: VecDeque<Bytes>,
     write_len: usize,
-    works: std::collections::HashMap<u32, Work, FixedState>,
+    works: HashMap<u32, Work, FixedState>,
     ready: Arc<ReadySet>,
     /// Streams to poll now, and those waiting for room in their send buffer.
     now: Vec<u32>,
@@ -170,7 +170,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             read: BytesMut::with_capacity(READ_CHUNK),
             write: VecDeque::new(),
             write_len: 0,
-            works: std::collections::HashMap::with_hasher(FixedState::default()),
+            works: HashMap::with_hasher(FixedState::default()),
             ready: Arc::default(),
             now: Vec::new(),
             blocked: Vec::new(),
