@@ -11,7 +11,9 @@ use router_tests::{
     backend::start_backends,
     client::Client,
     gateway::{GatewayProcess, attachment, route, service, service_on, vpc},
+    h2frames::{DATA, END_HEADERS, END_STREAM, HEADERS, Peer, frame, header_block},
 };
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_router-gateway");
@@ -175,4 +177,30 @@ async fn an_upstream_answer_with_ambiguous_framing_is_a_502_and_an_early_answer_
         .unwrap()
         .unwrap();
     assert_eq!((r.status, r.body.as_str()), (413, "too big\n"));
+}
+
+#[tokio::test]
+async fn an_http2_client_that_expects_100_continue_is_told_to_go_on() {
+    let b = start_backends(&["echo"]).await;
+    let config = [service_on("echo", "echo", &[&b[0]], "HTTP"), route("all", "  destinations: [{vpcServiceRef: {name: echo}}]")].concat();
+    let gw = GatewayProcess::start(BIN, &config, &[]).await;
+    let mut peer = Peer::connect(gw.addr).await;
+    let head = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/up"),
+        (":authority", "x"),
+        ("content-length", "5"),
+        ("expect", "100-continue"),
+    ];
+    peer.write.write_all(&frame(HEADERS, END_HEADERS, 1, &header_block(&head))).await.unwrap();
+    let frames = peer.frames(Duration::from_secs(1)).await;
+    let statuses: Vec<_> = frames.iter().filter(|f| f.stream == 1).filter_map(|f| f.status()).collect();
+    assert_eq!(statuses, [100], "100 Continue once the request path waits for the body, nothing final yet: {frames:?}");
+    peer.write.write_all(&frame(DATA, END_STREAM, 1, b"hello")).await.unwrap();
+    let frames = peer.frames(Duration::from_secs(1)).await;
+    let reply = frames.iter().find(|f| f.stream == 1 && f.kind == HEADERS).and_then(|f| f.status());
+    assert_eq!(reply, Some(200), "{frames:?}");
+    let body: Vec<u8> = frames.iter().filter(|f| f.stream == 1 && f.kind == DATA).flat_map(|f| f.payload.clone()).collect();
+    assert!(String::from_utf8_lossy(&body).contains("\"body_len\":5"), "{}", String::from_utf8_lossy(&body));
 }

@@ -579,6 +579,20 @@ impl Connection {
         Ok(())
     }
 
+    /// An interim response (1xx, RFC 9110 §15.2), `100 Continue` say; once
+    /// the final head is out it has nothing left to say and is not sent.
+    pub fn send_interim(&mut self, stream: u32, status: StatusCode) -> Result<(), StreamGone> {
+        let s = self.streams.get(&stream).ok_or(StreamGone)?;
+        debug_assert!(status.is_informational());
+        if s.send != SendState::Idle {
+            return Ok(());
+        }
+        self.block.clear();
+        hpack::encode_status(status, &mut self.block);
+        frame::headers(&mut self.out.open, stream, &self.block, false, self.peer.max_frame_size as usize);
+        Ok(())
+    }
+
     /// Response body bytes; they wait in the stream until the windows allow them.
     pub fn send_data(&mut self, stream: u32, data: Bytes, end_stream: bool) -> Result<(), StreamGone> {
         let s = self.streams.get_mut(&stream).ok_or(StreamGone)?;

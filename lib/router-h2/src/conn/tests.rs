@@ -406,3 +406,17 @@ fn empty_data_frames_in_a_row_close_the_connection() {
     let e = (0..20).find_map(|_| c.send(&frame(kind::DATA, 0, 1, b"")).err()).expect("bounded");
     assert_eq!(e.reason, Reason::ENHANCE_YOUR_CALM);
 }
+
+#[test]
+fn an_interim_response_goes_before_the_final_one_and_ends_nothing() {
+    let mut c = Client::new(config());
+    c.send(&post(1, "2")).unwrap();
+    c.conn.send_interim(1, StatusCode::CONTINUE).unwrap();
+    let out = c.read();
+    assert_eq!((out[0].fields(), out[0].head.flags), (vec![("Pseudo(Status)".into(), "100".into())], END_HEADERS));
+    c.send(&frame(kind::DATA, END_STREAM, 1, b"ok")).unwrap();
+    c.conn.send_headers(1, StatusCode::OK, |_| {}, false).unwrap();
+    assert_eq!(c.read()[0].head.flags, END_HEADERS);
+    c.conn.send_interim(1, StatusCode::CONTINUE).unwrap();
+    assert!(c.read().is_empty(), "too late once the final head is out");
+}

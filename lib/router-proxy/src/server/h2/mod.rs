@@ -14,7 +14,9 @@
 //!
 //! A request body reaches the request path through a [`pipe::Pipe`]; the
 //! client's window is given back as the body is read, so an upstream that
-//! reads slowly slows the client down instead of filling memory. A CONNECT
+//! reads slowly slows the client down instead of filling memory; a client
+//! that sent `Expect: 100-continue` gets its `100` when the body is first
+//! waited for, as from the HTTP/1.1 server. A CONNECT
 //! that the request path accepts (egress) becomes a tunnel over its stream.
 //! The flood guard (`server::flood`) sits under this server as under
 //! hyper's, and the connection state bounds the rest (see its docs).
@@ -35,7 +37,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use foldhash::fast::FixedState;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use router_h2::{
     conn::{Config, Connection, Event},
@@ -250,6 +252,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut req = Request::from_parts(head, ClientBody::default());
         let body = (!end_stream).then(|| Pipe::new(waker.clone()));
         if let Some(pipe) = &body {
+            if req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+                pipe.expect_continue();
+            }
             *req.body_mut() = ClientBody::new(RequestBody(pipe.clone()));
         }
         let upgrade = (req.method() == Method::CONNECT).then(|| {
@@ -276,6 +281,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 let taken = pipe.take_count();
                 if taken > 0 {
                     self.conn.release(stream, taken);
+                }
+                if pipe.continue_due() {
+                    let _ = self.conn.send_interim(stream, StatusCode::CONTINUE);
                 }
             }
             if poll_work(&mut self.conn, stream, work, &mut self.blocked)

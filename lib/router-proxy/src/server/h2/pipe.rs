@@ -31,6 +31,10 @@ struct State {
     reset: Option<Reason>,
     /// Bytes taken that the connection has not yet accounted for.
     taken: usize,
+    /// The request asked for `100 Continue` before it sends its body; due
+    /// once the body is first waited for.
+    expects_continue: bool,
+    continue_due: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
@@ -51,6 +55,16 @@ impl Pipe {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request body whose client waits for `100 Continue` (`Expect: 100-continue`).
+    pub fn expect_continue(&self) {
+        self.lock().expects_continue = true;
+    }
+
+    /// Whether `100 Continue` is to be sent now: the body is waited for and nothing came yet.
+    pub fn continue_due(&self) -> bool {
+        std::mem::take(&mut self.lock().continue_due)
     }
 
     /// A pipe that has ended already (a CONNECT whose client sent nothing more).
@@ -127,6 +141,11 @@ impl Pipe {
     /// The reader's side: the next frame of the body.
     fn poll_frame(&self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Result<Frame<Bytes>, StreamReset>>> {
         let mut s = self.lock();
+        // As the HTTP/1.1 server does: the client is told to go on when the body is first read.
+        if std::mem::take(&mut s.expects_continue) && s.chunks.is_empty() && !s.ended {
+            s.continue_due = true;
+            self.stream.wake_by_ref();
+        }
         if let Some(front) = s.chunks.front_mut() {
             let chunk = if front.len() <= max { s.chunks.pop_front().expect("front exists") } else { front.split_to(max) };
             s.queued -= chunk.len();
@@ -319,5 +338,24 @@ mod tests {
         drop(t);
         assert!(matches!(to.poll_next(&mut cx), Poll::Ready(Some(chunk)) if &chunk[..] == b"more"));
         assert!(matches!(to.poll_next(&mut cx), Poll::Ready(None)), "a dropped tunnel ends its stream");
+    }
+
+    #[test]
+    fn continue_is_due_when_the_body_is_first_waited_for_and_not_before_or_twice() {
+        let p = Pipe::new(Waker::noop().clone());
+        p.expect_continue();
+        assert!(!p.continue_due(), "not before the body is read");
+        let mut body = RequestBody(p.clone());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert!(p.continue_due());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert!(!p.continue_due(), "once");
+
+        let eager = Pipe::new(Waker::noop().clone());
+        eager.expect_continue();
+        eager.push(Bytes::from_static(b"sent anyway"), true);
+        assert!(Pin::new(&mut RequestBody(eager.clone())).poll_frame(&mut cx).is_ready());
+        assert!(!eager.continue_due(), "a client that sent its body needs no 100");
     }
 }
