@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config_load route_table traceparent egress_policy http1_requests)
+[ ${#targets[@]} -gt 0 ] || targets=(config_load route_table traceparent egress_policy http1_requests http2_connection)
 for target in "${targets[@]}"; do
     mkdir -p "fuzz/work/$target"
     echo "== $target: ${seconds}s"
