@@ -56,10 +56,12 @@ impl FieldLines {
         lines.spans.push(Span { name, name_len, value, value_len });
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |l| l.spans.len())
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
