@@ -152,6 +152,13 @@ struct Stream {
     scheduled: bool,
 }
 
+impl Stream {
+    /// Off the ready list with data or an end to write.
+    fn unscheduled_with_work(&self) -> bool {
+        !self.scheduled && (self.queued > 0 || self.end_queued)
+    }
+}
+
 /// The state of one connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -655,7 +662,8 @@ impl Connection {
     }
 
     /// Streams open now.
-    pub fn open_streams(&self) -> usize {
+    #[cfg(test)]
+    fn open_streams(&self) -> usize {
         self.streams.len()
     }
 
@@ -672,19 +680,20 @@ impl Connection {
 
     fn schedule(&mut self, stream: u32) {
         if let Some(s) = self.streams.get_mut(&stream)
-            && !s.scheduled
-            && (s.queued > 0 || s.end_queued)
+            && s.unscheduled_with_work()
         {
             s.scheduled = true;
             self.ready.push_back(stream);
         }
     }
 
+    /// After a window grew: every stream with something to write goes on the ready list.
     fn schedule_all(&mut self) {
-        let waiting: Vec<u32> =
-            self.streams.iter().filter(|(_, s)| !s.scheduled && (s.queued > 0 || s.end_queued)).map(|(&id, _)| id).collect();
-        for id in waiting {
-            self.schedule(id);
+        for (&id, s) in &mut self.streams {
+            if s.unscheduled_with_work() {
+                s.scheduled = true;
+                self.ready.push_back(id);
+            }
         }
     }
 

@@ -9,7 +9,6 @@ use crate::{
     window::MAX_WINDOW,
 };
 
-pub const HEADER_TABLE_SIZE: u16 = 0x1;
 pub const ENABLE_PUSH: u16 = 0x2;
 pub const MAX_CONCURRENT_STREAMS: u16 = 0x3;
 pub const INITIAL_WINDOW_SIZE: u16 = 0x4;

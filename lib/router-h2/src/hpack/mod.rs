@@ -28,14 +28,3 @@ fn encode_int(value: usize, n: u8, flags: u8, dst: &mut bytes::BytesMut) {
     }
     dst.extend_from_slice(&[rest as u8]);
 }
-
-#[cfg(test)]
-pub(crate) mod tests_support {
-    /// A plain string literal (§5.2), its length as a 7-bit-prefix integer.
-    pub(crate) fn string(s: &str, dst: &mut Vec<u8>) {
-        let mut b = bytes::BytesMut::new();
-        super::encode_int(s.len(), 7, 0, &mut b);
-        dst.extend_from_slice(&b);
-        dst.extend_from_slice(s.as_bytes());
-    }
-}
