@@ -201,6 +201,11 @@ pub fn apply_modifier(headers: &mut HeaderMap, m: &HeaderModifier) {
 }
 
 /// Whether a message is gRPC (content-type application/grpc, +proto and the like).
+/// Whether the client waits for `100 Continue` before it sends its body (RFC 9110 §10.1.1).
+pub fn expects_continue(headers: &HeaderMap) -> bool {
+    headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(is_grpc_content_type)
 }

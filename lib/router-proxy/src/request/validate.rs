@@ -151,7 +151,7 @@ mod tests {
             ("/a`b", Err(InvalidTarget)),
         ];
         for (target, want) in cases {
-            // Some of these the http crate's parser refuses already (hyper then answers 400 itself);
+            // Some of these the http crate's parser refuses already (the servers then refuse the request themselves);
             // the rest must be refused here.
             if target.parse::<http::Uri>().is_err() {
                 assert_eq!(*want, Err(InvalidTarget), "{target} is refused by the parser");

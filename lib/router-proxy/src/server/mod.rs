@@ -6,8 +6,8 @@
 //! drain on shutdown (stop accepting, HTTP/2 GOAWAY, HTTP/1.1 connections
 //! closed after their request in flight, up to the drain timeout).
 //!
-//! HTTP/1.x is served by the gateway's own server ([`h1`]); HTTP/2 by hyper's,
-//! behind the flood guard. A cleartext connection is told apart by its first
+//! HTTP/1.x and HTTP/2 are served by the gateway's own servers ([`h1`],
+//! [`h2`], the latter behind the flood guard). A cleartext connection is told apart by its first
 //! bytes (HTTP/2's preface or not), a TLS one by ALPN.
 
 mod admission;
@@ -184,11 +184,11 @@ where
     metrics.active_connections.inc();
     let timeout = shared.settings.header_read_timeout;
     if h2 {
-        serve_http2(io, client, &shared, draining).await;
+        h2::serve(io, client, shared.gateway.clone(), &shared.settings, draining).await;
     } else {
         let mut first = BytesMut::with_capacity(8 * 1024);
         match tokio::time::timeout(timeout, starts_with_preface(&mut io, &mut first)).await {
-            Ok(Ok(true)) => serve_http2(Rewind::new(first.freeze(), io), client, &shared, draining).await,
+            Ok(Ok(true)) => h2::serve(Rewind::new(first.freeze(), io), client, shared.gateway.clone(), &shared.settings, draining).await,
             Ok(Ok(false)) => h1::serve(io, first, shared.gateway.clone(), client, &shared.settings, draining).await,
             Ok(Err(e)) => tracing::debug!(peer = %client.addr, error = %e, "client connection closed before a request"),
             Err(_) => tracing::debug!(peer = %client.addr, "nothing sent within the header read timeout; connection closed"),
@@ -211,12 +211,4 @@ async fn starts_with_preface<T: AsyncRead + Unpin>(io: &mut T, buf: &mut BytesMu
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
-}
-
-/// The gateway's HTTP/2 server ([`h2`]) behind the flood guard.
-async fn serve_http2<T>(io: T, client: Arc<ClientInfo>, shared: &Shared, draining: watch::Receiver<bool>)
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    h2::serve(io, client, shared.gateway.clone(), &shared.settings, draining).await;
 }

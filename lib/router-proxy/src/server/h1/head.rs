@@ -163,9 +163,7 @@ fn check<B>(request: &Request<B>) -> Result<Head, HeadError> {
     } else {
         BodyFraming::None
     };
-    head.expect_continue = version == Version::HTTP_11
-        && head.body != BodyFraming::None
-        && headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    head.expect_continue = version == Version::HTTP_11 && head.body != BodyFraming::None && crate::http::headers::expects_continue(headers);
     Ok(head)
 }
 

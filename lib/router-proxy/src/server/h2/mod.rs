@@ -18,8 +18,8 @@
 //! that sent `Expect: 100-continue` gets its `100` when the body is first
 //! waited for, as from the HTTP/1.1 server. A CONNECT
 //! that the request path accepts (egress) becomes a tunnel over its stream.
-//! The flood guard (`server::flood`) sits under this server as under
-//! hyper's, and the connection state bounds the rest (see its docs).
+//! The flood guard (`server::flood`) sits under this server, and the
+//! connection state bounds the rest (see its docs).
 
 mod pipe;
 mod respond;
@@ -37,7 +37,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use foldhash::fast::FixedState;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use router_h2::{
     conn::{Config, Connection, Event},
@@ -56,7 +56,7 @@ use self::{
 use super::{ServerSettings, flood::Guarded};
 use crate::{
     http::{
-        headers::ClientInfo,
+        headers::{self, ClientInfo},
         rewind::Rewind,
         upgrade::{UpgradeSlot, Upgraded},
     },
@@ -75,7 +75,7 @@ const WRITE_BACKLOG: usize = 256 * 1024;
 const MAX_SLICES: usize = 32;
 
 /// The connection's settings, from the server's.
-pub fn config(settings: &ServerSettings) -> Config {
+fn config(settings: &ServerSettings) -> Config {
     Config {
         max_concurrent_streams: settings.max_concurrent_streams,
         max_header_list_size: u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX),
@@ -252,7 +252,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let mut req = Request::from_parts(head, ClientBody::default());
         let body = (!end_stream).then(|| Pipe::new(waker.clone()));
         if let Some(pipe) = &body {
-            if req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+            if headers::expects_continue(req.headers()) {
                 pipe.expect_continue();
             }
             *req.body_mut() = ClientBody::new(RequestBody(pipe.clone()));
@@ -333,8 +333,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     return Ok(progress);
                 }
             }
-            let slices: Vec<IoSlice<'_>> = self.write.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
-            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices) {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = self.write.len().min(MAX_SLICES);
+            for (slice, bytes) in slices.iter_mut().zip(&self.write) {
+                *slice = IoSlice::new(bytes);
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(mut n)) => {
                     progress = true;
